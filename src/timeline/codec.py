@@ -1,0 +1,113 @@
+"""Stored form of an event: canonical bytes, sealed PII and the hash chain.
+
+The stored state is canonical JSON (sorted keys, no spaces, UTF-8) holding
+the envelope, ``recorded_at``, the data with PII fields sealed, and
+``prev_hash`` — the hash of the customer's previous event. An event's hash is
+SHA-256 of its stored bytes, so it covers the previous hash too: altering,
+inserting or removing any event breaks the chain from there on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+from uuid import UUID
+
+from timeline.crypto import is_sealed, open_sealed, seal
+from timeline.events import PII_FIELDS, Envelope
+from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent, iso
+from timeline.store.port import StoredRow
+
+GENESIS_HASH = "0" * 64
+STATE_FORMAT = 1
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(state: bytes) -> str:
+    return hashlib.sha256(state).hexdigest()
+
+
+def content_of(event: Envelope, event_id: UUID) -> dict[str, Any]:
+    """The canonical content of an incoming event: what duplicates are compared on.
+
+    Instants are UTC text, money two-place text, absent and null optional data
+    fields are the same; ``recorded_at`` is not content.
+    """
+    return {
+        "event_id": str(event_id),
+        "type": event.type,  # type: ignore[attr-defined]
+        "schema_version": event.schema_version,
+        "customer_id": event.customer_id,
+        "occurred_at": iso(event.occurred_at),
+        "source": event.source,
+        "actor": event.actor,
+        "data": event.data.model_dump(mode="json", exclude_none=True),  # type: ignore[attr-defined]
+    }
+
+
+def comparable(content: dict[str, Any], drop_pii: bool) -> dict[str, Any]:
+    """Content for a duplicate check; PII is left out once a customer is erased."""
+    if not drop_pii:
+        return content
+    pii = PII_FIELDS.get(content["type"], frozenset())
+    return {**content, "data": {k: v for k, v in content["data"].items() if k not in pii}}
+
+
+def encode(
+    content: dict[str, Any], recorded_at: dt.datetime, prev_hash: str, dek: bytes | None
+) -> tuple[bytes, str]:
+    """Stored bytes and chain hash of one event; PII sealed under the customer's key."""
+    data = content["data"]
+    pii = PII_FIELDS.get(content["type"], frozenset()) & data.keys()
+    if pii:
+        if dek is None:
+            raise ValueError(f"no data key for the PII of customer {content['customer_id']}")
+        event_id = UUID(content["event_id"])
+        data = {k: (seal(dek, event_id, k, v) if k in pii else v) for k, v in data.items()}
+    state = canonical_bytes(
+        {
+            **content,
+            "data": data,
+            "recorded_at": iso(recorded_at),
+            "prev_hash": prev_hash,
+            "format": STATE_FORMAT,
+        }
+    )
+    return state, chain_hash(state)
+
+
+def decode(row: StoredRow, dek: bytes | None, erased: bool) -> RecordedEvent:
+    """A stored row as a reader sees it: PII opened, or marked erased or encrypted."""
+    obj = json.loads(row.state)
+    event_id = UUID(obj["event_id"])
+    data = obj["data"]
+    if PII_FIELDS.get(obj["type"]):
+        data = {k: _open(v, dek, erased, event_id, k) for k, v in data.items()}
+    return RecordedEvent(
+        position=row.position,
+        customer_id=obj["customer_id"],
+        version=row.version,
+        event_id=event_id,
+        type=obj["type"],
+        schema_version=obj["schema_version"],
+        occurred_at=dt.datetime.fromisoformat(obj["occurred_at"]),
+        recorded_at=dt.datetime.fromisoformat(obj["recorded_at"]),
+        source=obj["source"],
+        actor=obj["actor"],
+        data=data,
+        prev_hash=obj["prev_hash"],
+        hash=chain_hash(row.state),
+    )
+
+
+def _open(value: Any, dek: bytes | None, erased: bool, event_id: UUID, field: str) -> Any:
+    if not is_sealed(value):
+        return value
+    if dek is not None:
+        return open_sealed(dek, event_id, field, value)
+    return dict(ERASED) if erased else dict(ENCRYPTED)

@@ -1,0 +1,58 @@
+"""A stored event as readers see it: what projections, verify and the relay consume."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+ERASED = {"$erased": True}
+"""What a PII field reads as once its customer's key has been destroyed (RULES §7)."""
+
+ENCRYPTED = {"$encrypted": True}
+"""What a PII field reads as when the reader was not given keys (e.g. the Kafka relay)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One stored event.
+
+    ``data`` is in JSON form: money as two-place decimal strings, dates as
+    ``YYYY-MM-DD``; PII fields are plaintext, :data:`ERASED` or :data:`ENCRYPTED`.
+    ``position`` is the global log position (commit order, gaps allowed);
+    ``version`` is the 1-based position within the customer's stream.
+    """
+
+    position: int
+    customer_id: str
+    version: int
+    event_id: UUID
+    type: str
+    schema_version: int
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    source: str | None
+    actor: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def envelope(self) -> dict[str, Any]:
+        """The event in its input JSON form (what a sender would have sent)."""
+        return {
+            "event_id": str(self.event_id),
+            "type": self.type,
+            "schema_version": self.schema_version,
+            "customer_id": self.customer_id,
+            "occurred_at": iso(self.occurred_at),
+            "source": self.source,
+            "actor": self.actor,
+            "data": self.data,
+        }
+
+
+def iso(moment: dt.datetime) -> str:
+    """Canonical UTC text of an instant, as stored: ``2025-03-01T01:30:00Z``."""
+    text = moment.astimezone(dt.UTC).isoformat()
+    return text.replace("+00:00", "Z")

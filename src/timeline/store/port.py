@@ -1,0 +1,116 @@
+"""The ports of the event store: what the engine needs, whatever the database.
+
+Every backend (SQLite, PostgreSQL) passes the same contract suite in
+``tests/contract``. Stored bytes are opaque here: encoding, encryption and
+hash chaining happen above (``timeline.codec``), so a backend only has to
+keep bytes, order and uniqueness.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One row of the events table: its log position, stream version and bytes."""
+
+    position: int
+    customer_id: str
+    version: int
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event ready to append: the codec has encoded, encrypted and hashed it."""
+
+    customer_id: str
+    version: int
+    event_id: UUID
+    type: str
+    state: bytes
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """The event-id index: where an event lives and the hash it was written with."""
+
+    event_id: UUID
+    customer_id: str
+    version: int
+    hash: str
+
+
+@dataclass(slots=True)
+class AppendBatch:
+    """Everything one transaction writes: events, new customer keys, destroyed keys."""
+
+    events: list[NewEvent] = field(default_factory=list)
+    new_keys: dict[str, bytes] = field(default_factory=dict)
+    destroy_keys: list[str] = field(default_factory=list)
+
+
+class LogReader(abc.ABC):
+    """The global log, in commit order: what the relay and ``state --all`` tail."""
+
+    @abc.abstractmethod
+    def read_log(self, after: int, limit: int) -> list[StoredRow]:
+        """Rows with position > ``after``, ascending, at most ``limit``.
+
+        Positions increase in commit order but may have gaps (rolled-back
+        transactions consume sequence values), so a reader must resume from
+        the last position it saw, never from a count.
+        """
+
+    @abc.abstractmethod
+    def head_position(self) -> int:
+        """The highest position stored, 0 for an empty store."""
+
+
+class EventStore(LogReader):
+    """Append-only storage of customer streams with an event-id index and keys."""
+
+    url: str
+
+    @abc.abstractmethod
+    def append(self, batch: AppendBatch) -> list[int]:
+        """Write the batch in one transaction; return the positions of its events.
+
+        Raises :class:`timeline.errors.ConcurrencyConflict` (and writes
+        nothing) if any (customer, version) or event id is already taken.
+        """
+
+    @abc.abstractmethod
+    def read_streams(self, customer_ids: Iterable[str]) -> dict[str, list[StoredRow]]:
+        """Each named customer's rows in version order (absent customers: empty)."""
+
+    def read_stream(self, customer_id: str) -> list[StoredRow]:
+        return self.read_streams([customer_id])[customer_id]
+
+    @abc.abstractmethod
+    def lookup_events(self, event_ids: Sequence[UUID]) -> dict[UUID, IndexEntry]:
+        """The index entries of those event ids that are stored."""
+
+    @abc.abstractmethod
+    def index_of(self, customer_id: str) -> list[IndexEntry]:
+        """Every index entry of one customer, by version (for verification)."""
+
+    @abc.abstractmethod
+    def heads(self, customer_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """(last version, last hash) of each named customer that has events."""
+
+    @abc.abstractmethod
+    def customer_ids(self) -> list[str]:
+        """Every customer with at least one stored event, sorted."""
+
+    @abc.abstractmethod
+    def wrapped_keys(self, customer_ids: Iterable[str]) -> dict[str, bytes | None]:
+        """Wrapped data keys; ``None`` for a destroyed (erased) key."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,177 @@
+"""What the SQLite and PostgreSQL stores share: side tables, queries and the append.
+
+The events table is the eventsourcing library's (stream id = customer id,
+version = position in the stream, notification id = global position). Next to
+it, written in the same transaction through the recorder's ``_insert_events``
+hook, live:
+
+- ``timeline_event_index``: event id → customer, version and chain hash (the
+  idempotency key, and a second record of each hash for ``verify``);
+- ``timeline_heads``: each customer's last version and hash (so deleting the
+  newest event is detected too);
+- ``timeline_keys``: each customer's wrapped data key; erasure nulls it.
+
+Events and the index are immutable: triggers refuse UPDATE, DELETE and
+TRUNCATE, whoever asks.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from timeline.errors import ConcurrencyConflict
+from timeline.store.port import AppendBatch, EventStore, IndexEntry, StoredRow
+
+EVENTS_TABLE = "timeline_events"
+IMMUTABLE_TABLES = (EVENTS_TABLE, "timeline_event_index")
+
+
+def side_writes(curs: Any, batch: AppendBatch, mark: str) -> None:
+    """Index, heads and key rows of a batch, in the transaction of its events."""
+    p = mark
+    if batch.events:
+        curs.executemany(
+            f"INSERT INTO timeline_event_index (event_id, customer_id, version, hash) "
+            f"VALUES ({p}, {p}, {p}, {p})",
+            [(str(e.event_id), e.customer_id, e.version, e.hash) for e in batch.events],
+        )
+        last: dict[str, tuple[int, str]] = {}
+        for e in batch.events:
+            last[e.customer_id] = (e.version, e.hash)
+        curs.executemany(
+            f"INSERT INTO timeline_heads (customer_id, version, hash) VALUES ({p}, {p}, {p}) "
+            "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, hash = excluded.hash",
+            [(c, v, h) for c, (v, h) in last.items()],
+        )
+    if batch.new_keys:
+        curs.executemany(
+            f"INSERT INTO timeline_keys (customer_id, wrapped_key) VALUES ({p}, {p})",
+            list(batch.new_keys.items()),
+        )
+    if batch.destroy_keys:
+        curs.executemany(
+            f"UPDATE timeline_keys SET wrapped_key = NULL WHERE customer_id = {p}",
+            [(c,) for c in batch.destroy_keys],
+        )
+
+
+def to_stored_events(batch: AppendBatch) -> list[StoredEvent]:
+    return [
+        StoredEvent(originator_id=e.customer_id, originator_version=e.version, topic=e.type, state=e.state)
+        for e in batch.events
+    ]
+
+
+class SqlEventStore(EventStore):
+    """Queries common to both backends; subclasses give the cursor and placeholder."""
+
+    mark = "?"
+
+    @abc.abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    @abc.abstractmethod
+    def _insert(self, batch: AppendBatch) -> Sequence[int]: ...
+
+    def _in(self, values: Sequence[Any]) -> str:
+        return ", ".join([self.mark] * len(values))
+
+    def append(self, batch: AppendBatch) -> list[int]:
+        if not batch.events and not batch.new_keys and not batch.destroy_keys:
+            return []
+        try:
+            return list(self._insert(batch) or [])
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(f"another writer got there first: {exc}") from exc
+
+    def read_log(self, after: int, limit: int) -> list[StoredRow]:
+        rows = self._rows(
+            f"SELECT {self._position}, originator_id, originator_version, state "
+            f"FROM {EVENTS_TABLE} WHERE {self._position} > {self.mark} "
+            f"ORDER BY {self._position} LIMIT {self.mark}",
+            (after, limit),
+        )
+        return [StoredRow(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    def head_position(self) -> int:
+        rows = self._rows(f"SELECT MAX({self._position}) FROM {EVENTS_TABLE}")
+        return rows[0][0] or 0
+
+    def read_streams(self, customer_ids: Iterable[str]) -> dict[str, list[StoredRow]]:
+        ids = list(dict.fromkeys(customer_ids))
+        result: dict[str, list[StoredRow]] = {c: [] for c in ids}
+        for chunk in _chunks(ids, 500):
+            rows = self._rows(
+                f"SELECT {self._position}, originator_id, originator_version, state "
+                f"FROM {EVENTS_TABLE} WHERE originator_id IN ({self._in(chunk)}) "
+                "ORDER BY originator_id, originator_version",
+                chunk,
+            )
+            for r in rows:
+                result[r[1]].append(StoredRow(r[0], r[1], r[2], bytes(r[3])))
+        return result
+
+    def lookup_events(self, event_ids: Sequence[UUID]) -> dict[UUID, IndexEntry]:
+        found: dict[UUID, IndexEntry] = {}
+        for chunk in _chunks([str(e) for e in event_ids], 500):
+            for r in self._rows(
+                "SELECT event_id, customer_id, version, hash FROM timeline_event_index "
+                f"WHERE event_id IN ({self._in(chunk)})",
+                chunk,
+            ):
+                entry = IndexEntry(UUID(str(r[0])), r[1], r[2], r[3])
+                found[entry.event_id] = entry
+        return found
+
+    def index_of(self, customer_id: str) -> list[IndexEntry]:
+        return [
+            IndexEntry(UUID(str(r[0])), r[1], r[2], r[3])
+            for r in self._rows(
+                "SELECT event_id, customer_id, version, hash FROM timeline_event_index "
+                f"WHERE customer_id = {self.mark} ORDER BY version",
+                (customer_id,),
+            )
+        ]
+
+    def heads(self, customer_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        for chunk in _chunks(list(customer_ids), 500):
+            for r in self._rows(
+                "SELECT customer_id, version, hash FROM timeline_heads "
+                f"WHERE customer_id IN ({self._in(chunk)})",
+                chunk,
+            ):
+                found[r[0]] = (r[1], r[2])
+        return found
+
+    def customer_ids(self) -> list[str]:
+        rows = self._rows(
+            f"SELECT DISTINCT originator_id FROM {EVENTS_TABLE} "
+            "UNION SELECT customer_id FROM timeline_heads ORDER BY 1"
+        )
+        return [r[0] for r in rows]
+
+    def wrapped_keys(self, customer_ids: Iterable[str]) -> dict[str, bytes | None]:
+        found: dict[str, bytes | None] = {}
+        for chunk in _chunks(list(customer_ids), 500):
+            for r in self._rows(
+                "SELECT customer_id, wrapped_key FROM timeline_keys "
+                f"WHERE customer_id IN ({self._in(chunk)})",
+                chunk,
+            ):
+                found[r[0]] = None if r[1] is None else bytes(r[1])
+        return found
+
+    @property
+    @abc.abstractmethod
+    def _position(self) -> str: ...
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,95 @@
+"""The event store port's contract: every backend must pass every test here."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from timeline.errors import ConcurrencyConflict
+from timeline.store.port import AppendBatch, NewEvent
+
+
+def new(customer: str, version: int, state: bytes = b"{}", event_id: uuid.UUID | None = None) -> NewEvent:
+    return NewEvent(customer, version, event_id or uuid.uuid4(), "visit.recorded", state, f"h-{customer}-{version}")
+
+
+def test_an_empty_store_has_no_head_and_no_customers(store):
+    assert store.head_position() == 0
+    assert store.read_log(0, 10) == []
+    assert store.customer_ids() == []
+    assert store.read_stream("C1") == []
+
+
+def test_append_returns_increasing_positions_in_batch_order(store):
+    positions = store.append(AppendBatch(events=[new("C1", 1), new("C2", 1), new("C1", 2)]))
+    assert positions == sorted(positions) and len(set(positions)) == 3
+    assert store.head_position() == positions[-1]
+
+
+def test_positions_keep_increasing_across_transactions(store):
+    first = store.append(AppendBatch(events=[new("C1", 1)]))
+    second = store.append(AppendBatch(events=[new("C1", 2)]))
+    assert second[0] > first[0]
+
+
+def test_read_log_pages_after_a_position_in_order(store):
+    positions = store.append(AppendBatch(events=[new(f"C{i}", 1, state=f'{{"n":{i}}}'.encode()) for i in range(7)]))
+    page1 = store.read_log(0, 3)
+    page2 = store.read_log(page1[-1].position, 3)
+    page3 = store.read_log(page2[-1].position, 3)
+    assert [r.position for r in page1 + page2 + page3] == positions
+    assert page3[-1].state == b'{"n":6}'
+    assert store.read_log(positions[-1], 10) == []
+
+
+def test_a_taken_version_conflicts_and_the_whole_batch_is_refused(store):
+    store.append(AppendBatch(events=[new("C1", 1)]))
+    with pytest.raises(ConcurrencyConflict):
+        store.append(AppendBatch(events=[new("C2", 1), new("C1", 1)], new_keys={"C2": b"k"}))
+    assert store.customer_ids() == ["C1"]
+    assert store.wrapped_keys(["C2"]) == {}
+    assert len(store.read_log(0, 10)) == 1
+
+
+def test_a_taken_event_id_conflicts(store):
+    event_id = uuid.uuid4()
+    store.append(AppendBatch(events=[new("C1", 1, event_id=event_id)]))
+    with pytest.raises(ConcurrencyConflict):
+        store.append(AppendBatch(events=[new("C2", 1, event_id=event_id)]))
+    assert store.customer_ids() == ["C1"]
+
+
+def test_streams_read_back_in_version_order_with_their_bytes(store):
+    store.append(AppendBatch(events=[new("C1", 1, b"a"), new("C2", 1, b"x"), new("C1", 2, b"b")]))
+    streams = store.read_streams(["C1", "C2", "C3"])
+    assert [(r.version, r.state) for r in streams["C1"]] == [(1, b"a"), (2, b"b")]
+    assert [r.state for r in streams["C2"]] == [b"x"]
+    assert streams["C3"] == []
+
+
+def test_heads_follow_the_last_version_and_hash(store):
+    store.append(AppendBatch(events=[new("C1", 1), new("C1", 2)]))
+    store.append(AppendBatch(events=[new("C1", 3)]))
+    assert store.heads(["C1", "C9"]) == {"C1": (3, "h-C1-3")}
+
+
+def test_the_index_finds_events_by_id_with_their_hash(store):
+    a, b = uuid.uuid4(), uuid.uuid4()
+    store.append(AppendBatch(events=[new("C1", 1, event_id=a), new("C1", 2, event_id=b)]))
+    found = store.lookup_events([a, uuid.uuid4()])
+    assert list(found) == [a]
+    assert (found[a].customer_id, found[a].version, found[a].hash) == ("C1", 1, "h-C1-1")
+    assert [e.event_id for e in store.index_of("C1")] == [a, b]
+
+
+def test_keys_are_stored_with_the_batch_and_destroyed_by_erasure(store):
+    store.append(AppendBatch(events=[new("C1", 1)], new_keys={"C1": b"wrapped"}))
+    assert store.wrapped_keys(["C1", "C2"]) == {"C1": b"wrapped"}
+    store.append(AppendBatch(events=[new("C1", 2)], destroy_keys=["C1"]))
+    assert store.wrapped_keys(["C1"]) == {"C1": None}
+
+
+def test_customer_ids_are_sorted_and_distinct(store):
+    store.append(AppendBatch(events=[new("B", 1), new("A", 1), new("B", 2)]))
+    assert store.customer_ids() == ["A", "B"]
