@@ -15,7 +15,7 @@ from rich.table import Table
 
 from timeline.engine import open_engine
 from timeline.errors import TimelineError
-from timeline.ingest import Summary
+from timeline.ingest import Summary, tune_gc_for_bulk_work
 from timeline.jsonl import check_utf8, read_lines
 from timeline.recorded import iso
 
@@ -55,6 +55,7 @@ def ingest(
             raise TimelineError(f"no such file: {path}")
         check_utf8(path)
     engine = open_engine(db)
+    tune_gc_for_bulk_work()
     summary = Summary()
     try:
         with _input(path) as lines:

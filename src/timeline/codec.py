@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from timeline.crypto import is_sealed, open_sealed, seal
 from timeline.events import PII_FIELDS, Envelope
@@ -25,7 +26,9 @@ STATE_FORMAT = 1
 
 
 def canonical_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no whitespace, UTF-8: the same bytes as ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)``, an order of magnitude faster."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
 def chain_hash(state: bytes) -> str:
@@ -83,7 +86,7 @@ def encode(
 
 def decode(row: StoredRow, dek: bytes | None, erased: bool) -> RecordedEvent:
     """A stored row as a reader sees it: PII opened, or marked erased or encrypted."""
-    obj = json.loads(row.state)
+    obj = orjson.loads(row.state)
     event_id = UUID(obj["event_id"])
     data = obj["data"]
     if PII_FIELDS.get(obj["type"]):

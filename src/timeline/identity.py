@@ -22,7 +22,7 @@ def check_identity(history: Sequence[RecordedEvent], candidate: RecordedEvent) -
         return
     if registration is None:
         raise RejectedEvent(f"customer {candidate.customer_id} is not registered")
-    if any(e.type == "customer.erased" for e in history) and candidate.type != "correction.recorded":
+    if _erased(history) and candidate.type != "correction.recorded":
         raise RejectedEvent(f"customer {candidate.customer_id} is erased; only corrections are accepted")
     if candidate.occurred_at < registration.occurred_at:
         raise RejectedEvent(
@@ -31,3 +31,11 @@ def check_identity(history: Sequence[RecordedEvent], candidate: RecordedEvent) -
         )
     if candidate.type == "referral.made" and candidate.data["referred_customer_id"] == candidate.customer_id:
         raise RejectedEvent("a customer cannot refer themself")
+
+
+def _erased(history: Sequence[RecordedEvent]) -> bool:
+    """Only corrections may follow an erasure, so it is the last event of another type."""
+    for event in reversed(history):
+        if event.type != "correction.recorded":
+            return event.type == "customer.erased"
+    return False

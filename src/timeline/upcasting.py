@@ -36,6 +36,8 @@ def register(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaste
 
 def upcast(raw: dict[str, Any]) -> dict[str, Any]:
     """Lift a raw event dict to the current schema version of its type."""
+    if not UPCASTERS and "schema_version" not in raw:
+        return raw
     event_type = raw.get("type")
     version = raw.get("schema_version", 1)
     if not isinstance(event_type, str) or isinstance(version, bool) or not isinstance(version, int):

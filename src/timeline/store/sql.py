@@ -32,7 +32,11 @@ IMMUTABLE_TABLES = (EVENTS_TABLE, "timeline_event_index")
 
 
 def side_writes(curs: Any, batch: AppendBatch, mark: str) -> None:
-    """Index, heads and key rows of a batch, in the transaction of its events."""
+    """Index, heads and key rows of a batch, in the transaction of its events.
+
+    The portable form, one statement per row; PostgreSQL overrides the index
+    and heads with array inserts for speed.
+    """
     p = mark
     if batch.events:
         curs.executemany(
