@@ -141,3 +141,20 @@ def test_many_events_share_one_transaction_per_batch(engine, clock):
     history = load_history(engine.store, engine.keyring(), "C1")
     assert [e.version for e in history] == list(range(1, 52))
     assert len({e.recorded_at for e in history}) == 1
+
+
+def test_a_duplicate_of_an_event_in_the_batch_still_in_flight_is_stored_once(engine, clock):
+    dep = deposit()
+    events = [registered(), dep, copy.deepcopy(dep), visit(), copy.deepcopy(dep), visit()]
+    out = list(engine.ingestor(clock=clock, batch_size=2).ingest(list(enumerate(events, 1))))
+    assert statuses(out) == ["accepted", "accepted", "duplicate", "accepted", "duplicate", "accepted"]
+    assert [o.line for o in out] == [1, 2, 3, 4, 5, 6]
+    assert len(engine.store.read_log(0, 100)) == 4
+
+
+def test_re_ingesting_stored_events_reports_duplicates_and_stores_nothing(engine, clock):
+    events = [registered()] + [visit(at=f"2025-02-01T09:{m:02d}:00+08:00") for m in range(30)]
+    list(engine.ingestor(clock=clock, batch_size=7).ingest(list(enumerate(events, 1))))
+    again = list(engine.ingestor(clock=clock, batch_size=7).ingest(list(enumerate(events + [visit()], 1))))
+    assert statuses(again) == ["duplicate"] * 31 + ["accepted"]
+    assert len(engine.store.read_log(0, 100)) == 32

@@ -61,10 +61,11 @@ def comparable(content: dict[str, Any], drop_pii: bool) -> dict[str, Any]:
     return {**content, "data": {k: v for k, v in content["data"].items() if k not in pii}}
 
 
-def encode(
-    content: dict[str, Any], recorded_at: dt.datetime, prev_hash: str, dek: bytes | None
-) -> tuple[bytes, str]:
-    """Stored bytes and chain hash of one event; PII sealed under the customer's key."""
+def encode(content: dict[str, Any], recorded_at: str, prev_hash: str, dek: bytes | None) -> tuple[bytes, str]:
+    """Stored bytes and chain hash of one event; PII sealed under the customer's key.
+
+    ``recorded_at`` is already in canonical text (:func:`timeline.recorded.iso`): one per batch.
+    """
     data = content["data"]
     pii = PII_FIELDS.get(content["type"], frozenset()) & data.keys()
     if pii:
@@ -76,7 +77,7 @@ def encode(
         {
             **content,
             "data": data,
-            "recorded_at": iso(recorded_at),
+            "recorded_at": recorded_at,
             "prev_hash": prev_hash,
             "format": STATE_FORMAT,
         }

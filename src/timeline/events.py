@@ -23,7 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from timeline.errors import RejectedEvent
 from timeline.money import Money
+from timeline.upcasting import upcast
 
 SCHEMA_VERSION = 1
 
@@ -234,6 +236,7 @@ AnyEvent = Annotated[
     Field(discriminator="type"),
 ]
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+_validate = _EVENT_ADAPTER.validator.validate_python
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -262,14 +265,11 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def parse_event(obj: Any) -> Envelope:
     """Validate one decoded JSON object into its event model, or raise RejectedEvent."""
-    from timeline.errors import RejectedEvent
-    from timeline.upcasting import upcast
-
     if not isinstance(obj, dict):
         raise RejectedEvent("an event must be a JSON object")
     if "recorded_at" in obj:
         raise RejectedEvent("recorded_at is set by the engine and must not be sent")
     try:
-        return _EVENT_ADAPTER.validate_python(upcast(obj))
+        return _validate(upcast(obj))
     except ValidationError as exc:
         raise RejectedEvent(describe_validation_error(exc)) from None

@@ -27,7 +27,7 @@ from timeline.crypto import KeyWrapper
 from timeline.errors import ConcurrencyConflict, RejectedEvent
 from timeline.events import ENGINE_ONLY_TYPES, Envelope, parse_event
 from timeline.keyring import KeyRing
-from timeline.recorded import RecordedEvent
+from timeline.recorded import RecordedEvent, iso
 from timeline.store.port import AppendBatch, EventStore, NewEvent
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ Rules = Callable[[Sequence[RecordedEvent], RecordedEvent], None]
 Clock = Callable[[], dt.datetime]
 
 MAX_RETRIES = 8
+CAREFUL_BATCHES_AFTER_CONFLICT = 20
+"""After an optimistic batch turned out to hold stored events, look ids up for this many batches."""
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
 
@@ -139,6 +141,7 @@ class Ingestor:
         self._ring = KeyRing(store, wrapper)
         self._streams: dict[str, _Stream] = {}
         self._unsettled: dict[uuid.UUID, dict[str, Any]] = {}
+        self._careful_batches = 0
         """Content of accepted events not yet known to be stored, by event id (duplicates across batches)."""
 
     def ingest(self, items: Iterable[tuple[int | None, Any]], atomic: bool = False) -> Iterator[Outcome]:
@@ -159,11 +162,13 @@ class Ingestor:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeline-append") as writer:
             inflight: _Inflight | None = None
             for chunk in _chunks(items, self.batch_size):
-                outcomes, batch = self._check(chunk)
+                outcomes, batch = self._check(chunk, assume_new=self._careful_batches == 0)
+                self._careful_batches = max(0, self._careful_batches - 1)
                 if inflight is not None:
                     try:
                         yield from self._settle(inflight)
                     except ConcurrencyConflict:
+                        self._forget(batch)
                         yield from self._commit(inflight.items)
                         outcomes, batch = self._check(chunk)
                 inflight = _Inflight(chunk, outcomes, batch, writer.submit(self.store.append, batch))
@@ -180,7 +185,7 @@ class Ingestor:
         for attempt in range(MAX_RETRIES):
             outcomes, batch = self._check(items)
             if any(o.status == "rejected" for o in outcomes):
-                self._reset()
+                self._forget(batch)
                 yield from (
                     o
                     if o.status != "accepted"
@@ -209,22 +214,27 @@ class Ingestor:
         try:
             return self.store.append(batch)
         except BaseException:
-            self._reset()
+            self._forget(batch)
             raise
 
     def _settle(self, inflight: _Inflight) -> Iterator[Outcome]:
         try:
             positions = inflight.future.result()
+        except ConcurrencyConflict:
+            self._careful_batches = CAREFUL_BATCHES_AFTER_CONFLICT
+            self._forget(inflight.batch)
+            raise
         except BaseException:
-            self._reset()
+            self._forget(inflight.batch)
             raise
         return self._applied(inflight.outcomes, inflight.batch, positions)
 
-    def _reset(self) -> None:
-        """Forget every cached stream: after a failed append they may hold events never stored."""
-        self._streams.clear()
-        self._unsettled.clear()
-        self._ring = KeyRing(self.store, self.wrapper)
+    def _forget(self, batch: AppendBatch) -> None:
+        """Drop the cached streams a failed batch touched: they may hold events never stored."""
+        for new in batch.events:
+            self._streams.pop(new.customer_id, None)
+            self._ring.forget(new.customer_id)
+            self._unsettled.pop(new.event_id, None)
 
     def _applied(self, outcomes: list[Outcome], batch: AppendBatch, positions: list[int]) -> Iterator[Outcome]:
         """Give the cached events their positions; report each outcome with its position."""
@@ -239,7 +249,16 @@ class Ingestor:
             for o in outcomes
         )
 
-    def _check(self, items: list[tuple[int | None, Any]]) -> tuple[list[Outcome], AppendBatch]:
+    def _check(
+        self, items: list[tuple[int | None, Any]], assume_new: bool = False
+    ) -> tuple[list[Outcome], AppendBatch]:
+        """Decide each event of a batch against the streams as they will be.
+
+        With ``assume_new`` the event-id index is not consulted: a duplicate of
+        a stored event then fails the append on the index's unique key, and the
+        batch is redone through :meth:`_commit`, which does consult it. Bulk
+        input rarely repeats itself, so this saves a round trip per batch.
+        """
         now = self.clock()
         outcomes: list[Outcome | None] = [None] * len(items)
         pending: list[tuple[int, _Pending]] = []
@@ -249,14 +268,15 @@ class Ingestor:
             except RejectedEvent as exc:
                 event_id = _claimed_id(raw)
                 outcomes[index] = Outcome(line, "rejected", event_id, error=str(exc))
-        stored = self.store.lookup_events([p.event_id for _, p in pending])
+        stored = {} if assume_new else self.store.lookup_events([p.event_id for _, p in pending if p.sent_id])
         self._load({p.event.customer_id for _, p in pending} | {e.customer_id for e in stored.values()})
         batch = AppendBatch()
+        now_text = iso(now)
         provisional = 1 << 62
         for index, p in pending:
             provisional += 1
             try:
-                outcomes[index] = self._accept(p, stored, batch, now, provisional)
+                outcomes[index] = self._accept(p, stored, batch, now, now_text, provisional)
             except RejectedEvent as exc:
                 outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.event.customer_id, error=str(exc))
         return [o for o in outcomes if o is not None], batch
@@ -297,6 +317,7 @@ class Ingestor:
         stored: dict[uuid.UUID, Any],
         batch: AppendBatch,
         now: dt.datetime,
+        now_text: str,
         provisional: int,
     ) -> Outcome:
         customer_id = p.event.customer_id
@@ -326,7 +347,7 @@ class Ingestor:
         if candidate.type == "customer.registered" and stream.dek is None:
             stream.dek, wrapped = self.wrapper.new_data_key(customer_id)
             batch.new_keys[customer_id] = wrapped
-        state, digest = encode(p.content, now, stream.head_hash, stream.dek)
+        state, digest = encode(p.content, now_text, stream.head_hash, stream.dek)
         batch.events.append(NewEvent(customer_id, candidate.version, p.event_id, candidate.type, state, digest))
         if candidate.type == "customer.erased":
             batch.destroy_keys.append(customer_id)

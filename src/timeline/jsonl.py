@@ -31,15 +31,15 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def loads(text: str | bytes) -> Any:
+_DECODER = json.JSONDecoder(
+    parse_float=_parse_float, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys
+)
+
+
+def loads(text: str) -> Any:
     """Parse one JSON document; numbers with a fraction become ``Decimal``."""
     try:
-        return json.loads(
-            text,
-            parse_float=_parse_float,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_no_duplicate_keys,
-        )
+        return _DECODER.decode(text)
     except RejectedEvent:
         raise
     except (ValueError, RecursionError) as exc:
