@@ -153,6 +153,32 @@ def verify(
         raise typer.Exit(1)
 
 
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many customers.")] = 1000,
+    years: Annotated[float, typer.Option(min=0.1, max=30, help="How many years of history.")] = 3,
+    seed: Annotated[int, typer.Option(help="Same seed, same output.")] = 1,
+    end: Annotated[str | None, typer.Option(help="Last day of the history, YYYY-MM-DD (default: today).")] = None,
+    out_path: Annotated[str, typer.Option("--out", help="Output file, or - for standard output.")] = "-",
+) -> None:
+    """Write a realistic branch history as JSON Lines, deterministic per seed and end date."""
+    import datetime as dt
+
+    from timeline.generate import generate_branch, write_jsonl
+
+    try:
+        last_day = dt.date.fromisoformat(end) if end else dt.date.today()
+    except ValueError:
+        raise TimelineError(f"--end must be a date YYYY-MM-DD, got {end!r}") from None
+    events = generate_branch(customers, years, seed, last_day)
+    if out_path == "-":
+        count = write_jsonl(events, sys.stdout)
+    else:
+        with open(out_path, "w", encoding="utf-8") as fh:
+            count = write_jsonl(events, fh)
+    err.print(f"generated {count} events for {customers} customers over {years:g} years", highlight=False)
+
+
 @schemas_app.command("export")
 def schemas_export(
     directory: Annotated[Path, typer.Option("--dir", help="Where to write the schema files.")] = Path("schemas"),
