@@ -15,8 +15,9 @@ from rich.table import Table
 
 from timeline.engine import open_engine
 from timeline.errors import TimelineError
-from timeline.ingest import Summary, tune_gc_for_bulk_work
+from timeline.ingest import Summary
 from timeline.jsonl import check_utf8, read_lines
+from timeline.process import tune_gc_for_bulk_work
 from timeline.recorded import iso
 
 app = typer.Typer(
@@ -55,7 +56,6 @@ def ingest(
             raise TimelineError(f"no such file: {path}")
         check_utf8(path)
     engine = open_engine(db)
-    tune_gc_for_bulk_work()
     summary = Summary()
     try:
         with _input(path) as lines:
@@ -192,6 +192,7 @@ def schemas_export(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    tune_gc_for_bulk_work()
     try:
         app()
     except TimelineError as exc:

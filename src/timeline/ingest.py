@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gc
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,13 +39,6 @@ MAX_RETRIES = 8
 CAREFUL_BATCHES_AFTER_CONFLICT = 20
 """After an optimistic batch turned out to hold stored events, look ids up for this many batches."""
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
-
-
-def tune_gc_for_bulk_work() -> None:
-    """Collect garbage less often: bulk ingestion keeps many long-lived objects
-    (the cached streams), and every collection walks them all; measured here,
-    the default thresholds cost a third of the ingest time."""
-    gc.set_threshold(100_000, 50, 1000)
 
 
 def utcnow() -> dt.datetime:

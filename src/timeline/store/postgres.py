@@ -122,7 +122,11 @@ class PostgresEventStore(SqlEventStore):
         self._recorder.create_table()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._datastore.get_connection() as conn, conn.cursor(row_factory=psycopg.rows.tuple_row) as c:
+        """Rows as tuples, fetched in binary format: twice as fast for event bytes as hex text."""
+        with (
+            self._datastore.get_connection() as conn,
+            conn.cursor(row_factory=psycopg.rows.tuple_row, binary=True) as c,
+        ):
             c.execute(sql, params)
             return c.fetchall()
 
