@@ -133,8 +133,9 @@ class Ingestor:
         self._ring = KeyRing(store, wrapper)
         self._streams: dict[str, _Stream] = {}
         self._unsettled: dict[uuid.UUID, dict[str, Any]] = {}
-        self._careful_batches = 0
         """Content of accepted events not yet known to be stored, by event id (duplicates across batches)."""
+        self._careful_batches = 0
+        """How many more batches consult the event-id index before appending (see :meth:`_check`)."""
 
     def ingest(self, items: Iterable[tuple[int | None, Any]], atomic: bool = False) -> Iterator[Outcome]:
         """Ingest ``(line, raw)`` pairs; ``raw`` is a decoded JSON value or an exception.
@@ -163,6 +164,9 @@ class Ingestor:
                         self._forget(batch)
                         yield from self._commit(inflight.items)
                         outcomes, batch = self._check(chunk)
+                    except BaseException:
+                        self._forget(batch)
+                        raise
                 inflight = _Inflight(chunk, outcomes, batch, writer.submit(self.store.append, batch))
             if inflight is not None:
                 try:
