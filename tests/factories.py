@@ -29,14 +29,20 @@ def registered(customer_id: str = "C1", at: str = "2025-01-01T09:00:00+08:00", *
     return event("customer.registered", customer_id, at, {**defaults, **data})
 
 
-def deposit(customer_id: str = "C1", at: str = "2025-01-02T09:00:00+08:00", amount: str = "1000.00",
-            account_id: str = "A1", **data: Any) -> dict[str, Any]:
+def deposit(
+    customer_id: str = "C1",
+    at: str = "2025-01-02T09:00:00+08:00",
+    amount: str = "1000.00",
+    account_id: str = "A1",
+    **data: Any,
+) -> dict[str, Any]:
     body = {"account_id": account_id, "amount": amount, "product": "demand", **data}
     return event("deposit.made", customer_id, at, body)
 
 
-def withdrawal(customer_id: str = "C1", at: str = "2025-01-03T09:00:00+08:00", amount: str = "100.00",
-               account_id: str = "A1") -> dict[str, Any]:
+def withdrawal(
+    customer_id: str = "C1", at: str = "2025-01-03T09:00:00+08:00", amount: str = "100.00", account_id: str = "A1"
+) -> dict[str, Any]:
     return event("withdrawal.made", customer_id, at, {"account_id": account_id, "amount": amount})
 
 

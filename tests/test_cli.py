@@ -21,8 +21,9 @@ def run(tmp_path, db_url):
     env = {**os.environ, "TIMELINE_DB": db_url, "TIMELINE_KEK": new_kek_text()}
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([TIMELINE, *args], input=stdin, capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [TIMELINE, *args], input=stdin, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+        )
 
     return run
 
@@ -72,7 +73,10 @@ def test_an_unreachable_database_is_one_clear_line(run):
 def test_an_unsupported_database_url_is_one_clear_line(run):
     result = run("verify", "--db", "mysql://x")
     assert result.returncode == 2
-    assert result.stderr.strip() == "timeline: error: unsupported database URL 'mysql://x': use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    assert (
+        result.stderr.strip()
+        == "timeline: error: unsupported database URL 'mysql://x': use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
 
 
 def test_history_json_lists_events_in_business_order_with_recorded_at_and_position(run):

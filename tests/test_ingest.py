@@ -106,8 +106,12 @@ def test_referral_qualified_from_outside_is_rejected(engine, clock):
     ingest(engine, clock, registered())
     from tests.factories import event
 
-    q = event("referral.qualified", "C1", "2025-02-01T09:00:00Z",
-              {"referred_customer_id": "C2", "referral_event_id": "0b6f6d3e-0000-4000-8000-000000000001"})
+    q = event(
+        "referral.qualified",
+        "C1",
+        "2025-02-01T09:00:00Z",
+        {"referred_customer_id": "C2", "referral_event_id": "0b6f6d3e-0000-4000-8000-000000000001"},
+    )
     [outcome] = ingest(engine, clock, q)
     assert outcome.error == "referral.qualified is written by the engine only"
 

@@ -21,7 +21,9 @@ def test_an_instant_with_an_offset_is_taken_as_that_instant_in_utc():
 
 
 def test_a_date_means_the_last_instant_of_that_day_in_the_policy_time_zone():
-    assert parse_instant("2025-03-31", "Asia/Shanghai", NOW) == dt.datetime(2025, 3, 31, 15, 59, 59, 999999, tzinfo=dt.UTC)
+    assert parse_instant("2025-03-31", "Asia/Shanghai", NOW) == dt.datetime(
+        2025, 3, 31, 15, 59, 59, 999999, tzinfo=dt.UTC
+    )
 
 
 @pytest.mark.parametrize("text", ["2025-03-31T08:00:00", "yesterday", "2025-13-01"])

@@ -13,12 +13,14 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from timeline.consumer_cli import register as register_consumer_commands
 from timeline.engine import open_engine
 from timeline.errors import TimelineError
 from timeline.ingest import Summary
 from timeline.jsonl import check_utf8, read_lines
 from timeline.process import tune_gc_for_bulk_work
 from timeline.recorded import iso
+from timeline.relay_cli import relay_command
 
 app = typer.Typer(
     help="Event-sourced customer timelines for banks.",
@@ -28,6 +30,8 @@ app = typer.Typer(
 )
 schemas_app = typer.Typer(help="JSON Schemas of the events.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+app.command("relay")(relay_command)
+register_consumer_commands(app)
 
 err = Console(stderr=True)
 out = Console(highlight=False)
@@ -78,8 +82,13 @@ class _input:
 
     def __enter__(self) -> Any:
         self.progress = Progress(
-            TextColumn("ingesting"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-            console=err, transient=True, disable=not err.is_terminal,
+            TextColumn("ingesting"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
         )
         self.progress.start()
         if self.path == "-":
@@ -142,8 +151,14 @@ def verify(
     finally:
         engine.close()
     if json_out:
-        _emit({"intact": report.intact, "customers": report.customers, "events": report.events,
-               "findings": [f.to_json() for f in report.findings]})
+        _emit(
+            {
+                "intact": report.intact,
+                "customers": report.customers,
+                "events": report.events,
+                "findings": [f.to_json() for f in report.findings],
+            }
+        )
     else:
         for finding in report.findings:
             err.print(f"TAMPERED {finding}", highlight=False, soft_wrap=True)
@@ -177,6 +192,185 @@ def generate(
         with open(out_path, "w", encoding="utf-8") as fh:
             count = write_jsonl(events, fh)
     err.print(f"generated {count} events for {customers} customers over {years:g} years", highlight=False)
+
+
+AsOf = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Business time: ISO instant with offset, or a date (its end). Default: now."),
+]
+KnownAt = Annotated[
+    str | None,
+    typer.Option("--known-at", help="System time: count only events recorded by then. Default: now."),
+]
+PolicyOpt = Annotated[str | None, typer.Option("--policy", envvar="TIMELINE_POLICY", help="Policy id or .json file.")]
+
+
+def _times(policy: Any, as_of: str | None, known_at: str | None) -> tuple[Any, Any]:
+    import datetime as dt
+
+    from timeline.instants import parse_instant
+
+    now = dt.datetime.now(dt.UTC)
+    return parse_instant(as_of, policy.time_zone, now), parse_instant(known_at, policy.time_zone, now)
+
+
+@app.command()
+def state(
+    customer_id: Annotated[str | None, typer.Argument(help="The customer (or --all).")] = None,
+    all_customers: Annotated[bool, typer.Option("--all", help="Every customer, one JSON line each.")] = False,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    db: Db = None,
+    policy: PolicyOpt = None,
+    json_out: Json = False,
+) -> None:
+    """Tier, lifecycle stage, points and AUM as of a business time, as known at a system time."""
+    from timeline.states import StateReader
+
+    if all_customers == (customer_id is not None):
+        raise TimelineError("give a CUSTOMER_ID or --all")
+    engine = open_engine(db, policy=policy)
+    try:
+        q, k = _times(engine.policy, as_of, known_at)
+        reader = StateReader(engine.store, engine.policy)
+        if all_customers:
+            if not json_out:
+                raise TimelineError("state --all writes JSON lines: add --json")
+            with _log_progress("reading the log") as advance:
+                states = list(reader.all_states(q, k, progress=advance))
+            for s in states:
+                _emit(s.to_json())
+            return
+        result = reader.state(customer_id, q, k)  # type: ignore[arg-type]
+    finally:
+        engine.close()
+    if json_out:
+        _emit(result.to_json())
+        return
+    from timeline.report import render_state
+
+    out.print(render_state(result))
+
+
+@app.command()
+def explain(
+    customer_id: str,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    db: Db = None,
+    policy: PolicyOpt = None,
+    json_out: Json = False,
+) -> None:
+    """Why: the rule behind tier, stage and points, the events it rests on, and the points ledger."""
+    from timeline.states import StateReader
+
+    engine = open_engine(db, policy=policy)
+    try:
+        q, k = _times(engine.policy, as_of, known_at)
+        result = StateReader(engine.store, engine.policy).state(customer_id, q, k)
+    finally:
+        engine.close()
+    if json_out:
+        _emit(result.explain_json())
+        return
+    from timeline.report import render_explanation
+
+    out.print(render_explanation(result))
+
+
+@app.command()
+def followups(
+    rm: Annotated[str | None, typer.Option("--rm", help="Only this relationship manager's.")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", help="Only this branch's.")] = None,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only overdue ones.")] = False,
+    as_of: AsOf = None,
+    db: Db = None,
+    policy: PolicyOpt = None,
+    json_out: Json = False,
+) -> None:
+    """Open follow-ups per relationship manager and branch; overdue when due before today."""
+    from timeline.states import StateReader
+
+    engine = open_engine(db, policy=policy)
+    try:
+        q, k = _times(engine.policy, as_of, None)
+        with _log_progress("reading the log") as advance:
+            states = list(StateReader(engine.store, engine.policy).all_states(q, k, progress=advance))
+    finally:
+        engine.close()
+    items = [
+        f
+        for s in states
+        for f in s.followups
+        if (rm is None or f.relationship_manager == rm)
+        and (branch is None or f.branch_id == branch)
+        and (not overdue or f.overdue)
+    ]
+    items.sort(key=lambda f: (f.branch_id or "", f.relationship_manager or "", f.due_date, f.customer_id))
+    if json_out:
+        for f in items:
+            _emit(f.to_json())
+        return
+    from timeline.report import render_followups
+
+    out.print(render_followups(items))
+
+
+@app.command()
+def requalify(db: Db = None, json_out: Json = False) -> None:
+    """Decide every referral qualification again (RULES §5) and append any that is missing."""
+    engine = open_engine(db)
+    try:
+        outcomes = engine.requalify()
+    finally:
+        engine.close()
+    appended = [o for o in outcomes if o.status == "accepted"]
+    if json_out:
+        _emit({"appended": [str(o.event_id) for o in appended]})
+    else:
+        out.print(f"{len(appended)} referral qualification(s) appended")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=10, max=100_000, help="Customers in the branch.")] = 2000,
+    years: Annotated[float, typer.Option(min=0.5, max=10, help="Years of history.")] = 3,
+    seed: Annotated[int, typer.Option(help="Same seed, same branch.")] = 1,
+    db: Annotated[
+        str, typer.Option("--db", help="Where the demo branch is stored (recreated).")
+    ] = "sqlite:///timeline-demo.db",
+) -> None:
+    """Generate a realistic branch, ingest it, and show what a branch head wants to see."""
+    from timeline.demo import run_demo
+
+    run_demo(customers, years, seed, db, err, out)
+
+
+class _log_progress:
+    """A progress bar over log positions, on stderr when it is a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        )
+
+    def __enter__(self) -> Any:
+        self.progress.start()
+        task = self.progress.add_task("log", total=None)
+
+        def advance(position: int, head: int) -> None:
+            self.progress.update(task, completed=position, total=head)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
 
 
 @schemas_app.command("export")

@@ -85,8 +85,11 @@ def encode(content: dict[str, Any], recorded_at: str, prev_hash: str, dek: bytes
     return state, chain_hash(state)
 
 
-def decode(row: StoredRow, dek: bytes | None, erased: bool) -> RecordedEvent:
-    """A stored row as a reader sees it: PII opened, or marked erased or encrypted."""
+def decode(row: StoredRow, dek: bytes | None, erased: bool, with_hash: bool = True) -> RecordedEvent:
+    """A stored row as a reader sees it: PII opened, or marked erased or encrypted.
+
+    Projections never read the chain hash; ``with_hash=False`` leaves it empty and saves a SHA-256 per event.
+    """
     obj = orjson.loads(row.state)
     event_id = UUID(obj["event_id"])
     data = obj["data"]
@@ -105,7 +108,7 @@ def decode(row: StoredRow, dek: bytes | None, erased: bool) -> RecordedEvent:
         actor=obj["actor"],
         data=data,
         prev_hash=obj["prev_hash"],
-        hash=chain_hash(row.state),
+        hash=chain_hash(row.state) if with_hash else "",
     )
 
 

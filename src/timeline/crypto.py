@@ -50,9 +50,7 @@ def load_kek(value: str | None = None, key_file: Path | None = None) -> bytes:
         except (ValueError, TypeError):
             raise ConfigurationError("TIMELINE_KEK is not valid base64") from None
         if len(kek) != KEY_BYTES:
-            raise ConfigurationError(
-                f"TIMELINE_KEK must decode to {KEY_BYTES} bytes, got {len(kek)}"
-            )
+            raise ConfigurationError(f"TIMELINE_KEK must decode to {KEY_BYTES} bytes, got {len(kek)}")
         return kek
     path = key_file or Path(os.environ.get("TIMELINE_KEK_FILE", "timeline.kek"))
     if path.exists():

@@ -1,35 +1,55 @@
-"""Wiring: a store, the keys and the rules, assembled from configuration."""
+"""Wiring: a store, the keys, the policy and the rules, assembled from configuration."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from projections.acceptance import Guard
+from projections.policy import Policy, load_policy
 from timeline.crypto import KeyWrapper, load_kek
-from timeline.identity import check_identity
 from timeline.ingest import Clock, Ingestor, Rules, utcnow
 from timeline.keyring import KeyRing
+from timeline.qualify import Qualifier, referred_customers
 from timeline.recorded import RecordedEvent
 from timeline.store import open_store
 from timeline.store.port import EventStore
 
 
-def acceptance_rules() -> Rules:
-    """All of RULES §2 that depends on the customer's stream."""
+def acceptance_rules(policy: Policy) -> Rules:
+    """All of RULES §2 that depends on the customer's stream: identity and state."""
 
-    def check(history: Sequence[RecordedEvent], candidate: RecordedEvent) -> None:
-        check_identity(history, candidate)
+    def guard(history: list[RecordedEvent]) -> Guard:
+        return Guard(policy, history)
 
-    return check
+    return guard
 
 
 @dataclass
 class Engine:
     store: EventStore
     wrapper: KeyWrapper
+    policy: Policy = field(default_factory=load_policy)
 
     def ingestor(self, clock: Clock = utcnow, batch_size: int = 1000) -> Ingestor:
-        return Ingestor(self.store, self.wrapper, acceptance_rules(), clock=clock, batch_size=batch_size)
+        qualifier = Qualifier(self.store, self.policy)
+
+        def qualify(stored: list[RecordedEvent], targets: dict) -> list[dict]:
+            return qualifier.qualifications(referred_customers(stored, targets))
+
+        return Ingestor(
+            self.store,
+            self.wrapper,
+            acceptance_rules(self.policy),
+            clock=clock,
+            batch_size=batch_size,
+            qualify=qualify,
+        )
+
+    def requalify(self, clock: Clock = utcnow) -> list:
+        """Decide every referral again from what is stored: appends qualifications a crash left undone."""
+        customers = self.store.customer_ids()
+        events = Qualifier(self.store, self.policy).qualifications(set(customers))
+        return self.ingestor(clock=clock).append_engine_events(events) if events else []
 
     def keyring(self) -> KeyRing:
         return KeyRing(self.store, self.wrapper)
@@ -38,6 +58,6 @@ class Engine:
         self.store.close()
 
 
-def open_engine(db: str | None = None, kek: bytes | None = None) -> Engine:
+def open_engine(db: str | None = None, kek: bytes | None = None, policy: str | None = None) -> Engine:
     wrapper = KeyWrapper(kek if kek is not None else load_kek())
-    return Engine(open_store(db), wrapper)
+    return Engine(open_store(db), wrapper, load_policy(policy) if policy else load_policy())

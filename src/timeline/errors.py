@@ -25,3 +25,15 @@ class ConcurrencyConflict(TimelineError):
 
 class TamperingDetected(TimelineError):
     """The stored history does not match its hash chain."""
+
+
+class UnknownCustomer(TimelineError):
+    """No registration of that customer counts at the asked times."""
+
+
+class UnknownTarget(RejectedEvent):
+    """A correction names an event its customer's stream does not hold."""
+
+    def __init__(self, target: object) -> None:
+        super().__init__(f"correction names an unknown event {target}")
+        self.target = target

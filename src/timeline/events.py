@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -24,7 +25,7 @@ from pydantic import (
 )
 
 from timeline.errors import RejectedEvent
-from timeline.money import Money
+from timeline.money import FloatLiteral, Money
 from timeline.upcasting import upcast
 
 SCHEMA_VERSION = 1
@@ -41,33 +42,52 @@ def pii(**kwargs: Any) -> Any:
     return Field(json_schema_extra={"x-pii": True}, **kwargs)
 
 
+def _date_text(value: Any) -> Any:
+    """A date is ``YYYY-MM-DD`` text: not a timestamp, not a number."""
+    if not isinstance(value, str) or len(value) != 10:
+        raise ValueError("must be a date YYYY-MM-DD")
+    return value
+
+
+PlainDate = Annotated[dt.date, BeforeValidator(_date_text)]
+
+
+def _numbers_are_not_text(values: Any, money_fields: frozenset[str] = frozenset({"amount"})) -> Any:
+    """A JSON number with a fraction or exponent (kept as its literal text by the reader) is a number.
+
+    It must not slip into a text field as text ("1e3" as a purpose); only money
+    fields read the literal, to refuse it with a money-specific reason.
+    """
+    if isinstance(values, dict):
+        return {
+            k: float(v) if isinstance(v, FloatLiteral) and k not in money_fields else v for k, v in values.items()
+        }
+    return values
+
+
 class Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_numbers_as_text(cls, values: Any) -> Any:
+        return _numbers_are_not_text(values)
 
 
 class CustomerRegistered(Data):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] = pii()
-    birth_date: dt.date = pii()
+    birth_date: PlainDate = pii()
     phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 -]{3,32}$")] = pii()
     branch_id: ShortText
     relationship_manager: ShortText
     segment: Literal["individual", "business"]
-
-    @field_validator("birth_date", mode="before")
-    @classmethod
-    def _plain_date(cls, value: Any) -> Any:
-        if isinstance(value, str) and len(value) != 10:
-            raise ValueError("birth_date must be a date YYYY-MM-DD")
-        return value
 
 
 class CustomerProfileUpdated(Data):
     risk_preference: Literal["conservative", "balanced", "aggressive"] | None = None
     occupation: Text | None = None
     income_band: ShortText | None = None
-    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 -]{3,32}$")] | None = pii(
-        default=None
-    )
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 -]{3,32}$")] | None = pii(default=None)
     relationship_manager: ShortText | None = None
     key_person: Annotated[bool, Field(strict=True)] | None = None
 
@@ -139,7 +159,7 @@ class SurveyCompleted(Data):
 
 class FollowupScheduled(Data):
     followup_id: ShortText
-    due_date: dt.date
+    due_date: PlainDate
     reason: Text
 
 
@@ -208,6 +228,18 @@ class Envelope(BaseModel):
     source: ShortText | None = None
     actor: ShortText | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_numbers_as_text(cls, values: Any) -> Any:
+        return _numbers_are_not_text(values, frozenset())
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _timestamp_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("occurred_at must be an ISO 8601 timestamp with an offset")
+        return value
+
     @field_validator("occurred_at", mode="after")
     @classmethod
     def _to_utc(cls, value: dt.datetime) -> dt.datetime:
@@ -227,9 +259,7 @@ def _envelope_class(event_type: str, data_model: type[Data]) -> type[Envelope]:
     )
 
 
-EVENT_MODELS: dict[str, type[Envelope]] = {
-    t: _envelope_class(t, m) for t, m in DATA_MODELS.items()
-}
+EVENT_MODELS: dict[str, type[Envelope]] = {t: _envelope_class(t, m) for t, m in DATA_MODELS.items()}
 
 AnyEvent = Annotated[
     Union[tuple(EVENT_MODELS.values())],  # type: ignore[valid-type]  # noqa: UP007

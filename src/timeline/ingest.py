@@ -14,16 +14,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import random
+import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from timeline.codec import GENESIS_HASH, comparable, content_of, encode
 from timeline.crypto import KeyWrapper
-from timeline.errors import ConcurrencyConflict, RejectedEvent
+from timeline.errors import ConcurrencyConflict, RejectedEvent, UnknownTarget
 from timeline.events import ENGINE_ONLY_TYPES, Envelope, parse_event
 from timeline.keyring import KeyRing
 from timeline.recorded import RecordedEvent, iso
@@ -32,10 +34,25 @@ from timeline.store.port import AppendBatch, EventStore, NewEvent
 log = logging.getLogger(__name__)
 
 Status = Literal["accepted", "duplicate", "rejected"]
-Rules = Callable[[Sequence[RecordedEvent], RecordedEvent], None]
+
+
+class StreamGuard(Protocol):
+    """The acceptance rules of one customer's stream (RULES §2), kept up to date as events are stored."""
+
+    def check(self, event: RecordedEvent) -> None:
+        """Raise :class:`RejectedEvent` if ``event`` may not follow the stream."""
+
+    def record(self, event: RecordedEvent) -> None:
+        """Take an accepted event (already appended to the stream's history) into account."""
+
+
+Rules = Callable[[list[RecordedEvent]], StreamGuard]
+"""Builds the guard of a stream from its history list (which the ingestor keeps growing)."""
+Qualify = Callable[[list[RecordedEvent], dict[uuid.UUID, RecordedEvent]], list[dict[str, Any]]]
+"""Engine-written events that committed events call for: referral qualifications (RULES §5)."""
 Clock = Callable[[], dt.datetime]
 
-MAX_RETRIES = 8
+MAX_RETRIES = 12
 CAREFUL_BATCHES_AFTER_CONFLICT = 20
 """After an optimistic batch turned out to hold stored events, look ids up for this many batches."""
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
@@ -87,6 +104,7 @@ class _Stream:
     head_hash: str
     dek: bytes | None
     erased: bool
+    guard: StreamGuard
 
 
 @dataclass
@@ -123,6 +141,7 @@ class Ingestor:
         clock: Clock = utcnow,
         batch_size: int = 1000,
         future_tolerance: dt.timedelta = FUTURE_TOLERANCE,
+        qualify: Qualify | None = None,
     ) -> None:
         self.store = store
         self.wrapper = wrapper
@@ -130,6 +149,10 @@ class Ingestor:
         self.clock = clock
         self.batch_size = batch_size
         self.future_tolerance = future_tolerance
+        self.qualify = qualify
+        self.engine_events: list[Outcome] = []
+        self._engine_ids: set[uuid.UUID] = set()
+        """Outcomes of the events the engine wrote itself (qualifications)."""
         self._ring = KeyRing(store, wrapper)
         self._streams: dict[str, _Stream] = {}
         self._unsettled: dict[uuid.UUID, dict[str, Any]] = {}
@@ -154,28 +177,69 @@ class Ingestor:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeline-append") as writer:
             inflight: _Inflight | None = None
+            deferred: list[tuple[int | None, Any]] = []
             for chunk in _chunks(items, self.batch_size):
-                outcomes, batch = self._check(chunk, assume_new=self._careful_batches == 0)
+                work, deferred = deferred + chunk, []
+                outcomes, batch = self._check(work, assume_new=self._careful_batches == 0)
                 self._careful_batches = max(0, self._careful_batches - 1)
                 if inflight is not None:
                     try:
-                        yield from self._settle(inflight)
+                        yield from self._report(self._settle(inflight))
                     except ConcurrencyConflict:
                         self._forget(batch)
-                        yield from self._commit(inflight.items)
-                        outcomes, batch = self._check(chunk)
+                        yield from self._report(self._commit(inflight.items))
+                        outcomes, batch = self._check(work)
                     except BaseException:
                         self._forget(batch)
                         raise
-                inflight = _Inflight(chunk, outcomes, batch, writer.submit(self.store.append, batch))
+                    else:
+                        deferred = self._consequences(inflight.batch)
+                inflight = _Inflight(work, outcomes, batch, writer.submit(self.store.append, batch))
             if inflight is not None:
                 try:
-                    yield from self._settle(inflight)
+                    yield from self._report(self._settle(inflight))
                 except ConcurrencyConflict:
-                    yield from self._commit(inflight.items)
+                    yield from self._report(self._commit(inflight.items))
+                else:
+                    deferred += self._consequences(inflight.batch)
+            if deferred:
+                yield from self._report(self._commit(deferred))
+
+    def append_engine_events(self, events: list[dict[str, Any]]) -> list[Outcome]:
+        """Store events the engine decided on (e.g. a qualification found by a repair run)."""
+        before = len(self.engine_events)
+        list(self._report(self._commit([(None, _EngineEvent(e)) for e in events])))
+        return self.engine_events[before:]
 
     def ingest_one(self, raw: Any) -> Outcome:
-        return self._commit([(None, raw)])[0]
+        return next(self._report(self._commit([(None, raw)])))
+
+    def _consequences(self, batch: AppendBatch) -> list[tuple[int | None, Any]]:
+        """Engine-written events that a committed batch calls for (read fresh from the store)."""
+        if self.qualify is None or not batch.events:
+            return []
+        stored = []
+        targets: dict[uuid.UUID, RecordedEvent] = {}
+        for new in batch.events:
+            stream = self._streams.get(new.customer_id)
+            if stream is None:
+                continue
+            event = stream.history[new.version - 1]
+            stored.append(event)
+            if event.type == "correction.recorded":
+                target_id = uuid.UUID(event.data["voids_event_id"])
+                targets.update((e.event_id, e) for e in stream.history if e.event_id == target_id)
+        return [(None, _EngineEvent(e)) for e in self.qualify(stored, targets)]
+
+    def _report(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+        """Yield the outcomes of input events; keep those of engine-written events aside."""
+        for outcome in outcomes:
+            if outcome.event_id in self._engine_ids:
+                self.engine_events.append(outcome)
+                if outcome.status == "rejected":
+                    log.warning("engine event %s not stored: %s", outcome.event_id, outcome.error)
+            else:
+                yield outcome
 
     def _atomic(self, items: list[tuple[int | None, Any]]) -> Iterator[Outcome]:
         for attempt in range(MAX_RETRIES):
@@ -190,20 +254,32 @@ class Ingestor:
                 )
                 return
             try:
-                yield from self._applied(outcomes, batch, self._append(batch))
-                return
+                applied = list(self._applied(outcomes, batch, self._append(batch)))
             except ConcurrencyConflict:
                 log.info("concurrent append; retrying atomic input (attempt %d)", attempt + 1)
+                _back_off(attempt)
+                continue
+            consequences = self._consequences(batch)
+            yield from applied
+            if consequences:
+                yield from self._report(self._commit(consequences))
+            return
         raise ConcurrencyConflict(f"gave up after {MAX_RETRIES} concurrent conflicts")
 
     def _commit(self, items: list[tuple[int | None, Any]]) -> list[Outcome]:
-        """Check and append one batch now, retrying on concurrent appends."""
+        """Check and append one batch now, retrying on concurrent appends; then its consequences."""
         for attempt in range(MAX_RETRIES):
             outcomes, batch = self._check(items)
             try:
-                return list(self._applied(outcomes, batch, self._append(batch)))
+                applied = list(self._applied(outcomes, batch, self._append(batch)))
             except ConcurrencyConflict:
                 log.info("concurrent append; retrying batch (attempt %d)", attempt + 1)
+                _back_off(attempt)
+                continue
+            consequences = self._consequences(batch)
+            if consequences:
+                applied += self._report(self._commit(consequences))
+            return applied
         raise ConcurrencyConflict(f"gave up after {MAX_RETRIES} concurrent conflicts")
 
     def _append(self, batch: AppendBatch) -> list[int]:
@@ -265,23 +341,51 @@ class Ingestor:
                 event_id = _claimed_id(raw)
                 outcomes[index] = Outcome(line, "rejected", event_id, error=str(exc))
         stored = {} if assume_new else self.store.lookup_events([p.event_id for _, p in pending if p.sent_id])
+        self._drop_stale(stored.values())
         self._load({p.event.customer_id for _, p in pending} | {e.customer_id for e in stored.values()})
         batch = AppendBatch()
         now_text = iso(now)
         provisional = 1 << 62
+        refused: list[tuple[int, _Pending]] = []
         for index, p in pending:
             provisional += 1
             try:
                 outcomes[index] = self._accept(p, stored, batch, now, now_text, provisional)
             except RejectedEvent as exc:
                 outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.event.customer_id, error=str(exc))
+                if assume_new and p.sent_id:
+                    refused.append((index, p))
+        if refused:
+            self._recheck_as_duplicates(refused, outcomes)
         return [o for o in outcomes if o is not None], batch
+
+    def _recheck_as_duplicates(self, refused: list[tuple[int, _Pending]], outcomes: list[Outcome | None]) -> None:
+        """A refused event that is already stored is a duplicate (or a conflicting reuse of its id).
+
+        Without the index lookup (``assume_new``) a re-sent event meets the
+        rules first, which refuse e.g. a second registration; neither verdict
+        changed any state, so the verdict can still be corrected.
+        """
+        stored = self.store.lookup_events([p.event_id for _, p in refused])
+        self._drop_stale(stored.values())
+        self._load({entry.customer_id for entry in stored.values()})
+        for index, p in refused:
+            entry = stored.get(p.event_id)
+            if entry is None:
+                continue
+            previous = self._streams[entry.customer_id].history[entry.version - 1].envelope()
+            try:
+                outcomes[index] = self._duplicate(p, previous)
+            except RejectedEvent as exc:
+                outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.event.customer_id, error=str(exc))
 
     def _parse(self, line: int | None, raw: Any, now: dt.datetime) -> _Pending:
         if isinstance(raw, Exception):
             raise RejectedEvent(str(raw))
         event = parse_event(raw)
-        if event.type in ENGINE_ONLY_TYPES:  # type: ignore[attr-defined]
+        if isinstance(raw, _EngineEvent):
+            self._engine_ids.add(event.event_id)  # type: ignore[arg-type]
+        elif event.type in ENGINE_ONLY_TYPES:  # type: ignore[attr-defined]
             raise RejectedEvent(f"{event.type} is written by the engine only")  # type: ignore[attr-defined]
         if event.occurred_at > now + self.future_tolerance:
             raise RejectedEvent(
@@ -290,6 +394,14 @@ class Ingestor:
             )
         event_id = event.event_id or uuid.uuid4()
         return _Pending(line, event, event_id, content_of(event, event_id))
+
+    def _drop_stale(self, entries: Iterable[Any]) -> None:
+        """Forget cached streams shorter than a stored event proves them to be (another writer appended)."""
+        for entry in entries:
+            cached = self._streams.get(entry.customer_id)
+            if cached is not None and len(cached.history) < entry.version:
+                del self._streams[entry.customer_id]
+                self._ring.forget(entry.customer_id)
 
     def _load(self, customer_ids: set[str]) -> None:
         missing = [c for c in customer_ids if c not in self._streams]
@@ -305,6 +417,7 @@ class Ingestor:
                 head_hash=history[-1].hash if history else GENESIS_HASH,
                 dek=keys[customer_id].dek,
                 erased=keys[customer_id].erased,
+                guard=self.rules(history),
             )
 
     def _accept(
@@ -339,19 +452,34 @@ class Ingestor:
             prev_hash=stream.head_hash,
             hash="",
         )
-        self.rules(stream.history, candidate)
+        try:
+            stream.guard.check(candidate)
+        except UnknownTarget as exc:
+            raise RejectedEvent(self._unknown_target(exc.target)) from None
         if candidate.type == "customer.registered" and stream.dek is None:
             stream.dek, wrapped = self.wrapper.new_data_key(customer_id)
             batch.new_keys[customer_id] = wrapped
         state, digest = encode(p.content, now_text, stream.head_hash, stream.dek)
-        batch.events.append(NewEvent(customer_id, candidate.version, p.event_id, candidate.type, state, digest))
+        refers_to = candidate.data["referred_customer_id"] if candidate.type == "referral.made" else None
+        batch.events.append(
+            NewEvent(customer_id, candidate.version, p.event_id, candidate.type, state, digest, refers_to)
+        )
         if candidate.type == "customer.erased":
             batch.destroy_keys.append(customer_id)
             stream.dek, stream.erased = None, True
         stream.history.append(candidate)
+        stream.guard.record(candidate)
         stream.version, stream.head_hash = candidate.version, digest
         self._unsettled[p.event_id] = p.content
         return Outcome(p.line, "accepted", p.event_id, customer_id)
+
+    def _unknown_target(self, target: Any) -> str:
+        unsettled = self._unsettled.get(target)
+        entry = self.store.lookup_events([target]).get(target)
+        owner = unsettled["customer_id"] if unsettled else entry.customer_id if entry else None
+        if owner is not None:
+            return f"correction names event {target} of another customer ({owner})"
+        return f"correction names an unknown event {target}"
 
     def _duplicate(self, p: _Pending, previous: dict[str, Any]) -> Outcome:
         erased = self._streams.get(previous["customer_id"], None)
@@ -359,6 +487,15 @@ class Ingestor:
         if comparable(previous, drop_pii) != comparable(p.content, drop_pii):
             raise RejectedEvent(f"event_id {p.event_id} was already used for different content")
         return Outcome(p.line, "duplicate", p.event_id, p.event.customer_id)
+
+
+class _EngineEvent(dict):
+    """An event the engine writes itself (e.g. ``referral.qualified``): exempt from the engine-only check."""
+
+
+def _back_off(attempt: int) -> None:
+    """Random exponential back-off, so that writers that keep colliding drift apart."""
+    time.sleep(random.uniform(0, 0.005 * 2**attempt))
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

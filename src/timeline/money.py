@@ -36,7 +36,7 @@ def parse_money(value: Any) -> Decimal:
             raise ValueError("money must be a finite decimal")
         value = format(value, "f")
     if not isinstance(value, str):
-        raise ValueError("money must be a decimal string such as \"50000.00\"")
+        raise ValueError('money must be a decimal string such as "50000.00"')
     if not _MONEY_TEXT.match(value):
         if re.match(r"^[0-9]+\.[0-9]{3,}$", value):
             raise ValueError(f"money has more than 2 decimal places: {value}")

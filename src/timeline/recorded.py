@@ -41,8 +41,19 @@ class RecordedEvent:
     def stored_at(self, position: int, hash: str) -> RecordedEvent:
         """This event as stored: its final position and hash (cheaper than ``dataclasses.replace``)."""
         return RecordedEvent(
-            position, self.customer_id, self.version, self.event_id, self.type, self.schema_version,
-            self.occurred_at, self.recorded_at, self.source, self.actor, self.data, self.prev_hash, hash,
+            position,
+            self.customer_id,
+            self.version,
+            self.event_id,
+            self.type,
+            self.schema_version,
+            self.occurred_at,
+            self.recorded_at,
+            self.source,
+            self.actor,
+            self.data,
+            self.prev_hash,
+            hash,
         )
 
     def envelope(self) -> dict[str, Any]:

@@ -26,9 +26,7 @@ def register(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaste
 
     def decorate(fn: Upcaster) -> Upcaster:
         UPCASTERS[(event_type, from_version)] = fn
-        CURRENT_VERSIONS[event_type] = max(
-            CURRENT_VERSIONS.get(event_type, 1), from_version + 1
-        )
+        CURRENT_VERSIONS[event_type] = max(CURRENT_VERSIONS.get(event_type, 1), from_version + 1)
         return fn
 
     return decorate
@@ -44,9 +42,7 @@ def upcast(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     current = CURRENT_VERSIONS.get(event_type, 1)
     if version > current:
-        raise RejectedEvent(
-            f"schema_version {version} of {event_type} is newer than this engine knows ({current})"
-        )
+        raise RejectedEvent(f"schema_version {version} of {event_type} is newer than this engine knows ({current})")
     while version < current:
         step = UPCASTERS.get((event_type, version))
         if step is None:

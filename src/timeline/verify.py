@@ -93,14 +93,26 @@ def _breaks(
             return
         if state_id != str(entry.event_id) or digest != entry.hash:
             yield Finding(
-                customer_id, "altered", row.version, str(entry.event_id),
+                customer_id,
+                "altered",
+                row.version,
+                str(entry.event_id),
                 "stored bytes do not match the hash recorded when it was written",
             )
             return
         if state_prev != prev_hash:
+            if row.version == 1:
+                yield Finding(customer_id, "altered", 1, str(entry.event_id), "first event does not start the chain")
+                return
+            # This event's bytes are as written, and it recorded its predecessor's hash then: the
+            # predecessor's bytes (and their index entry) were rewritten since.
+            before = by_version[row.version - 1]
             yield Finding(
-                customer_id, "altered", row.version, str(entry.event_id),
-                "previous-hash link does not match the chain",
+                customer_id,
+                "altered",
+                before.version,
+                str(before.event_id),
+                f"its hash no longer matches the one recorded by the next event (version {row.version})",
             )
             return
         prev_hash, expected = digest, row.version + 1
@@ -108,10 +120,35 @@ def _breaks(
         gone = by_version[expected]
         yield Finding(customer_id, "missing", expected, _id(gone), "indexed event has no stored row")
         return
-    if head is not None and (head[0] != expected - 1 or head[1] != prev_hash):
+    last = expected - 1
+    if head is None:
+        if rows:
+            yield Finding(
+                customer_id,
+                "inserted",
+                1,
+                _id(by_version.get(1)),
+                "the stream has no head: the engine never wrote it (or its head was deleted)",
+            )
+    elif head[0] > last:
         yield Finding(
-            customer_id, "missing" if head[0] >= expected else "altered", min(head[0], expected),
-            None, f"stream head says version {head[0]}, chain ends at {expected - 1}",
+            customer_id, "missing", expected, None, f"stream head says version {head[0]}, chain ends at {last}"
+        )
+    elif head[0] < last:
+        yield Finding(
+            customer_id,
+            "inserted",
+            head[0] + 1,
+            _id(by_version.get(head[0] + 1)),
+            f"stream head says version {head[0]}, chain goes on to {last}",
+        )
+    elif head[1] != prev_hash:
+        yield Finding(
+            customer_id,
+            "altered",
+            last,
+            _id(by_version.get(last)),
+            "newest event's hash does not match the stream head",
         )
 
 

@@ -28,6 +28,4 @@ def open_store(url: str | None = None) -> EventStore:
         from timeline.store.postgres import PostgresEventStore
 
         return PostgresEventStore(url)
-    raise ConfigurationError(
-        f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
-    )
+    raise ConfigurationError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")

@@ -34,6 +34,8 @@ class NewEvent:
     type: str
     state: bytes
     hash: str
+    refers_to: str | None = None
+    """For ``referral.made``: the referred customer, indexed so qualification finds every referral of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +91,17 @@ class EventStore(LogReader):
     def read_streams(self, customer_ids: Iterable[str]) -> dict[str, list[StoredRow]]:
         """Each named customer's rows in version order (absent customers: empty)."""
 
-    def read_stream(self, customer_id: str) -> list[StoredRow]:
-        return self.read_streams([customer_id])[customer_id]
+    def read_stream(self, customer_id: str, after_version: int = 0) -> list[StoredRow]:
+        """One customer's rows with version > ``after_version``, in version order."""
+        return [r for r in self.read_streams([customer_id])[customer_id] if r.version > after_version]
 
     @abc.abstractmethod
     def lookup_events(self, event_ids: Sequence[UUID]) -> dict[UUID, IndexEntry]:
         """The index entries of those event ids that are stored."""
+
+    @abc.abstractmethod
+    def referrals_naming(self, customer_ids: Iterable[str]) -> dict[str, list[IndexEntry]]:
+        """Index entries of the ``referral.made`` events naming each customer (from any referrer)."""
 
     @abc.abstractmethod
     def index_of(self, customer_id: str) -> list[IndexEntry]:

@@ -26,6 +26,9 @@ START_HINT = (
     "(or `docker compose up -d postgres`), or point TIMELINE_DB / TIMELINE_TEST_PG at a running server"
 )
 
+SCHEMA_LOCK = 0x74696D656C696E65
+"""Advisory lock key ("timeline") held while creating the schema."""
+
 SIDE_TABLES = [
     "CREATE TABLE IF NOT EXISTS timeline_event_index ("
     " event_id uuid PRIMARY KEY, customer_id text NOT NULL,"
@@ -33,6 +36,8 @@ SIDE_TABLES = [
     "CREATE TABLE IF NOT EXISTS timeline_heads ("
     " customer_id text PRIMARY KEY, version bigint NOT NULL, hash text NOT NULL)",
     "CREATE TABLE IF NOT EXISTS timeline_keys (customer_id text PRIMARY KEY, wrapped_key bytea)",
+    "CREATE TABLE IF NOT EXISTS timeline_referrals (event_id uuid PRIMARY KEY, referred_customer_id text NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS timeline_referrals_referred ON timeline_referrals (referred_customer_id)",
     "CREATE OR REPLACE FUNCTION timeline_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
     "BEGIN RAISE EXCEPTION 'timeline: % is append-only (% refused)', TG_TABLE_NAME, TG_OP "
     "USING ERRCODE = 'insufficient_privilege'; END $$",
@@ -59,12 +64,21 @@ class _Recorder(PostgresApplicationRecorder):
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         batch: AppendBatch = kwargs["batch"]
         if batch.events:
+            # The library locks the events table only after this hook; take it first, so that concurrent
+            # writers queue here instead of deadlocking on the index's and heads' rows (taken in any order).
+            self._lock_table(curs)
             curs.execute(
                 "INSERT INTO timeline_event_index (event_id, customer_id, version, hash) "
                 "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::text[])",
                 _columns([(e.event_id, e.customer_id, e.version, e.hash) for e in batch.events], 4),
             )
-        side_writes(curs, AppendBatch(new_keys=batch.new_keys, destroy_keys=batch.destroy_keys), "%s")
+        referrals = [e for e in batch.events if e.refers_to]
+        side_writes(
+            curs,
+            AppendBatch(events=referrals, new_keys=batch.new_keys, destroy_keys=batch.destroy_keys),
+            "%s",
+            index_and_heads=False,
+        )
         if batch.events:
             last = {e.customer_id: (e.version, e.hash) for e in batch.events}
             curs.execute(
@@ -94,6 +108,49 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
+class _Datastore(PostgresDatastore):
+    """The library's datastore without server-side prepared statements.
+
+    psycopg prepares a statement after its fifth execution; a transaction that
+    then fails on a unique key (a lost race, which ingestion retries) can leave
+    the connection's cache naming a statement the server no longer has
+    ("prepared statement _pg3_N does not exist").
+    """
+
+    def after_connect_func(self) -> Any:
+        configure = super().after_connect_func()
+
+        def after_connect(conn: Any) -> None:
+            configure(conn)
+            conn.prepare_threshold = None
+
+        return after_connect
+
+
+def _schema_present(conn: psycopg.Connection) -> bool:
+    """Whether every table, index and trigger exists: then opening a store runs no DDL.
+
+    DDL on an existing schema takes locks in the opposite order to an append,
+    so re-running it while another process appends can deadlock.
+    """
+    objects = [
+        EVENTS_TABLE,
+        "timeline_event_index",
+        "timeline_heads",
+        "timeline_keys",
+        "timeline_referrals",
+        "timeline_referrals_referred",
+    ]
+    row = conn.execute(
+        "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) AS name", (objects,)
+    ).fetchone()
+    triggers = conn.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s)",
+        ([f"{t}_{kind}" for t in IMMUTABLE_TABLES for kind in ("immutable", "no_truncate")],),
+    ).fetchone()
+    return bool(row and row[0]) and bool(triggers and triggers[0] == 2 * len(IMMUTABLE_TABLES))
+
+
 class PostgresEventStore(SqlEventStore):
     mark = "%s"
     _position = "notification_id"
@@ -102,11 +159,17 @@ class PostgresEventStore(SqlEventStore):
         self.url = url
         params = psycopg.conninfo.conninfo_to_dict(url)
         try:
-            psycopg.connect(url, connect_timeout=5).close()
+            probe = psycopg.connect(url, connect_timeout=5, autocommit=True)
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreUnavailable(f"cannot reach PostgreSQL at {_safe(url)}: {first}; {START_HINT}") from None
-        self._datastore = PostgresDatastore(
+        try:
+            self._create(url, params, pool_size, probe)
+        finally:
+            probe.close()
+
+    def _create(self, url: str, params: dict[str, Any], pool_size: int, probe: psycopg.Connection) -> None:
+        self._datastore = _Datastore(
             dbname=str(params.get("dbname", "postgres")),
             host=str(params.get("host", "127.0.0.1")),
             port=str(params.get("port", 5432)),
@@ -115,10 +178,17 @@ class PostgresEventStore(SqlEventStore):
             pool_size=pool_size,
             max_overflow=2,
             originator_id_type="text",
-            pool_open_timeout=10,
             connect_timeout=5,
         )
+        # The library waits for a full pool on every checkout when given an open timeout, and two
+        # threads waiting at once trip psycopg_pool's assertion: open it once, here, instead.
+        self._datastore.pool.open(wait=True, timeout=10)
         self._recorder = _Recorder(self._datastore)
+        if _schema_present(probe):
+            return
+        # Two processes creating the schema of a new database at once collide in the catalogs
+        # (duplicate pg_type rows, concurrently updated functions): one at a time.
+        probe.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         self._recorder.create_table()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:

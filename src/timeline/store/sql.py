@@ -9,7 +9,9 @@ hook, live:
   idempotency key, and a second record of each hash for ``verify``);
 - ``timeline_heads``: each customer's last version and hash (so deleting the
   newest event is detected too);
-- ``timeline_keys``: each customer's wrapped data key; erasure nulls it.
+- ``timeline_keys``: each customer's wrapped data key; erasure nulls it;
+- ``timeline_referrals``: referred customer → ``referral.made`` event id, so
+  that qualification (RULES §5) finds every referral naming a customer.
 
 Events and the index are immutable: triggers refuse UPDATE, DELETE and
 TRUNCATE, whoever asks.
@@ -31,17 +33,16 @@ EVENTS_TABLE = "timeline_events"
 IMMUTABLE_TABLES = (EVENTS_TABLE, "timeline_event_index")
 
 
-def side_writes(curs: Any, batch: AppendBatch, mark: str) -> None:
+def side_writes(curs: Any, batch: AppendBatch, mark: str, index_and_heads: bool = True) -> None:
     """Index, heads and key rows of a batch, in the transaction of its events.
 
     The portable form, one statement per row; PostgreSQL overrides the index
     and heads with array inserts for speed.
     """
     p = mark
-    if batch.events:
+    if batch.events and index_and_heads:
         curs.executemany(
-            f"INSERT INTO timeline_event_index (event_id, customer_id, version, hash) "
-            f"VALUES ({p}, {p}, {p}, {p})",
+            f"INSERT INTO timeline_event_index (event_id, customer_id, version, hash) VALUES ({p}, {p}, {p}, {p})",
             [(str(e.event_id), e.customer_id, e.version, e.hash) for e in batch.events],
         )
         last: dict[str, tuple[int, str]] = {}
@@ -51,6 +52,11 @@ def side_writes(curs: Any, batch: AppendBatch, mark: str) -> None:
             f"INSERT INTO timeline_heads (customer_id, version, hash) VALUES ({p}, {p}, {p}) "
             "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, hash = excluded.hash",
             [(c, v, h) for c, (v, h) in last.items()],
+        )
+    referrals = [(e.refers_to, str(e.event_id)) for e in batch.events if e.refers_to]
+    if referrals:
+        curs.executemany(
+            f"INSERT INTO timeline_referrals (referred_customer_id, event_id) VALUES ({p}, {p})", referrals
         )
     if batch.new_keys:
         curs.executemany(
@@ -120,6 +126,14 @@ class SqlEventStore(EventStore):
                 result[r[1]].append(StoredRow(r[0], r[1], r[2], bytes(r[3])))
         return result
 
+    def read_stream(self, customer_id: str, after_version: int = 0) -> list[StoredRow]:
+        rows = self._rows(
+            f"SELECT {self._position}, originator_id, originator_version, state FROM {EVENTS_TABLE} "
+            f"WHERE originator_id = {self.mark} AND originator_version > {self.mark} ORDER BY originator_version",
+            (customer_id, after_version),
+        )
+        return [StoredRow(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
     def lookup_events(self, event_ids: Sequence[UUID]) -> dict[UUID, IndexEntry]:
         found: dict[UUID, IndexEntry] = {}
         for chunk in _chunks([str(e) for e in event_ids], 500):
@@ -130,6 +144,18 @@ class SqlEventStore(EventStore):
             ):
                 entry = IndexEntry(UUID(str(r[0])), r[1], r[2], r[3])
                 found[entry.event_id] = entry
+        return found
+
+    def referrals_naming(self, customer_ids: Iterable[str]) -> dict[str, list[IndexEntry]]:
+        found: dict[str, list[IndexEntry]] = {}
+        for chunk in _chunks(list(dict.fromkeys(customer_ids)), 500):
+            for r in self._rows(
+                "SELECT r.referred_customer_id, i.event_id, i.customer_id, i.version, i.hash "
+                "FROM timeline_referrals r JOIN timeline_event_index i ON i.event_id = r.event_id "
+                f"WHERE r.referred_customer_id IN ({self._in(chunk)}) ORDER BY i.customer_id, i.version",
+                chunk,
+            ):
+                found.setdefault(r[0], []).append(IndexEntry(UUID(str(r[1])), r[2], r[3], r[4]))
         return found
 
     def index_of(self, customer_id: str) -> list[IndexEntry]:
@@ -146,8 +172,7 @@ class SqlEventStore(EventStore):
         found: dict[str, tuple[int, str]] = {}
         for chunk in _chunks(list(customer_ids), 500):
             for r in self._rows(
-                "SELECT customer_id, version, hash FROM timeline_heads "
-                f"WHERE customer_id IN ({self._in(chunk)})",
+                f"SELECT customer_id, version, hash FROM timeline_heads WHERE customer_id IN ({self._in(chunk)})",
                 chunk,
             ):
                 found[r[0]] = (r[1], r[2])
@@ -155,8 +180,7 @@ class SqlEventStore(EventStore):
 
     def customer_ids(self) -> list[str]:
         rows = self._rows(
-            f"SELECT DISTINCT originator_id FROM {EVENTS_TABLE} "
-            "UNION SELECT customer_id FROM timeline_heads ORDER BY 1"
+            f"SELECT DISTINCT originator_id FROM {EVENTS_TABLE} UNION SELECT customer_id FROM timeline_heads ORDER BY 1"
         )
         return [r[0] for r in rows]
 
@@ -164,8 +188,7 @@ class SqlEventStore(EventStore):
         found: dict[str, bytes | None] = {}
         for chunk in _chunks(list(customer_ids), 500):
             for r in self._rows(
-                "SELECT customer_id, wrapped_key FROM timeline_keys "
-                f"WHERE customer_id IN ({self._in(chunk)})",
+                f"SELECT customer_id, wrapped_key FROM timeline_keys WHERE customer_id IN ({self._in(chunk)})",
                 chunk,
             ):
                 found[r[0]] = None if r[1] is None else bytes(r[1])

@@ -2,28 +2,52 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
+from timeline.errors import StoreUnavailable
 from timeline.store.port import AppendBatch
 from timeline.store.sql import EVENTS_TABLE, IMMUTABLE_TABLES, SqlEventStore, side_writes, to_stored_events
 
+LOCK_TIMEOUT = 30
 SIDE_TABLES = [
     "CREATE TABLE IF NOT EXISTS timeline_event_index ("
     " event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL,"
     " version INTEGER NOT NULL, hash TEXT NOT NULL, UNIQUE (customer_id, version))",
     "CREATE TABLE IF NOT EXISTS timeline_heads ("
     " customer_id TEXT PRIMARY KEY, version INTEGER NOT NULL, hash TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS timeline_keys ("
-    " customer_id TEXT PRIMARY KEY, wrapped_key BLOB)",
+    "CREATE TABLE IF NOT EXISTS timeline_keys ( customer_id TEXT PRIMARY KEY, wrapped_key BLOB)",
+    "CREATE TABLE IF NOT EXISTS timeline_referrals ( event_id TEXT PRIMARY KEY, referred_customer_id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS timeline_referrals_referred ON timeline_referrals (referred_customer_id)",
     *(
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
         f"BEGIN SELECT RAISE(ABORT, 'timeline: {table} is append-only ({op} refused)'); END"
         for table in IMMUTABLE_TABLES
         for op in ("UPDATE", "DELETE")
+    ),
+    # INSERT OR REPLACE (and REPLACE) deletes a colliding row without firing DELETE triggers
+    # (unless the connection enables recursive_triggers): refuse any insert over an existing row.
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} WHEN {taken} "
+        f"BEGIN SELECT RAISE(ABORT, 'timeline: {table} is append-only (INSERT over an existing row refused)'); END"
+        for table, taken in (
+            (
+                EVENTS_TABLE,
+                f"EXISTS (SELECT 1 FROM {EVENTS_TABLE} "
+                "WHERE originator_id = NEW.originator_id AND originator_version = NEW.originator_version)",
+            ),
+            (
+                "timeline_event_index",
+                "EXISTS (SELECT 1 FROM timeline_event_index WHERE event_id = NEW.event_id) "
+                "OR EXISTS (SELECT 1 FROM timeline_event_index "
+                "WHERE customer_id = NEW.customer_id AND version = NEW.version)",
+            ),
+        )
     ),
 ]
 
@@ -51,9 +75,28 @@ class SQLiteEventStore(SqlEventStore):
     def __init__(self, path: str) -> None:
         self.url = f"sqlite:///{path}"
         self.path = path
-        self._datastore = SQLiteDatastore(path, lock_timeout=30, originator_id_type="text")
+        self._datastore = SQLiteDatastore(path, lock_timeout=LOCK_TIMEOUT, originator_id_type="text")
         self._recorder = _Recorder(self._datastore, events_table_name=EVENTS_TABLE)
-        self._recorder.create_table()
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        """Create the tables, waiting out other processes doing the same.
+
+        Switching a new file to WAL and upgrading the DDL transaction to a write
+        lock both fail at once with "database is locked" when another process is
+        there first (SQLite does not call its busy handler for them), so retry.
+        """
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                self._recorder.create_table()
+                return
+            except (PersistenceError, sqlite3.Error) as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._datastore.close()
+                raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from None
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._datastore.transaction(commit=False) as c:

@@ -1,0 +1,182 @@
+"""The on-demand path: one customer's state (200 and 10,000 events) and ``state --all``.
+
+Run:  .venv/bin/python bench/state_bench.py [--all-events 1000000] [--repeat 200]
+
+Each figure is side by side, in the same run and on the same PostgreSQL
+database, with the naive way: every event of the customer loaded through the
+eventsourcing library's recorder (``select_events``), decoded, and folded from
+scratch. Process start is excluded; the timeline reader is created once, as a
+service or a long-running CLI session would (its first, cold call is reported
+separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import KEK, fresh_db, generated_history, ingest_file  # noqa: E402
+
+from projections.policy import load_policy  # noqa: E402
+from projections.state import customer_state  # noqa: E402
+from timeline.codec import decode  # noqa: E402
+from timeline.crypto import KeyWrapper  # noqa: E402
+from timeline.engine import Engine  # noqa: E402
+from timeline.states import StateReader  # noqa: E402
+from timeline.store import open_store  # noqa: E402
+from timeline.store.port import StoredRow  # noqa: E402
+
+POLICY = load_policy()
+
+
+def long_customer(customer_id: str, count: int, seed: int) -> list[dict]:
+    """A valid history of ``count`` events: deposits, withdrawals that never overdraw, visits, surveys."""
+    rnd = random.Random(seed)
+    moment = dt.datetime(2016, 1, 1, tzinfo=dt.UTC)
+    balance = 0
+    events = [
+        {
+            "type": "customer.registered",
+            "customer_id": customer_id,
+            "occurred_at": moment.isoformat(),
+            "data": {
+                "name": "李四",
+                "birth_date": "1970-01-01",
+                "phone": "+86 139 0000 0000",
+                "branch_id": "BR001",
+                "relationship_manager": "RM001",
+                "segment": "individual",
+            },
+        }
+    ]
+    step = (dt.datetime(2026, 1, 1, tzinfo=dt.UTC) - moment) / count
+    while len(events) < count:
+        moment += step
+        roll = rnd.random()
+        at = moment.isoformat()
+        if roll < 0.45 or balance < 2000:
+            amount = rnd.randint(100, 200_000)
+            balance += amount
+            data = {"account_id": f"A{rnd.randint(1, 3)}", "amount": f"{amount}.00", "product": "demand"}
+            events.append({"type": "deposit.made", "customer_id": customer_id, "occurred_at": at, "data": data})
+        elif roll < 0.6:
+            events.append(
+                {
+                    "type": "visit.recorded",
+                    "customer_id": customer_id,
+                    "occurred_at": at,
+                    "data": {"channel": "branch", "purpose": "review"},
+                }
+            )
+        elif roll < 0.7:
+            events.append(
+                {"type": "survey.completed", "customer_id": customer_id, "occurred_at": at, "data": {"score": 4}}
+            )
+        else:
+            events.append(
+                {
+                    "type": "greeting.sent",
+                    "customer_id": customer_id,
+                    "occurred_at": at,
+                    "data": {"occasion": "festival", "channel": "sms"},
+                }
+            )
+    return events
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+
+
+def naive_state(store, customer_id: str, now: dt.datetime):
+    """The library's recorder reads every event; decode; fold from scratch."""
+    stored = store._recorder.select_events(customer_id)
+    history = [
+        decode(StoredRow(e.originator_version, customer_id, e.originator_version, e.state), None, False) for e in stored
+    ]
+    return customer_state(history, POLICY, now, now)
+
+
+def one_customer(url: str, sizes: list[int], repeat: int) -> None:
+    store = open_store(url)
+    engine = Engine(store, KeyWrapper(KEK), POLICY)
+    now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    for size in sizes:
+        customer = f"LONG{size}"
+        outcomes = list(
+            engine.ingestor(clock=lambda: now).ingest(list(enumerate(long_customer(customer, size, size), 1)))
+        )
+        assert all(o.status == "accepted" for o in outcomes), [o.error for o in outcomes if o.error][:3]
+        reader = StateReader(store, POLICY)
+        start = time.perf_counter()
+        reader.state(customer, now, now)
+        cold = time.perf_counter() - start
+        warm, naive = [], []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            ours = reader.state(customer, now, now)
+            warm.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            theirs = naive_state(store, customer, now)
+            naive.append(time.perf_counter() - start)
+            assert ours.to_json() == theirs.to_json()
+        (w50, w99), (n50, n99) = percentiles(warm), percentiles(naive)
+        print(
+            f"state of one customer, {size:,} events: timeline p50 {w50:.2f} ms p99 {w99:.2f} ms "
+            f"(first call {cold * 1000:.1f} ms); naive p50 {n50:.2f} ms p99 {n99:.2f} ms; "
+            f"naive/timeline p50 {n50 / w50:.1f}x"
+        )
+    store.close()
+
+
+def all_states(events: int, seed: int) -> None:
+    customers = max(10, events // 125)
+    path = generated_history(customers, 3, seed)
+    url, drop = fresh_db()
+    try:
+        count = ingest_file(url, path)
+        store = open_store(url)
+        now = dt.datetime.now(dt.UTC)
+        start = time.perf_counter()
+        states = list(StateReader(store, POLICY).all_states(now, now))
+        ours = time.perf_counter() - start
+        sample = [s.customer_id for s in states[:: max(1, len(states) // 200)]]
+        start = time.perf_counter()
+        for customer in sample:
+            naive_state(store, customer, now)
+        naive = (time.perf_counter() - start) / len(sample) * len(states)
+        print(
+            f"state --all over {count:,} events, {len(states):,} customers: timeline {ours:.1f} s "
+            f"({count / ours:,.0f} events/s); naive customer by customer (extrapolated from {len(sample)}) "
+            f"{naive:.1f} s ({count / naive:,.0f} events/s); naive/timeline {naive / ours:.1f}x"
+        )
+        store.close()
+    finally:
+        drop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--all-events", type=int, default=1_000_000, help="Size of the store for state --all.")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    url, drop = fresh_db()
+    try:
+        one_customer(url, [200, 10_000], args.repeat)
+    finally:
+        drop()
+    if args.all_events:
+        all_states(args.all_events, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""``timeline consume summary``: the ``customer_summary`` read model, and its rebuild.
+
+:class:`SummaryConsumer` keeps one row per registered customer (branch,
+relationship manager, tier, lifecycle stage with its rule and reason, points,
+AUM, last activity, the next instant at which time alone changes the state)
+and every tier change in ``summary_tier_moves``, exactly once per message (see
+:mod:`consumers.projecting`).
+
+:func:`rebuild` computes every row again — from the event store, or from the
+topic up to the offsets the consumer has applied — into new tables, then
+swaps them in with renames in one transaction, while queries keep answering
+from the old tables and a running consumer goes on (what it applies meanwhile
+is merged in under the swap's lock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from kafka import TopicPartition
+
+from consumers import readmodel
+from consumers.cloudevents import NotACloudEvent, parse, stored_to_bytes
+from consumers.projecting import Evaluation, ProjectingConsumer, evaluate, utcnow
+from projections.policy import Policy, load_policy
+from timeline.errors import TimelineError
+from timeline.recorded import RecordedEvent
+
+log = logging.getLogger(__name__)
+
+PREFIX = readmodel.SUMMARY
+DEFAULT_GROUP = "timeline-summary"
+NEW = "_new"
+OLD = "_old"
+
+
+class SummaryConsumer(ProjectingConsumer):
+    prefix = PREFIX
+    default_group = DEFAULT_GROUP
+
+    def ddl(self) -> list[str]:
+        return readmodel.summary_ddl()
+
+    def write(self, cur: psycopg.Cursor, evaluations: list[Evaluation], as_of: dt.datetime) -> None:
+        # Tier moves change far less often than rows: rewrite a customer's only when they differ from
+        # what this process last wrote (remembered with the cached history, so forgotten on any doubt).
+        memo = self.cache.memo
+        moved = []
+        for e in evaluations:
+            changes = e.state.tier.changes if e.state is not None else None
+            if e.customer_id not in memo or memo[e.customer_id] != changes:
+                moved.append(e.customer_id)
+            memo[e.customer_id] = changes
+        write_rows(cur, evaluations, self.ranks, moves_of=set(moved))
+
+
+def write_rows(
+    cur: psycopg.Cursor,
+    evaluations: Sequence[Evaluation],
+    ranks: dict[str, int],
+    suffix: str = "",
+    moves_of: set[str] | None = None,
+) -> None:
+    """Upsert the rows of these evaluations (delete those without a state) and replace their tier moves.
+
+    ``moves_of``: only these customers' tier moves are replaced (default: all of them).
+    """
+    rows, moves, gone = [], [], []
+    for e in evaluations:
+        if e.state is None:
+            gone.append(e.customer_id)
+            continue
+        rows.append(readmodel.summary_row(e.state, e.last_version, e.last_position))
+        if moves_of is None or e.customer_id in moves_of:
+            moves.extend(readmodel.move_rows(e.state, ranks))
+    readmodel.upsert_summary(cur, rows, suffix)
+    readmodel.delete_summary(cur, gone, suffix)
+    replaced = [e.customer_id for e in evaluations if moves_of is None or e.customer_id in moves_of]
+    readmodel.replace_moves(cur, replaced, moves, suffix)
+
+
+# -- rebuild ------------------------------------------------------------------------------------
+
+Progress = Callable[[str, int, int | None], None]
+"""``progress(phase, done, total)``."""
+
+SWAPPED = (
+    f"{PREFIX}_events",
+    f"{PREFIX}_streams",
+    readmodel.SUMMARY_TABLE,
+    readmodel.MOVES_TABLE,
+)
+
+
+@dataclass
+class RebuildResult:
+    source: str
+    customers: int
+    events: int
+    merged: int
+    seconds: float
+    swap_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "customers": self.customers,
+            "events": self.events,
+            "merged_after_snapshot": self.merged,
+            "seconds": round(self.seconds, 3),
+            "swap_seconds": round(self.swap_seconds, 3),
+        }
+
+
+def rebuild(
+    db_url: str,
+    source: str,
+    *,
+    store_url: str | None = None,
+    bootstrap: str | None = None,
+    topic: str | None = None,
+    group: str = DEFAULT_GROUP,
+    policy: Policy | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+    progress: Progress | None = None,
+    chunk: int = 5_000,
+    before_swap: Callable[[], None] | None = None,
+) -> RebuildResult:
+    """Compute the whole read model into new tables and swap them in atomically."""
+    if source not in ("store", "topic"):
+        raise TimelineError(f"rebuild from 'store' or 'topic', not {source!r}")
+    policy = policy or load_policy()
+    ranks = {level.name: i for i, level in enumerate(policy.tier.tiers)}
+    started = time.monotonic()
+    conn = readmodel.connect(db_url)
+    conn.autocommit = True
+    try:
+        readmodel.ensure(
+            conn, [*readmodel.consumer_ddl(PREFIX), *readmodel.offsets_ddl(PREFIX), *readmodel.summary_ddl()]
+        )
+        snapshot_seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {PREFIX}_events").fetchone()[0]
+        with conn.transaction():
+            for table in SWAPPED:
+                conn.execute(f"DROP TABLE IF EXISTS {table}{NEW}")
+            for stmt in [*readmodel.consumer_ddl(PREFIX, NEW), *readmodel.summary_ddl(NEW)]:
+                conn.execute(stmt)
+        if source == "store":
+            if not store_url:
+                raise TimelineError("rebuild --from store needs the store's URL (--store or TIMELINE_DB)")
+            histories, values = _read_store(store_url, progress)
+        else:
+            if not (bootstrap and topic):
+                raise TimelineError("rebuild --from topic needs --bootstrap and --topic")
+            saved = _saved_offsets(conn, group, topic)
+            histories, values = _read_topic(bootstrap, topic, saved, progress)
+        as_of = clock()
+        events = _copy_events(conn, values, progress)
+        _compute(conn, histories, policy, ranks, as_of, chunk, progress)
+        if before_swap:
+            before_swap()
+        swap_started = time.monotonic()
+        merged = _swap(conn, snapshot_seq, policy, ranks, clock(), source)
+        swap_seconds = time.monotonic() - swap_started
+    except BaseException:
+        try:
+            for table in SWAPPED:
+                conn.execute(f"DROP TABLE IF EXISTS {table}{NEW}")
+        except psycopg.Error:
+            pass
+        raise
+    finally:
+        conn.close()
+    return RebuildResult(source, len(histories), events, merged, time.monotonic() - started, swap_seconds)
+
+
+def _saved_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:
+    rows = conn.execute(
+        f'SELECT partition, next_offset FROM {PREFIX}_offsets WHERE "group" = %s AND topic = %s', (group, topic)
+    ).fetchall()
+    if not rows:
+        raise TimelineError(
+            f"group {group!r} has applied nothing of topic {topic!r} here: nothing to rebuild from the topic "
+            "(rebuild --from store, or run the consumer)"
+        )
+    return dict(rows)
+
+
+def _read_store(store_url: str, progress: Progress | None) -> tuple[dict[str, list[RecordedEvent]], list[tuple]]:
+    """Every stream from one pass over the store's log, as the relay would publish it (PII as markers)."""
+    from timeline.keyring import KeyRing
+    from timeline.states import PAGE
+    from timeline.store import open_store
+
+    store = open_store(store_url)
+    try:
+        ring = KeyRing(store, None)
+        head = store.head_position()
+        histories: dict[str, list[RecordedEvent]] = {}
+        values: list[tuple] = []
+        after = 0
+        while True:
+            rows = store.read_log(after, PAGE)
+            if not rows:
+                break
+            keys = ring.keys({r.customer_id for r in rows})
+            for row in rows:
+                value = stored_to_bytes(row, keys[row.customer_id].erased)
+                event = parse(value)
+                histories.setdefault(event.customer_id, []).append(event)
+                values.append((event.event_id, event.customer_id, event.version, event.position, value))
+            after = rows[-1].position
+            if progress:
+                progress("reading the store", after, head)
+        return histories, values
+    finally:
+        store.close()
+
+
+def _read_topic(
+    bootstrap: str, topic: str, ends: dict[int, int], progress: Progress | None
+) -> tuple[dict[str, list[RecordedEvent]], list[tuple]]:
+    """The topic from the beginning up to the offsets the consumer applied (repeats and poison dropped)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        metrics_enabled=False,
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p, end in sorted(ends.items()) if end > 0]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        starts = {tp: consumer.position(tp) for tp in partitions}
+        total = sum(ends[tp.partition] - starts[tp] for tp in partitions)
+        seen: dict[str, RecordedEvent] = {}
+        values: list[tuple] = []
+        read = 0
+        remaining = {tp for tp in partitions if consumer.position(tp) < ends[tp.partition]}
+        idle_since = time.monotonic()
+        while remaining:
+            polled = consumer.poll(timeout_ms=500, max_records=20_000)
+            if not polled and time.monotonic() - idle_since > 60:
+                raise TimelineError(f"topic {topic} ends before the offsets the consumer applied: {ends}")
+            for tp, records in polled.items():
+                idle_since = time.monotonic()
+                end = ends[tp.partition]
+                for r in records:
+                    if r.offset >= end:
+                        break
+                    read += 1
+                    try:
+                        event = parse(r.value) if r.value is not None else None
+                    except NotACloudEvent:
+                        event = None
+                    if event is None or str(event.event_id) in seen:
+                        continue
+                    seen[str(event.event_id)] = event
+                    values.append((event.event_id, event.customer_id, event.version, event.position, r.value))
+                if consumer.position(tp) >= end or (records and records[-1].offset >= end - 1):
+                    remaining.discard(tp)
+                    consumer.pause(tp)
+            if progress:
+                progress("reading the topic", read, total)
+    finally:
+        consumer.close()
+    histories: dict[str, list[RecordedEvent]] = {}
+    for event in seen.values():
+        histories.setdefault(event.customer_id, []).append(event)
+    for history in histories.values():
+        history.sort(key=lambda e: e.version)
+    return histories, values
+
+
+def _copy_events(conn: psycopg.Connection, values: list[tuple], progress: Progress | None) -> int:
+    with conn.transaction(), conn.cursor() as cur:
+        with cur.copy(
+            f"COPY {PREFIX}_events{NEW} (event_id, customer_id, version, position, value) FROM STDIN"
+        ) as copy:
+            for i, row in enumerate(values, 1):
+                copy.write_row(row)
+                if progress and i % 20_000 == 0:
+                    progress("copying events", i, len(values))
+    if progress:
+        progress("copying events", len(values), len(values))
+    return len(values)
+
+
+def _compute(
+    conn: psycopg.Connection,
+    histories: dict[str, list[RecordedEvent]],
+    policy: Policy,
+    ranks: dict[str, int],
+    as_of: dt.datetime,
+    chunk: int,
+    progress: Progress | None,
+) -> None:
+    customers = sorted(histories)
+    for start in range(0, len(customers), chunk):
+        evaluations = [evaluate(c, histories[c], policy, as_of) for c in customers[start : start + chunk]]
+        with conn.transaction(), conn.cursor() as cur:
+            write_rows(cur, evaluations, ranks, NEW)
+            _write_streams(cur, evaluations, NEW)
+        if progress:
+            progress("computing states", min(start + chunk, len(customers)), len(customers))
+
+
+def _write_streams(cur: psycopg.Cursor, evaluations: Sequence[Evaluation], suffix: str) -> None:
+    if evaluations:
+        cur.execute(
+            f"INSERT INTO {PREFIX}_streams{suffix} (customer_id, last_version, last_position, recheck_at)"
+            " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::timestamptz[])"
+            " ON CONFLICT (customer_id) DO UPDATE SET last_version = excluded.last_version,"
+            " last_position = excluded.last_position, recheck_at = excluded.recheck_at",
+            (
+                [e.customer_id for e in evaluations],
+                [e.last_version for e in evaluations],
+                [e.last_position for e in evaluations],
+                [e.recheck_at for e in evaluations],
+            ),
+        )
+
+
+def _swap(
+    conn: psycopg.Connection, snapshot_seq: int, policy: Policy, ranks: dict[str, int], as_of: dt.datetime, source: str
+) -> int:
+    """Under the exclusive lock: merge what the consumer applied since the snapshot, rename, drop the old."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (readmodel.SWAP_LOCK,))
+        cur.execute(
+            f"INSERT INTO {PREFIX}_events{NEW} (event_id, customer_id, version, position, value)"
+            f" SELECT event_id, customer_id, version, position, value FROM {PREFIX}_events WHERE seq > %s"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (snapshot_seq,),
+        )
+        cur.execute(f"SELECT DISTINCT customer_id FROM {PREFIX}_events WHERE seq > %s", (snapshot_seq,))
+        late = [r[0] for r in cur.fetchall()]
+        if late:
+            cur.execute(
+                f"SELECT customer_id, value FROM {PREFIX}_events{NEW} WHERE customer_id = ANY(%s)"
+                " ORDER BY customer_id, version",
+                (late,),
+            )
+            histories: dict[str, list[RecordedEvent]] = {}
+            for customer_id, value in cur.fetchall():
+                histories.setdefault(customer_id, []).append(parse(bytes(value)))
+            evaluations = [evaluate(c, h, policy, as_of) for c, h in sorted(histories.items())]
+            write_rows(cur, evaluations, ranks, NEW)
+            _write_streams(cur, evaluations, NEW)
+        for table in SWAPPED:
+            cur.execute(f"ALTER TABLE {table} RENAME TO {table}{OLD}")
+            cur.execute(f"ALTER TABLE {table}{NEW} RENAME TO {table}")
+        for table in SWAPPED:
+            cur.execute(f"DROP TABLE {table}{OLD}")
+        for table in SWAPPED:  # the new tables' indexes take the usual names (the old ones are gone)
+            cur.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s", (table,)
+            )
+            for (index,) in cur.fetchall():
+                if index.startswith(table + NEW):
+                    cur.execute(f"ALTER INDEX {index} RENAME TO {table}{index[len(table) + len(NEW) :]}")
+        cur.execute(
+            f"UPDATE {PREFIX}_meta SET generation = generation + 1, rebuilt_at = now(), rebuilt_from = %s", (source,)
+        )
+    return len(late)

@@ -1,0 +1,218 @@
+"""State-dependent acceptance rules of RULES §2, as a guard kept up to date per stream.
+
+A :class:`Guard` folds a customer's stored history once, then decides each
+new event in O(1) for events in business order (a late event costs a scan of
+the instants after it). It is pure: the ingestion shell feeds it the stream
+and appends what it admits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_left, insort
+from dataclasses import dataclass, field
+from decimal import Decimal
+from uuid import UUID
+
+from projections.balances import ZERO, balances, signed_amount
+from projections.counted import counted
+from projections.points import points_as_of
+from projections.policy import Policy
+from timeline.errors import RejectedEvent, UnknownTarget
+from timeline.identity import check_identity
+from timeline.recorded import RecordedEvent, iso
+
+UNVOIDABLE = frozenset({"customer.registered", "correction.recorded", "customer.erased", "referral.qualified"})
+LIFECYCLES = {
+    "complaint.filed": ("complaint", "complaint_id", "filed"),
+    "complaint.resolved": ("complaint", "complaint_id", "resolved"),
+    "followup.scheduled": ("follow-up", "followup_id", "scheduled"),
+    "followup.completed": ("follow-up", "followup_id", "completed"),
+}
+OPENERS = frozenset({"complaint.filed", "followup.scheduled"})
+
+
+@dataclass(slots=True)
+class _Account:
+    """One account's counted movements: net change per instant, ascending."""
+
+    instants: list[dt.datetime] = field(default_factory=list)
+    deltas: list[Decimal] = field(default_factory=list)
+    total: Decimal = ZERO
+
+    def lowest_after(self, moment: dt.datetime, change: Decimal) -> tuple[Decimal, dt.datetime]:
+        """The lowest balance at any instant ≥ ``moment`` if ``change`` were applied at ``moment``."""
+        start = bisect_left(self.instants, moment)
+        balance = self.total + change
+        lowest: Decimal | None = None
+        when = moment
+        for index in range(len(self.instants) - 1, start - 1, -1):
+            if lowest is None or balance < lowest:
+                lowest, when = balance, self.instants[index]
+            balance -= self.deltas[index]
+        if start == len(self.instants) or self.instants[start] != moment:
+            if lowest is None or balance < lowest:
+                lowest, when = balance, moment
+        assert lowest is not None
+        return lowest, when
+
+    def move(self, moment: dt.datetime, change: Decimal) -> None:
+        index = bisect_left(self.instants, moment)
+        if index < len(self.instants) and self.instants[index] == moment:
+            self.deltas[index] += change
+        else:
+            self.instants.insert(index, moment)
+            self.deltas.insert(index, change)
+        self.total += change
+
+
+@dataclass(slots=True)
+class _Lifecycle:
+    """The counted opener (filing, scheduling) and closer (resolution, completion) of one id."""
+
+    opener: RecordedEvent | None = None
+    closer: RecordedEvent | None = None
+
+
+class Guard:
+    """Decides and records the events of one customer's stream."""
+
+    def __init__(self, policy: Policy, history: list[RecordedEvent]) -> None:
+        """``history`` is the stream as the caller keeps it: it appends what it stores, then calls :meth:`record`."""
+        self.policy = policy
+        self._events: dict[UUID, RecordedEvent] = {}
+        self._voided: set[UUID] = set()
+        self._accounts: dict[str, _Account] = {}
+        self._ids: dict[tuple[str, str], _Lifecycle] = {}
+        self._redemptions: list[dt.datetime] = []
+        self._history = history
+        for event in history:
+            self.record(event)
+
+    def check(self, event: RecordedEvent) -> None:
+        """Raise :class:`RejectedEvent` if ``event`` may not be stored after this stream."""
+        check_identity(self._history, event)
+        kind = event.type
+        if kind == "withdrawal.made":
+            self._check_balance(
+                event.data["account_id"],
+                event.occurred_at,
+                -Decimal(event.data["amount"]),
+                f"withdrawal of {event.data['amount']}",
+            )
+        elif kind in LIFECYCLES:
+            self._check_lifecycle(event)
+        elif kind == "points.redeemed":
+            self._check_redemption(event)
+        elif kind == "correction.recorded":
+            self._check_correction(event)
+        elif kind == "customer.erased":
+            open_accounts = {a: acc.total for a, acc in self._accounts.items() if acc.total != ZERO}
+            if open_accounts:
+                listing = ", ".join(f"{a} {v:.2f}" for a, v in sorted(open_accounts.items()))
+                raise RejectedEvent(f"customer cannot be erased while accounts hold money: {listing}")
+
+    def record(self, event: RecordedEvent) -> None:
+        """Take an admitted (or already stored) event into account."""
+        self._events[event.event_id] = event
+        kind = event.type
+        if kind in ("deposit.made", "withdrawal.made"):
+            self._account(event.data["account_id"]).move(event.occurred_at, signed_amount(event))
+        elif kind in LIFECYCLES:
+            entry = self._ids.setdefault(_key(event), _Lifecycle())
+            if kind in OPENERS:
+                entry.opener = event
+            else:
+                entry.closer = event
+        elif kind == "points.redeemed":
+            insort(self._redemptions, event.occurred_at)
+        elif kind == "correction.recorded":
+            self._void(self._events[UUID(event.data["voids_event_id"])])
+
+    def _void(self, target: RecordedEvent) -> None:
+        self._voided.add(target.event_id)
+        kind = target.type
+        if kind in ("deposit.made", "withdrawal.made"):
+            self._account(target.data["account_id"]).move(target.occurred_at, -signed_amount(target))
+        elif kind in LIFECYCLES:
+            entry = self._ids[_key(target)]
+            if kind in OPENERS:
+                entry.opener = None
+            else:
+                entry.closer = None
+        elif kind == "points.redeemed":
+            self._redemptions.remove(target.occurred_at)
+
+    def _account(self, account_id: str) -> _Account:
+        account = self._accounts.get(account_id)
+        if account is None:
+            account = self._accounts[account_id] = _Account()
+        return account
+
+    def _check_balance(self, account_id: str, moment: dt.datetime, change: Decimal, what: str) -> None:
+        account = self._accounts.get(account_id) or _Account()
+        lowest, when = account.lowest_after(moment, change)
+        if lowest < ZERO:
+            raise RejectedEvent(f"{what} would make account {account_id} negative ({lowest:.2f} at {iso(when)})")
+
+    def _check_lifecycle(self, event: RecordedEvent) -> None:
+        noun, id_field, verb = LIFECYCLES[event.type]
+        key = _key(event)
+        entry = self._ids.get(key) or _Lifecycle()
+        ident = event.data[id_field]
+        if event.type in OPENERS:
+            used = entry.opener or entry.closer
+            if used is not None:
+                raise RejectedEvent(f"{id_field} {ident} is already used by event {used.event_id}")
+            return
+        if entry.opener is None or entry.opener.occurred_at > event.occurred_at:
+            raise RejectedEvent(f"{noun} {ident} has no counted {_opened(noun)} at or before {iso(event.occurred_at)}")
+        if entry.closer is not None:
+            raise RejectedEvent(f"{noun} {ident} is already {verb} by event {entry.closer.event_id}")
+
+    def _check_redemption(self, event: RecordedEvent) -> None:
+        if self._redemptions and self._redemptions[-1] > event.occurred_at:
+            raise RejectedEvent(
+                f"points.redeemed at {iso(event.occurred_at)} is earlier than a counted redemption at "
+                f"{iso(self._redemptions[-1])}"
+            )
+        events = counted(self._history).as_of(event.occurred_at)
+        available = points_as_of(events, balances(events).accounts, self.policy, event.occurred_at).available
+        if event.data["points"] > available:
+            raise RejectedEvent(
+                f"cannot redeem {event.data['points']} points: {available} available at {iso(event.occurred_at)}"
+            )
+
+    def _check_correction(self, event: RecordedEvent) -> None:
+        target_id = UUID(event.data["voids_event_id"])
+        target = self._events.get(target_id)
+        if target is None:
+            raise UnknownTarget(target_id)
+        if target_id in self._voided:
+            raise RejectedEvent(f"event {target_id} is already voided")
+        if target.type in UNVOIDABLE:
+            raise RejectedEvent(f"a {target.type} event cannot be voided")
+        if target.type in OPENERS:
+            closer = self._ids[_key(target)].closer
+            if closer is not None:
+                noun = LIFECYCLES[target.type][0]
+                ident = target.data[LIFECYCLES[target.type][1]]
+                raise RejectedEvent(
+                    f"{noun} {ident} already has a counted {closer.type} ({closer.event_id}); void that first"
+                )
+        if target.type == "deposit.made":
+            self._check_balance(
+                target.data["account_id"],
+                target.occurred_at,
+                -Decimal(target.data["amount"]),
+                f"voiding deposit {target_id}",
+            )
+
+
+def _key(event: RecordedEvent) -> tuple[str, str]:
+    noun, id_field, _ = LIFECYCLES[event.type]
+    return noun, event.data[id_field]
+
+
+def _opened(noun: str) -> str:
+    return "filing" if noun == "complaint" else "scheduling"

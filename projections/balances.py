@@ -1,0 +1,141 @@
+"""Account balances and AUM as step functions of business time (RULES §3, §4).
+
+A quantity at instant t is read after every counted event with
+``occurred_at`` ≤ t, so a line holds one value per instant at which money
+moved: the value after all of that instant's events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from uuid import UUID
+
+from timeline.recorded import RecordedEvent
+
+ZERO = Decimal(0)
+MONEY_TYPES = frozenset({"deposit.made", "withdrawal.made"})
+
+
+def signed_amount(event: RecordedEvent) -> Decimal:
+    amount = Decimal(event.data["amount"])
+    return amount if event.type == "deposit.made" else -amount
+
+
+@dataclass(slots=True)
+class StepLine:
+    """A value after each instant it changed at (ascending), and the events that moved it there."""
+
+    instants: list[dt.datetime] = field(default_factory=list)
+    values: list[Decimal] = field(default_factory=list)
+    movers: list[list[UUID]] = field(default_factory=list)
+
+    def add(self, instant: dt.datetime, delta: Decimal, event_id: UUID) -> None:
+        """Apply a movement; instants must come in ascending order."""
+        if self.instants and self.instants[-1] == instant:
+            self.values[-1] += delta
+            self.movers[-1].append(event_id)
+            return
+        self.instants.append(instant)
+        self.values.append((self.values[-1] if self.values else ZERO) + delta)
+        self.movers.append([event_id])
+
+    def at(self, moment: dt.datetime) -> Decimal:
+        index = bisect_right(self.instants, moment) - 1
+        return self.values[index] if index >= 0 else ZERO
+
+    def before(self, moment: dt.datetime) -> Decimal:
+        """The value just before ``moment`` (before that instant's events)."""
+        index = bisect_left(self.instants, moment) - 1
+        return self.values[index] if index >= 0 else ZERO
+
+    def _window(self, start: dt.datetime, end: dt.datetime) -> list[Decimal]:
+        """Every value held at some instant of the closed interval [start, end]."""
+        first = bisect_right(self.instants, start)
+        last = bisect_right(self.instants, end)
+        return [self.at(start), *self.values[first:last]]
+
+    def min_over(self, start: dt.datetime, end: dt.datetime) -> Decimal:
+        return min(self._window(start, end))
+
+    def max_over(self, start: dt.datetime, end: dt.datetime) -> Decimal:
+        return max(self._window(start, end))
+
+    def argmax_over(self, start: dt.datetime, end: dt.datetime) -> tuple[Decimal, dt.datetime]:
+        """The highest value over [start, end] and the first instant it was reached."""
+        best, when = self.at(start), start
+        for index in range(bisect_right(self.instants, start), bisect_right(self.instants, end)):
+            if self.values[index] > best:
+                best, when = self.values[index], self.instants[index]
+        return best, when
+
+    def movers_between(self, start: dt.datetime, end: dt.datetime) -> list[UUID]:
+        """Events that moved the value at instants in [start, end]."""
+        first = bisect_left(self.instants, start)
+        last = bisect_right(self.instants, end)
+        return [event_id for ids in self.movers[first:last] for event_id in ids]
+
+    def sliding_min(self) -> MonotoneMin:
+        return MonotoneMin(self)
+
+    def last_change_at_or_before(self, moment: dt.datetime) -> dt.datetime | None:
+        index = bisect_right(self.instants, moment) - 1
+        return self.instants[index] if index >= 0 else None
+
+
+class MonotoneMin:
+    """Minimum of a line over windows [start, end] whose ends never move back: amortised O(1) each.
+
+    The tier's hold windows and the points' holding periods slide forward in
+    time; a monotonic deque of change indices gives each minimum without
+    rescanning the window.
+    """
+
+    __slots__ = ("_line", "_queue", "_added")
+
+    def __init__(self, line: StepLine) -> None:
+        self._line = line
+        self._queue: deque[int] = deque()
+        self._added = -1
+
+    def over(self, start: dt.datetime, end: dt.datetime) -> Decimal:
+        instants, values, queue = self._line.instants, self._line.values, self._queue
+        while self._added + 1 < len(instants) and instants[self._added + 1] <= end:
+            self._added += 1
+            value = values[self._added]
+            while queue and values[queue[-1]] >= value:
+                queue.pop()
+            queue.append(self._added)
+        first = bisect_right(instants, start) - 1
+        while queue and queue[0] < first:
+            queue.popleft()
+        lowest = values[queue[0]] if queue else ZERO
+        return min(lowest, ZERO) if first < 0 else lowest
+
+
+@dataclass(slots=True)
+class Balances:
+    """Every account's balance line and their sum, the AUM line."""
+
+    accounts: dict[str, StepLine]
+    aum: StepLine
+
+
+def balances(events: Iterable[RecordedEvent]) -> Balances:
+    """Fold counted events in business order into balance lines."""
+    accounts: dict[str, StepLine] = {}
+    aum = StepLine()
+    for event in events:
+        if event.type in MONEY_TYPES:
+            delta = signed_amount(event)
+            account = event.data["account_id"]
+            line = accounts.get(account)
+            if line is None:
+                line = accounts[account] = StepLine()
+            line.add(event.occurred_at, delta, event.event_id)
+            aum.add(event.occurred_at, delta, event.event_id)
+    return Balances(accounts, aum)

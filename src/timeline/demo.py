@@ -1,0 +1,175 @@
+"""``timeline demo``: a generated branch, ingested and summarised for its branch head."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from projections.state import CustomerState
+from timeline.engine import open_engine
+from timeline.errors import TimelineError
+from timeline.ingest import Summary
+from timeline.recorded import iso
+from timeline.states import StateReader
+
+STAGES = ("prospect", "new", "established", "loyal", "at_risk", "churned")
+
+
+def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out: Console) -> None:
+    from timeline.generate import generate_branch
+
+    if not db.startswith("sqlite:///"):
+        raise TimelineError("the demo recreates its database: give a sqlite:/// URL")
+    path = db[len("sqlite:///") :]
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    today = dt.date.today()
+    engine = open_engine(db)
+    started = time.perf_counter()
+    summary = Summary()
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("generating and ingesting", total=None)
+            ingestor = engine.ingestor(batch_size=2000)
+            events = ((None, e) for e in generate_branch(customers, years, seed, today))
+            for outcome in ingestor.ingest(events):
+                summary.add(outcome)
+                if (summary.accepted + summary.rejected) % 2000 == 0:
+                    progress.update(task, completed=summary.accepted + summary.duplicate + summary.rejected)
+            progress.update(task, completed=summary.accepted, total=summary.accepted + summary.rejected)
+            reading = progress.add_task("computing every customer's state", total=None)
+            reader = StateReader(engine.store, engine.policy)
+            now = dt.datetime.now(dt.UTC)
+
+            def advance(position: int, head: int) -> None:
+                progress.update(reading, completed=position, total=head)
+
+            states = list(reader.all_states(now, now, progress=advance))
+        qualified = sum(1 for o in ingestor.engine_events if o.status == "accepted")
+    finally:
+        engine.close()
+    elapsed = time.perf_counter() - started
+    err.print(
+        f"{summary.accepted:,} events ingested ({summary.rejected} rejected, {qualified} referral qualifications "
+        f"written by the engine) into {path} and {len(states):,} customers evaluated in {elapsed:.1f} s",
+        highlight=False,
+    )
+    for table in branch_report(states, now, engine.policy.tier.tiers):
+        out.print(table)
+    out.print(f"Explore: timeline explain {states[0].customer_id} --db {db}", highlight=False)
+
+
+def branch_report(states: Sequence[CustomerState], now: dt.datetime, tiers: Sequence) -> list[Table]:
+    quarter_start = _quarter_start(now, states[0].as_of.tzinfo if states else dt.UTC)
+    return [
+        _tier_distribution(states, [t.name for t in tiers]),
+        _tier_moves(states, quarter_start),
+        _funnel(states),
+        _at_risk(states),
+        _top_referrers(states),
+        _overdue(states),
+    ]
+
+
+def _quarter_start(now: dt.datetime, _tz: object) -> dt.datetime:
+    from zoneinfo import ZoneInfo
+
+    local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    month = 3 * ((local.month - 1) // 3) + 1
+    return dt.datetime(local.year, month, 1, tzinfo=local.tzinfo).astimezone(dt.UTC)
+
+
+def _tier_distribution(states: Sequence[CustomerState], order: list[str]) -> Table:
+    counts = Counter(s.tier.tier for s in states)
+    aum = Counter()
+    for s in states:
+        aum[s.tier.tier] += s.aum
+    table = Table(title="Tier distribution", title_justify="left")
+    for col in ("tier", "customers", "share", "AUM (CNY)"):
+        table.add_column(col, justify="right" if col != "tier" else "left")
+    total = len(states) or 1
+    for name in order:
+        table.add_row(name, f"{counts[name]:,}", f"{counts[name] / total:.1%}", f"{aum[name]:,.0f}")
+    return table
+
+
+def _tier_moves(states: Sequence[CustomerState], since: dt.datetime) -> Table:
+    moves = [(c, s) for s in states for c in s.tier.changes if c.at >= since]
+    moves.sort(key=lambda m: m[0].at, reverse=True)
+    ups = sum(1 for c, _ in moves if c.rule.startswith("upgrade"))
+    table = Table(title=f"Tier moves this quarter: {ups} up, {len(moves) - ups} down (latest 10)", title_justify="left")
+    for col in ("customer", "when", "from", "to", "why"):
+        table.add_column(col)
+    for change, s in moves[:10]:
+        table.add_row(s.customer_id, iso(change.at)[:10], change.from_tier, change.to_tier, change.reason)
+    return table
+
+
+def _funnel(states: Sequence[CustomerState]) -> Table:
+    counts = Counter(s.lifecycle.stage for s in states)
+    table = Table(title="Lifecycle funnel", title_justify="left")
+    table.add_column("stage")
+    table.add_column("customers", justify="right")
+    table.add_column("", justify="left")
+    top = max(counts.values(), default=1)
+    for stage in STAGES:
+        table.add_row(stage, f"{counts[stage]:,}", "█" * round(30 * counts[stage] / top))
+    return table
+
+
+def _at_risk(states: Sequence[CustomerState]) -> Table:
+    risky = sorted((s for s in states if s.lifecycle.stage == "at_risk"), key=lambda s: s.aum, reverse=True)
+    table = Table(title=f"At risk: {len(risky)} customers (top 10 by AUM)", title_justify="left")
+    for col in ("customer", "RM", "tier", "AUM (CNY)", "reason"):
+        table.add_column(col)
+    for s in risky[:10]:
+        table.add_row(
+            s.customer_id, s.assignment.relationship_manager or "", s.tier.tier, f"{s.aum:,.2f}", s.lifecycle.reason
+        )
+    return table
+
+
+def _top_referrers(states: Sequence[CustomerState]) -> Table:
+    best = sorted((s for s in states if s.qualified_referrals), key=lambda s: (-s.qualified_referrals, s.customer_id))
+    table = Table(title="Top referrers (qualified referrals)", title_justify="left")
+    for col in ("customer", "RM", "qualified", "points"):
+        table.add_column(col)
+    for s in best[:10]:
+        table.add_row(
+            s.customer_id,
+            s.assignment.relationship_manager or "",
+            str(s.qualified_referrals),
+            f"{s.points.available:,}",
+        )
+    return table
+
+
+def _overdue(states: Sequence[CustomerState]) -> Table:
+    overdue = [f for s in states for f in s.followups if f.overdue]
+    per_rm = Counter((f.branch_id, f.relationship_manager) for f in overdue)
+    table = Table(title=f"Overdue follow-ups: {len(overdue)}", title_justify="left")
+    for col in ("branch", "RM", "overdue", "oldest due", "customer", "reason"):
+        table.add_column(col)
+    for (branch, rm), count in sorted(per_rm.items(), key=lambda kv: -kv[1]):
+        oldest = min(
+            (f for f in overdue if (f.branch_id, f.relationship_manager) == (branch, rm)), key=lambda f: f.due_date
+        )
+        table.add_row(
+            branch or "", rm or "", str(count), oldest.due_date.isoformat(), oldest.customer_id, oldest.reason
+        )
+    return table

@@ -1,0 +1,74 @@
+"""Referral qualification in the shell (RULES §5): gather the facts after a commit, let the rule decide.
+
+Run after each committed batch, reading fresh from the store. Writers
+commit one at a time (the table lock on PostgreSQL, the database lock on
+SQLite), so of two concurrent batches — say A's referral and R's first
+deposit — the one that commits last sees both and qualifies the referral.
+Both may try; the qualification's event id is derived from R, so it is
+stored once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from projections.counted import counted
+from projections.policy import Policy
+from projections.referrals import decide, qualification_id
+from timeline.keyring import KeyRing
+from timeline.recorded import RecordedEvent
+from timeline.store.port import EventStore
+
+TRIGGERS = frozenset({"customer.registered", "deposit.made"})
+
+
+def referred_customers(events: Iterable[RecordedEvent], targets: dict[UUID, RecordedEvent]) -> set[str]:
+    """Customers whose referral may qualify after these events: RULES §5's triggers.
+
+    ``targets`` holds the events that the corrections among ``events`` void.
+    """
+    found: set[str] = set()
+    for event in events:
+        subject = targets.get(UUID(event.data["voids_event_id"])) if event.type == "correction.recorded" else event
+        if subject is None:
+            continue
+        if subject.type == "referral.made":
+            found.add(subject.data["referred_customer_id"])
+        elif subject.type in TRIGGERS:
+            found.add(subject.customer_id)
+    return found
+
+
+class Qualifier:
+    """Decides, from what is stored now, which referrals of some customers qualify."""
+
+    def __init__(self, store: EventStore, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+
+    def qualifications(self, referred_ids: set[str]) -> list[dict[str, Any]]:
+        """``referral.qualified`` events to append (none already stored)."""
+        if not referred_ids:
+            return []
+        referrals = self.store.referrals_naming(referred_ids)
+        if not referrals:
+            return []
+        stored = self.store.lookup_events([qualification_id(r) for r in referrals])
+        todo = {r: entries for r, entries in referrals.items() if qualification_id(r) not in stored}
+        if not todo:
+            return []
+        referrers = {entry.customer_id for entries in todo.values() for entry in entries}
+        ring = KeyRing(self.store, None)
+        rows = self.store.read_streams(set(todo) | referrers)
+        views = {customer: counted(ring.decode(stream)) for customer, stream in rows.items()}
+        erased = {c for c, key in ring.keys(referrers).items() if key.erased}
+        events = []
+        for referred, entries in sorted(todo.items()):
+            ids = {entry.event_id for entry in entries}
+            named = [e for c in {entry.customer_id for entry in entries} for e in views[c].events if e.event_id in ids]
+            decision = decide(referred, named, erased, views[referred].events, self.policy)
+            if decision is not None:
+                events.append(decision.event())
+        return events

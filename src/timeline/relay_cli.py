@@ -1,0 +1,91 @@
+"""``timeline relay``: publish the event store to Kafka (see :mod:`consumers.relay`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from timeline.store import open_store
+
+
+def relay_command(
+    db: Annotated[
+        str | None,
+        typer.Option("--db", envvar="TIMELINE_DB", help="sqlite:///PATH (default ./timeline.db) or postgresql://…"),
+    ] = None,
+    bootstrap: Annotated[
+        str, typer.Option("--bootstrap", envvar="TIMELINE_KAFKA", help="Kafka bootstrap servers, host:port[,…].")
+    ] = "localhost:9092",
+    topic: Annotated[str, typer.Option("--topic", envvar="TIMELINE_TOPIC", help="Topic to publish to.")] = (
+        "customer-events"
+    ),
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Events per batch; the position is saved after each.")
+    ] = 5000,
+    once: Annotated[bool, typer.Option("--once", help="Stop when caught up instead of tailing the log.")] = False,
+    name: Annotated[str, typer.Option("--name", help="Relay name: each name keeps its own position.")] = "default",
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions if the topic has to be created.")] = 3,
+    replication_factor: Annotated[int, typer.Option(min=1, help="Replication if the topic has to be created.")] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.5, help="Seconds to wait for the broker before backing off.")
+    ] = 30.0,
+    poll_interval: Annotated[float, typer.Option(min=0.01, help="Seconds between polls when caught up.")] = 1.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log the Kafka client's own warnings.")] = False,
+) -> None:
+    """Publish every stored event, in global order, as CloudEvents to Kafka (at least once)."""
+    from consumers.relay import Relay
+
+    logging.getLogger("consumers.relay").setLevel(logging.INFO)
+    # The relay logs each failure once with what it does next; the client logs every reconnect attempt.
+    logging.getLogger("kafka").setLevel(logging.WARNING if verbose else logging.CRITICAL)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    timeout_ms = int(timeout * 1000)
+    store = open_store(db)
+    relay = Relay(
+        store,
+        bootstrap,
+        topic,
+        name=name,
+        batch_size=batch_size,
+        partitions=partitions,
+        replication_factor=replication_factor,
+        poll_interval=poll_interval,
+        producer_config={
+            "request_timeout_ms": timeout_ms,
+            "delivery_timeout_ms": 2 * timeout_ms,
+            "max_block_ms": timeout_ms,
+            "bootstrap_timeout_ms": timeout_ms,
+        },
+    )
+
+    def _stop(signum: int, _frame: object) -> None:
+        logging.getLogger("consumers.relay").info("signal %d: finishing the batch in flight", signum)
+        relay.stop()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stats = relay.run(stop_when_caught_up=once)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        relay.close()
+        store.close()
+    summary = {"topic": topic, "name": name, **stats.to_json()}
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        sys.stderr.write(
+            f"relay {name}: published {stats.published} events to {topic} in {stats.elapsed:.1f}s, "
+            f"position {stats.start_position} -> {stats.position}\n"
+        )
+
+
+if __name__ == "__main__":
+    typer.run(relay_command)

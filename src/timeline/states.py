@@ -1,0 +1,109 @@
+"""Answering state questions from the store: one customer, or every customer in one pass.
+
+One customer: the stream is read once per process and cached by version;
+asking again reads only the events stored since (one indexed query), then
+folds. Every customer (``--all``): the global log is read once, in pages, and
+each stream is folded when the log is exhausted — never customer by customer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from projections.counted import counted
+from projections.policy import Policy
+from projections.state import CustomerState, Projection, customer_state
+from timeline.codec import decode
+from timeline.errors import UnknownCustomer
+from timeline.recorded import RecordedEvent
+from timeline.store.port import EventStore
+
+PAGE = 20_000
+
+
+@dataclass
+class _Cached:
+    """A stream as read so far, and the projection of all of it (valid until the stream grows)."""
+
+    history: list[RecordedEvent] = field(default_factory=list)
+    last_recorded: dt.datetime | None = None
+    projection: Projection | None = None
+
+
+@dataclass
+class StateReader:
+    store: EventStore
+    policy: Policy
+    _cache: dict[str, _Cached] = field(default_factory=dict)
+
+    def history(self, customer_id: str) -> list[RecordedEvent]:
+        """The customer's events in stream order (PII left sealed: projections never read it)."""
+        return self._refresh(customer_id).history
+
+    def _refresh(self, customer_id: str) -> _Cached:
+        cached = self._cache.setdefault(customer_id, _Cached())
+        after = cached.history[-1].version if cached.history else 0
+        new = [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)]
+        if new:
+            cached.history.extend(new)
+            cached.last_recorded = max(e.recorded_at for e in cached.history)
+            cached.projection = None
+        if not cached.history:
+            del self._cache[customer_id]
+            raise UnknownCustomer(f"unknown customer {customer_id}: no events stored")
+        return cached
+
+    def state(
+        self, customer_id: str, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None
+    ) -> CustomerState:
+        """The state; asked at or after the last event and as known now, it comes from the cached projection."""
+        now = dt.datetime.now(dt.UTC)
+        as_of, known_at = as_of or now, known_at or now
+        cached = self._refresh(customer_id)
+        if cached.last_recorded is not None and known_at >= cached.last_recorded:
+            if cached.projection is None:
+                events = counted(cached.history).events
+                if events and events[0].type == "customer.registered":
+                    cached.projection = Projection(events, self.policy)
+            if cached.projection is not None and as_of >= cached.projection.horizon:
+                return cached.projection.at(as_of, known_at)
+        return customer_state(cached.history, self.policy, as_of, known_at)
+
+    def all_states(
+        self,
+        as_of: dt.datetime | None = None,
+        known_at: dt.datetime | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[CustomerState]:
+        """Every registered customer's state, from one pass over the global log."""
+        now = dt.datetime.now(dt.UTC)
+        as_of, known_at = as_of or now, known_at or now
+        streams = self.read_all(progress)
+        for customer_id in sorted(streams):
+            try:
+                yield customer_state(streams[customer_id], self.policy, as_of, known_at)
+            except UnknownCustomer:
+                continue
+
+    def read_all(self, progress: Callable[[int, int], None] | None = None) -> dict[str, list[RecordedEvent]]:
+        """Every stream, from one pass over the log (positions ascend, so each stream is in version order)."""
+        head = self.store.head_position()
+        streams: dict[str, list[RecordedEvent]] = {}
+        after = 0
+        while True:
+            rows = self.store.read_log(after, PAGE)
+            if not rows:
+                break
+            for row in rows:
+                event = decode(row, None, False, with_hash=False)
+                stream = streams.get(row.customer_id)
+                if stream is None:
+                    streams[row.customer_id] = [event]
+                else:
+                    stream.append(event)
+            after = rows[-1].position
+            if progress:
+                progress(after, head)
+        return streams

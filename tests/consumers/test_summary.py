@@ -1,0 +1,351 @@
+"""``timeline consume summary`` against a real broker (Tansu) and PostgreSQL.
+
+Each test ingests into a PostgreSQL store of its own, publishes with the
+relay, consumes into the read model in the same database, and checks the
+read model against ``timeline state --all`` (``StateReader.all_states``) for
+every customer, as of the same instant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+import pytest
+from kafka import KafkaProducer
+
+from consumers import readmodel
+from consumers.summary import SummaryConsumer
+from tests.consumers.pipeline import (
+    NOW,
+    ROOT,
+    assert_read_model_exact,
+    consume,
+    expected,
+    group_of,
+    ingest,
+    kill,
+    pg_engine,
+    relay_once,
+    scalar,
+    timeline,
+    wait_for,
+)
+from tests.factories import deposit, registered, visit, withdrawal
+from tests.kafka import read_topic
+from timeline.generate import generate_branch
+from timeline.recorded import iso
+
+
+def branch_events(customers: int = 40, years: float = 2, seed: int = 3) -> list[dict[str, Any]]:
+    """A realistic branch (deposits, withdrawals, complaints, redemptions, corrections…) ending before the ingest."""
+    return list(generate_branch(customers, years, seed, dt.date(2025, 12, 31)))
+
+
+@pytest.mark.timeout(120)
+def test_end_to_end_the_read_model_equals_state_all_and_answers_the_queries(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events())
+        published = relay_once(engine, kafka_broker, topic)
+        consumer = consume(pg_url, kafka_broker, topic)
+        assert consumer.stats.applied == published == engine.store.head_position()
+        assert consumer.stats.duplicates == consumer.stats.dead_letters == consumer.stats.errors == 0
+        rows = assert_read_model_exact(engine, pg_url)
+        states = {s.customer_id: s for s in _states(engine, NOW)}
+
+    assert len(rows) == 40
+    tiers = {r["tier"] for r in rows.values()}
+    stages = {r["lifecycle"] for r in rows.values()}
+    assert len(tiers) > 1 and len(stages) > 1, (tiers, stages)
+
+    env = {"TIMELINE_READ_DB": pg_url}
+    tier = sorted(tiers)[0]
+    listed = _json_lines(timeline("summary", "list", "--tier", tier, "--json", env=env))
+    assert [r["customer_id"] for r in listed] == sorted(c for c, r in rows.items() if r["tier"] == tier)
+    assert all(r["as_of"] == iso(NOW) for r in listed)
+    branch = rows[min(rows)]["branch_id"]
+    listed = _json_lines(
+        timeline("summary", "list", "--branch", branch, "--lifecycle", "established", "--json", env=env)
+    )
+    assert [r["customer_id"] for r in listed] == sorted(
+        c for c, r in rows.items() if r["branch_id"] == branch and r["lifecycle"] == "established"
+    )
+
+    at_risk = _json_lines(timeline("summary", "at-risk", "--json", env=env))
+    assert [r["customer_id"] for r in at_risk] == sorted(c for c, r in rows.items() if r["lifecycle"] == "at_risk")
+    for r in at_risk:
+        stage = states[r["customer_id"]].lifecycle
+        assert (r["rule"], r["reason"], r["event_ids"]) == (stage.rule, stage.reason, [str(e) for e in stage.event_ids])
+
+    start, end = "2024-06-01", "2025-06-30"
+    moves = _json_lines(timeline("summary", "moves", "--from", start, "--to", end, "--json", env=env))
+    lo = dt.datetime(2024, 5, 31, 16, tzinfo=dt.UTC)  # 2024-06-01 00:00 in Asia/Shanghai
+    hi = dt.datetime(2025, 6, 30, 16, tzinfo=dt.UTC)
+    want = sorted(
+        (iso(c.at), s.customer_id, c.from_tier, c.to_tier, c.rule)
+        for s in states.values()
+        for c in s.tier.changes
+        if lo <= c.at < hi
+    )
+    assert want, "the generated branch has tier moves in that period"
+    assert [(m["at"], m["customer_id"], m["from"], m["to"], m["rule"]) for m in moves] == want
+    downs = _json_lines(
+        timeline("summary", "moves", "--from", start, "--to", end, "--direction", "down", "--json", env=env)
+    )
+    assert downs == [m for m in moves if m["direction"] == "down"]
+
+
+@pytest.mark.timeout(120)
+def test_repeats_on_the_topic_are_applied_once(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(15, 1, seed=5))
+        head = engine.store.head_position()
+        relay_once(engine, kafka_broker, topic)
+        relay_once(engine, kafka_broker, topic, name="again")  # a second relay: everything twice
+        first = consume(pg_url, kafka_broker, topic)
+        assert (first.stats.applied, first.stats.duplicates) == (head, head)
+        assert_read_model_exact(engine, pg_url)
+
+        relay_once(engine, kafka_broker, topic, name="third")  # and a third time, after the consumer caught up
+        second = consume(pg_url, kafka_broker, topic)
+        assert (second.stats.applied, second.stats.duplicates) == (0, head)
+        assert scalar(pg_url, "SELECT count(*) FROM summary_events") == head
+        assert_read_model_exact(engine, pg_url)
+
+
+CRASHING_CONSUMER = """
+import datetime as dt, os, signal, sys
+from pathlib import Path
+from consumers.summary import SummaryConsumer
+
+url, bootstrap, topic, where, marker, now, group = sys.argv[1:8]
+fixed = dt.datetime.fromisoformat(now)
+
+class Crashing(SummaryConsumer):
+    batches = 0
+
+    def write(self, cur, evaluations, as_of):
+        super().write(cur, evaluations, as_of)
+        if where == "inside" and self.stats.batches == 2:  # third batch: view written, not committed
+            Path(marker).write_text(str(self.stats.applied + len(self._last)))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def finished(self, committed):
+        if where == "after" and committed and self.stats.batches == 2:  # third batch committed, Kafka not told
+            Path(marker).write_text(str(self.stats.applied + len(self._last)))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _insert_events(self, cur, events):
+        self._last = super()._insert_events(cur, events)
+        return self._last
+
+# A short session, so that the restarted consumer does not wait long for this dead member to expire.
+config = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
+Crashing(
+    url, bootstrap, topic, group=group, clock=lambda: fixed, max_batch=300, tick_interval=0, consumer_config=config
+).run()
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("where", ["after", "inside"])
+def test_a_consumer_killed_around_its_commit_resumes_exactly(pg_url, kafka_broker, topic, tmp_path, where):
+    """SIGKILL after the view's commit and before the next poll (Kafka never told), or inside the transaction."""
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(30, 1.5, seed=11))
+        head = engine.store.head_position()
+        relay_once(engine, kafka_broker, topic)
+        marker = tmp_path / "killed"
+        crashing = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CRASHING_CONSUMER,
+                pg_url,
+                kafka_broker.bootstrap,
+                topic,
+                where,
+                str(marker),
+                iso(NOW),
+                group_of(topic),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(lambda: crashing.poll() is not None, 90, "the consumer to kill itself")
+        finally:
+            kill(crashing)
+        assert marker.exists(), crashing.stderr.read().decode()[-3000:] if crashing.stderr else ""
+        applied_before = int(marker.read_text())
+        in_view = scalar(pg_url, "SELECT count(*) FROM summary_events")
+        if where == "after":
+            assert in_view == applied_before > 0  # the third batch is in the view
+        else:
+            assert 0 < in_view < applied_before  # the third batch rolled back with the process
+        assert in_view < head
+
+        done = timeline(
+            "consume", "summary", "--db", pg_url, "--bootstrap", kafka_broker.bootstrap, "--topic", topic,
+            "--once", "--now", iso(NOW), "--json", "--tick-interval", "0", "--group", group_of(topic),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        stats = json.loads(done.stdout.strip().splitlines()[-1])
+        # Resumed at the database's offsets, not Kafka's (which lag a batch behind): nothing twice.
+        assert (stats["applied"], stats["duplicates"]) == (head - in_view, 0)
+        assert scalar(pg_url, "SELECT count(*) FROM summary_events") == head
+        assert_read_model_exact(engine, pg_url)
+
+
+@pytest.mark.timeout(120)
+def test_a_poison_message_goes_to_the_dead_letter_topic_and_the_consumer_continues(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, [registered(c, at="2025-01-01T09:00:00+08:00") for c in ("C1", "C2", "C3")])
+        relay_once(engine, kafka_broker, topic)
+        producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
+        try:
+            for key, value in ((b"C1", b"{not json"), (b"C2", b'{"specversion": "0.3", "id": "x"}')):
+                producer.send(topic, key=key, value=value, headers=[("content-type", b"application/json")])
+            producer.flush(10)
+        finally:
+            producer.close()
+        later = [deposit(c, at="2025-02-01T10:00:00+08:00", amount="80000.00") for c in ("C1", "C2", "C3")]
+        ingest(engine, later + [visit("C1", at="2025-03-01T10:00:00+08:00")])
+        relay_once(engine, kafka_broker, topic)
+
+        consumer = consume(pg_url, kafka_broker, topic)
+        assert consumer.stats.dead_letters == 2 and consumer.stats.applied == engine.store.head_position()
+        rows = assert_read_model_exact(engine, pg_url)
+        assert {r["tier"] for r in rows.values()} == {"affluent"}  # events after the poison were applied
+
+        dead = read_topic(kafka_broker.bootstrap, topic + ".dlq")
+        assert sorted(r.value for r in dead) == sorted([b"{not json", b'{"specversion": "0.3", "id": "x"}'])
+        for r in dead:
+            headers = dict(r.headers)
+            assert headers["x-dlq-topic"].decode() == topic
+            assert headers["x-dlq-group"].decode() == group_of(topic)
+            assert headers["content-type"] == b"application/json"  # the original headers are kept
+        reasons = {r.value: dict(r.headers)["x-dlq-reason"].decode() for r in dead}
+        assert reasons[b"{not json"].startswith("not JSON")
+        assert "not a CloudEvents 1.0" in reasons[b'{"specversion": "0.3", "id": "x"}']
+        assert scalar(pg_url, "SELECT count(*) FROM summary_dead_letters WHERE reason LIKE 'not JSON%%'") == 1
+
+        again = consume(pg_url, kafka_broker, topic)  # a restart does not dead-letter them again
+        assert again.stats.messages == again.stats.dead_letters == 0
+        assert len(read_topic(kafka_broker.bootstrap, topic + ".dlq")) == 2
+
+
+@pytest.mark.timeout(120)
+def test_tick_updates_rows_whose_next_change_has_come_without_new_events(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(
+            engine,
+            [
+                registered("C1", at="2025-06-01T09:00:00+08:00"),
+                deposit("C1", at="2025-06-02T09:00:00+08:00", amount="600000.00"),
+                registered("C2", at="2025-06-01T09:00:00+08:00"),
+                deposit("C2", at="2025-06-02T09:00:00+08:00", amount="70000.00"),
+                withdrawal("C2", at="2025-12-20T09:00:00+08:00", amount="69000.00"),
+                *branch_events(20, 1, seed=8),
+            ],
+        )
+        relay_once(engine, kafka_broker, topic)
+        consume(pg_url, kafka_broker, topic)
+        rows = assert_read_model_exact(engine, pg_url)
+        assert rows["C2"]["tier"] == "affluent" and rows["C2"]["lifecycle"] == "at_risk"
+
+        later = NOW + dt.timedelta(days=120)  # C2's downgrade is due 90 days after the withdrawal
+        stale = scalar(pg_url, "SELECT count(*) FROM customer_summary WHERE next_change_at <= %s", later)
+        assert stale > 2
+        done = timeline("tick", "--db", pg_url, "--now", iso(later), "--json")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads(done.stdout)["reevaluated"]["summary"] >= stale
+        rows = assert_read_model_exact(engine, pg_url, later)
+        assert rows["C2"]["tier"] == "mass"
+        moves = _json_lines(
+            timeline(
+                "summary",
+                "moves",
+                "--from",
+                "2026-03-01",
+                "--to",
+                "2026-04-30",
+                "--json",
+                env={"TIMELINE_READ_DB": pg_url},
+            )
+        )
+        assert [(m["customer_id"], m["from"], m["to"]) for m in moves if m["customer_id"] == "C2"] == [
+            ("C2", "affluent", "mass")
+        ]
+        assert scalar(pg_url, "SELECT count(*) FROM customer_summary WHERE next_change_at <= %s", later) == 0
+
+        # The consumer ticks on its own timer too.
+        much_later = later + dt.timedelta(days=400)
+        ticking = SummaryConsumer(
+            pg_url, kafka_broker.bootstrap, topic, group=group_of(topic), clock=lambda: much_later, tick_interval=0.01
+        )
+        try:
+            ticking.run(until_caught_up=True)
+        finally:
+            ticking.close()
+        assert ticking.stats.ticked > 0
+        assert_read_model_exact(engine, pg_url, much_later)
+        assert expected(engine, much_later) != expected(engine, later)
+
+
+def _states(engine: Any, now: dt.datetime) -> list[Any]:
+    from timeline.states import StateReader
+
+    return list(StateReader(engine.store, engine.policy).all_states(now, now))
+
+
+def _json_lines(done: subprocess.CompletedProcess) -> list[dict[str, Any]]:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_the_read_model_refuses_a_non_postgres_database(tmp_path):
+    done = timeline("summary", "list", "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert done.returncode == 2 and "PostgreSQL" in done.stderr
+    assert readmodel.is_postgres("postgresql://u@h/db")
+
+
+@pytest.mark.timeout(120)
+def test_a_lost_database_connection_mid_run_redoes_the_batch_from_the_saved_offsets(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(20, 1, seed=9))
+        head = engine.store.head_position()
+        relay_once(engine, kafka_broker, topic)
+        killed: list[int] = []
+
+        def kill_connection_after_first_batch(result: Any) -> None:
+            if not killed:  # the next batch finds its connection gone, mid-transaction
+                pid = consumer.conn.info.backend_pid
+                with psycopg.connect(pg_url, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                killed.append(pid)
+
+        consumer = SummaryConsumer(
+            pg_url,
+            kafka_broker.bootstrap,
+            topic,
+            group=group_of(topic),
+            clock=lambda: NOW,
+            max_batch=200,
+            tick_interval=0,
+            backoff_initial=0.1,
+            on_commit=kill_connection_after_first_batch,
+        )
+        try:
+            consumer.run(until_caught_up=True)
+        finally:
+            consumer.close()
+        assert killed and consumer.stats.failures >= 1 and "terminating connection" in consumer.stats.last_error
+        assert consumer.stats.applied == head and consumer.stats.duplicates == 0
+        assert scalar(pg_url, "SELECT count(*) FROM summary_events") == head
+        assert_read_model_exact(engine, pg_url)
