@@ -59,9 +59,7 @@ def _numbers_are_not_text(values: Any, money_fields: frozenset[str] = frozenset(
     fields read the literal, to refuse it with a money-specific reason.
     """
     if isinstance(values, dict):
-        return {
-            k: float(v) if isinstance(v, FloatLiteral) and k not in money_fields else v for k, v in values.items()
-        }
+        return {k: float(v) if isinstance(v, FloatLiteral) and k not in money_fields else v for k, v in values.items()}
     return values
 
 
