@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from timeline.errors import RejectedEvent
-from timeline.money import FloatLiteral, Money
+from timeline.money import Money
 from timeline.upcasting import upcast
 
 SCHEMA_VERSION = 1
@@ -52,24 +52,8 @@ def _date_text(value: Any) -> Any:
 PlainDate = Annotated[dt.date, BeforeValidator(_date_text)]
 
 
-def _numbers_are_not_text(values: Any, money_fields: frozenset[str] = frozenset({"amount"})) -> Any:
-    """A JSON number with a fraction or exponent (kept as its literal text by the reader) is a number.
-
-    It must not slip into a text field as text ("1e3" as a purpose); only money
-    fields read the literal, to refuse it with a money-specific reason.
-    """
-    if isinstance(values, dict):
-        return {k: float(v) if isinstance(v, FloatLiteral) and k not in money_fields else v for k, v in values.items()}
-    return values
-
-
 class Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_numbers_as_text(cls, values: Any) -> Any:
-        return _numbers_are_not_text(values)
 
 
 class CustomerRegistered(Data):
@@ -225,11 +209,6 @@ class Envelope(BaseModel):
     occurred_at: AwareDatetime
     source: ShortText | None = None
     actor: ShortText | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_numbers_as_text(cls, values: Any) -> Any:
-        return _numbers_are_not_text(values, frozenset())
 
     @field_validator("occurred_at", mode="before")
     @classmethod

@@ -18,8 +18,23 @@ _MONEY_TEXT = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,2})?$")
 CENT = Decimal("0.01")
 
 
-class FloatLiteral(str):
-    """A JSON number written with an exponent; kept as text so it can be refused."""
+class FloatLiteral:
+    """A JSON number written with an exponent, kept as its literal so it can be refused.
+
+    Not a ``str``: no text field can take it for text ("1e3" as a purpose);
+    money fields refuse it with a reason of their own.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def parse_money(value: Any) -> Decimal:
