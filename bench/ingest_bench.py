@@ -23,48 +23,23 @@ import argparse
 import datetime as dt
 import io
 import json
-import os
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from eventsourcing.domain import Aggregate, event
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import KEK, fresh_db, generated_history  # noqa: E402  (also tunes GC as the CLI does)
+
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
-from timeline.generate import generate_branch
 from timeline.jsonl import read_lines
 from timeline.store import open_store
-
-ADMIN = os.environ.get("TIMELINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-KEK = bytes(range(32))
-
-
-def fresh_db() -> tuple[str, Callable[[], None]]:
-    name = f"tl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN.rsplit("/", 1)[0]
-
-    def drop() -> None:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{base}/{name}", drop
-
-
-def history_file(customers: int, years: float, seed: int, end: dt.date) -> Path:
-    out = Path(__file__).parent / "out" / f"branch-{customers}c-{years}y-{seed}s-{end}.jsonl"
-    if not out.exists():
-        out.parent.mkdir(exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
-            for event in generate_branch(customers, years, seed, end):
-                fh.write(json.dumps(event, ensure_ascii=False) + "\n")
-    return out
 
 
 def bench_timeline(path: Path, batch_size: int) -> tuple[float, int, str, Callable[[], None]]:
@@ -217,7 +192,7 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=1000)
     args = parser.parse_args()
 
-    path = history_file(args.customers, args.years, args.seed, args.end)
+    path = generated_history(args.customers, args.years, args.seed, args.end)
     out = io.StringIO()
     results: dict[str, list[float]] = {"timeline": [], "copy": [], "lib1": [], "lib100": []}
     count = 0
