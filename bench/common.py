@@ -59,3 +59,14 @@ def ingest_file(url: str, path: Path, batch_size: int = 2000) -> int:
             return sum(o.status == "accepted" for o in engine.ingestor(batch_size=batch_size).ingest(read_lines(fh)))
     finally:
         engine.close()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """A fresh topic, so each run starts from an empty log."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()

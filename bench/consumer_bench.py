@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import KEK, OUT, fresh_db, generated_history, ingest_file  # noqa: E402
+from common import KEK, OUT, create_topic, fresh_db, generated_history, ingest_file  # noqa: E402
 
 from consumers.cloudevents import parse  # noqa: E402
 from consumers.projecting import CONSUMER_DEFAULTS, BatchResult  # noqa: E402
@@ -122,16 +122,6 @@ def machine_busy() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
     return sum(values) - idle, sum(values)
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        admin.close()
 
 
 def publish(url: str, bootstrap: str, topic: str) -> tuple[int, float]:

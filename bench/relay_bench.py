@@ -24,20 +24,18 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import KEK, create_topic, fresh_db  # noqa: E402
 
 from consumers.cloudevents import to_bytes  # noqa: E402
 from consumers.relay import HEADERS, PRODUCER_DEFAULTS, PositionStore, Relay, fast_crc_available  # noqa: E402
@@ -47,22 +45,6 @@ from timeline.engine import Engine  # noqa: E402
 from timeline.keyring import KeyRing  # noqa: E402
 from timeline.process import tune_gc_for_bulk_work  # noqa: E402
 from timeline.store import open_store  # noqa: E402
-
-ADMIN = os.environ.get("TIMELINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-KEK = bytes(range(32))
-
-
-def fresh_db() -> tuple[str, Callable[[], None]]:
-    name = f"tl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN.rsplit("/", 1)[0]
-
-    def drop() -> None:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{base}/{name}", drop
 
 
 def synthetic(total: int, customers: int) -> list[tuple[int, dict[str, Any]]]:
@@ -111,16 +93,6 @@ def synthetic(total: int, customers: int) -> list[tuple[int, dict[str, Any]]]:
             )
         n += 1
     return list(enumerate(events, 1))
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        admin.close()
 
 
 def bench_plain(bootstrap: str, messages: list[tuple[bytes, bytes]], partitions: int) -> float:

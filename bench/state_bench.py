@@ -7,13 +7,17 @@ database, with the naive way: every event of the customer loaded through the
 eventsourcing library's recorder (``select_events``), decoded, and folded from
 scratch. Process start is excluded; the timeline reader is created once, as a
 service or a long-running CLI session would (its first, cold call is reported
-separately).
+separately). ``state --all`` is timed twice: with a worker process per core
+(the default on a large store) and in one process (``workers=1``).
+
+``--repeat 0`` skips the one-customer part.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
 import statistics
 import sys
@@ -34,6 +38,7 @@ from timeline.store import open_store  # noqa: E402
 from timeline.store.port import StoredRow  # noqa: E402
 
 POLICY = load_policy()
+WORKERS = os.cpu_count() or 1
 
 
 def long_customer(customer_id: str, count: int, seed: int) -> list[dict]:
@@ -137,7 +142,7 @@ def one_customer(url: str, sizes: list[int], repeat: int) -> None:
     store.close()
 
 
-def all_states(events: int, seed: int) -> None:
+def all_states(events: int, seed: int, repeat: int) -> None:
     customers = max(10, events // 125)
     path = generated_history(customers, 3, seed)
     url, drop = fresh_db()
@@ -145,18 +150,27 @@ def all_states(events: int, seed: int) -> None:
         count = ingest_file(url, path)
         store = open_store(url)
         now = dt.datetime.now(dt.UTC)
-        start = time.perf_counter()
-        states = list(StateReader(store, POLICY).all_states(now, now))
-        ours = time.perf_counter() - start
-        sample = [s.customer_id for s in states[:: max(1, len(states) // 200)]]
+        timings: dict[int, list[float]] = {1: [], WORKERS: []}
+        answers = {}
+        for _ in range(repeat):
+            for workers in timings:
+                start = time.perf_counter()
+                states = list(StateReader(store, POLICY).all_states(now, now, workers=workers))
+                timings[workers].append(time.perf_counter() - start)
+                answers[workers] = [s.to_json() for s in states]
+        assert answers[1] == answers[WORKERS], "the workers' answers differ from one process's"
+        one, many = (statistics.median(timings[w]) for w in (1, WORKERS))
+        sample = [s["customer_id"] for s in answers[1][:: max(1, len(answers[1]) // 200)]]
         start = time.perf_counter()
         for customer in sample:
             naive_state(store, customer, now)
-        naive = (time.perf_counter() - start) / len(sample) * len(states)
+        naive = (time.perf_counter() - start) / len(sample) * len(answers[1])
         print(
-            f"state --all over {count:,} events, {len(states):,} customers: timeline {ours:.1f} s "
-            f"({count / ours:,.0f} events/s); naive customer by customer (extrapolated from {len(sample)}) "
-            f"{naive:.1f} s ({count / naive:,.0f} events/s); naive/timeline {naive / ours:.1f}x"
+            f"state --all over {count:,} events, {len(answers[1]):,} customers (medians of {repeat}): "
+            f"timeline, {WORKERS} workers {many:.1f} s ({count / many:,.0f} events/s); "
+            f"timeline, one process {one:.1f} s ({count / one:,.0f} events/s); "
+            f"naive customer by customer (extrapolated from {len(sample)}) {naive:.1f} s "
+            f"({count / naive:,.0f} events/s); naive/timeline {naive / many:.1f}x (one process {naive / one:.1f}x)"
         )
         store.close()
     finally:
@@ -167,15 +181,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--all-events", type=int, default=1_000_000, help="Size of the store for state --all.")
+    parser.add_argument("--all-repeat", type=int, default=3, help="Runs of state --all (medians).")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    url, drop = fresh_db()
-    try:
-        one_customer(url, [200, 10_000], args.repeat)
-    finally:
-        drop()
+    if args.repeat:
+        url, drop = fresh_db()
+        try:
+            one_customer(url, [200, 10_000], args.repeat)
+        finally:
+            drop()
     if args.all_events:
-        all_states(args.all_events, args.seed)
+        all_states(args.all_events, args.seed, args.all_repeat)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,19 @@ One customer: the stream is read once per process and cached by version;
 asking again reads only the events stored since (one indexed query), then
 folds. Every customer (``--all``): the global log is read once, in pages, and
 each stream is folded when the log is exhausted — never customer by customer.
+On a large store the customers are split into contiguous ranges of ids,
+each read in one pass (batched queries over its streams) and folded by a
+worker process, so that every core decodes and folds its share; results come
+back in customer order, as from one process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from projections.counted import counted
@@ -21,6 +28,9 @@ from timeline.recorded import RecordedEvent
 from timeline.store.port import EventStore
 
 PAGE = 20_000
+PARALLEL_FROM = 100_000
+"""Stores with fewer events are evaluated in this process: starting workers would cost more."""
+SHARDS_PER_WORKER = 4
 
 
 @dataclass
@@ -76,16 +86,49 @@ class StateReader:
         as_of: dt.datetime | None = None,
         known_at: dt.datetime | None = None,
         progress: Callable[[int, int], None] | None = None,
+        workers: int | None = None,
     ) -> Iterator[CustomerState]:
-        """Every registered customer's state, from one pass over the global log."""
+        """Every registered customer's state, in customer order, from one pass over the log.
+
+        ``workers``: processes to fold in (default: one per core once the
+        store holds ``PARALLEL_FROM`` events; 1 keeps it in this process).
+        """
         now = dt.datetime.now(dt.UTC)
         as_of, known_at = as_of or now, known_at or now
+        head = self.store.head_position()
+        if workers is None:
+            workers = (os.cpu_count() or 1) if head >= PARALLEL_FROM else 1
+        if workers > 1:
+            yield from self._in_workers(workers, head, as_of, known_at, progress)
+            return
         streams = self.read_all(progress)
         for customer_id in sorted(streams):
             try:
                 yield customer_state(streams[customer_id], self.policy, as_of, known_at)
             except UnknownCustomer:
                 continue
+
+    def _in_workers(
+        self,
+        workers: int,
+        head: int,
+        as_of: dt.datetime,
+        known_at: dt.datetime,
+        progress: Callable[[int, int], None] | None,
+    ) -> Iterator[CustomerState]:
+        customers = sorted(self.store.customer_ids())
+        size = max(1, -(-len(customers) // (workers * SHARDS_PER_WORKER)))
+        shards = [customers[i : i + size] for i in range(0, len(customers), size)]
+        done = 0
+        spawn = multiprocessing.get_context("spawn")  # no inherited database connections
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+            futures = [pool.submit(_states_of, self.store.url, self.policy, s, as_of, known_at) for s in shards]
+            for future in futures:
+                events, states = future.result()
+                done += events
+                if progress:
+                    progress(min(done, head), head)
+                yield from states
 
     def read_all(self, progress: Callable[[int, int], None] | None = None) -> dict[str, list[RecordedEvent]]:
         """Every stream, from one pass over the log (positions ascend, so each stream is in version order)."""
@@ -107,3 +150,28 @@ class StateReader:
             if progress:
                 progress(after, head)
         return streams
+
+
+def _states_of(
+    url: str, policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
+) -> tuple[int, list[CustomerState]]:
+    """In a worker: read these customers' streams (batched queries), fold each; the event count for progress."""
+    from timeline.process import tune_gc_for_bulk_work
+    from timeline.store import open_store
+
+    tune_gc_for_bulk_work()
+    store = open_store(url)
+    try:
+        rows = store.read_streams(customer_ids)
+    finally:
+        store.close()
+    events = 0
+    states = []
+    for customer_id in customer_ids:
+        history = [decode(row, None, False, with_hash=False) for row in rows[customer_id]]
+        events += len(history)
+        try:
+            states.append(customer_state(history, policy, as_of, known_at))
+        except UnknownCustomer:
+            continue
+    return events, states
