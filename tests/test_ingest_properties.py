@@ -574,7 +574,19 @@ def test_a_sqlite_path_that_cannot_be_opened_is_one_clear_line(cli, tmp_path):
     [("not base64 !!", "TIMELINE_KEK is not valid base64"), (_b64e(b"short"), "TIMELINE_KEK must decode to 32 bytes")],
 )
 def test_an_unusable_kek_is_one_clear_line(cli, kek, expected):
-    assert one_error_line(cli("verify", TIMELINE_KEK=kek)).startswith(expected)
+    run = cli("ingest", "-", stdin=json.dumps(registered()).encode(), TIMELINE_KEK=kek)
+    assert one_error_line(run).startswith(expected)
+    assert cli("verify", "--json", TIMELINE_KEK=kek).returncode == 0, "reading without decrypting needs no KEK"
+
+
+def test_without_a_kek_a_key_file_is_made_for_sqlite_only(cli, pg_url, tmp_path):
+    env = {"TIMELINE_KEK": "", "TIMELINE_KEK_FILE": str(tmp_path / "k" / "timeline.kek")}
+    message = one_error_line(cli("ingest", "-", "--db", pg_url, stdin=json.dumps(registered()).encode(), **env))
+    assert message.startswith("no key-encryption key: set TIMELINE_KEK")
+    assert not (tmp_path / "k").exists()
+    assert cli("state", "--all", "--json", "--db", pg_url, **env).returncode == 0, "nothing stored, nothing needed"
+    assert cli("ingest", "-", stdin=json.dumps(registered()).encode(), **env).returncode == 0
+    assert (tmp_path / "k" / "timeline.kek").exists()
 
 
 def test_the_wrong_kek_for_a_store_is_one_clear_line(cli):

@@ -145,7 +145,7 @@ def verify(
     """Recompute every hash chain; name the first altered, inserted or missing event."""
     from timeline.verify import verify as run_verify
 
-    engine = open_engine(db)
+    engine = open_engine(db, keys=False)
     try:
         report = run_verify(engine.store, customer)
     finally:
@@ -229,7 +229,7 @@ def state(
 
     if all_customers == (customer_id is not None):
         raise TimelineError("give a CUSTOMER_ID or --all")
-    engine = open_engine(db, policy=policy)
+    engine = open_engine(db, policy=policy, keys=False)
     try:
         q, k = _times(engine.policy, as_of, known_at)
         reader = StateReader(engine.store, engine.policy)
@@ -264,7 +264,7 @@ def explain(
     """Why: the rule behind tier, stage and points, the events it rests on, and the points ledger."""
     from timeline.states import StateReader
 
-    engine = open_engine(db, policy=policy)
+    engine = open_engine(db, policy=policy, keys=False)
     try:
         q, k = _times(engine.policy, as_of, known_at)
         result = StateReader(engine.store, engine.policy).state(customer_id, q, k)
@@ -291,7 +291,7 @@ def followups(
     """Open follow-ups per relationship manager and branch; overdue when due before today."""
     from timeline.states import StateReader
 
-    engine = open_engine(db, policy=policy)
+    engine = open_engine(db, policy=policy, keys=False)
     try:
         q, k = _times(engine.policy, as_of, None)
         with _log_progress("reading the log") as advance:

@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -37,11 +38,14 @@ def _b64e(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def load_kek(value: str | None = None, key_file: Path | None = None) -> bytes:
-    """The KEK from ``TIMELINE_KEK`` (base64) or a key file, creating the file if new.
+def load_kek(value: str | None = None, key_file: Path | None = None, create: bool = True) -> bytes:
+    """The KEK from ``TIMELINE_KEK`` (base64) or a key file, creating the file if new and ``create``.
 
     A generated key file is the embedded default so ``timeline demo`` runs with
     nothing configured; production sets ``TIMELINE_KEK`` from a secret store.
+    Without ``create`` a missing key is an error: a fresh key silently made
+    next to a shared database would wrap some customers' keys with a key the
+    other writers do not have.
     """
     value = value if value is not None else os.environ.get("TIMELINE_KEK")
     if value:
@@ -55,6 +59,11 @@ def load_kek(value: str | None = None, key_file: Path | None = None) -> bytes:
     path = key_file or Path(os.environ.get("TIMELINE_KEK_FILE", "timeline.kek"))
     if path.exists():
         return load_kek(path.read_text().strip())
+    if not create:
+        raise ConfigurationError(
+            f"no key-encryption key: set TIMELINE_KEK (base64 of {KEY_BYTES} bytes) or TIMELINE_KEK_FILE to an "
+            "existing key file; a key file is generated only for the embedded SQLite store"
+        )
     kek = AESGCM.generate_key(bit_length=256)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -72,8 +81,16 @@ def new_kek_text() -> str:
 class KeyWrapper:
     """Wraps and unwraps customer data keys with the KEK."""
 
-    def __init__(self, kek: bytes) -> None:
-        self._aead = AESGCM(kek)
+    def __init__(self, kek: bytes | Callable[[], bytes]) -> None:
+        """``kek``, or how to load it when a key is first wrapped or unwrapped (readers that never do need none)."""
+        self._kek = kek
+        self._cipher: AESGCM | None = None
+
+    @property
+    def _aead(self) -> AESGCM:
+        if self._cipher is None:
+            self._cipher = AESGCM(self._kek() if callable(self._kek) else self._kek)
+        return self._cipher
 
     def new_data_key(self, customer_id: str) -> tuple[bytes, bytes]:
         """A fresh DEK and its wrapped form for storage."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from projections.acceptance import Guard
 from projections.policy import Policy, load_policy
@@ -11,7 +12,7 @@ from timeline.ingest import Clock, Ingestor, Rules, utcnow
 from timeline.keyring import KeyRing
 from timeline.qualify import Qualifier, referred_customers
 from timeline.recorded import RecordedEvent
-from timeline.store import open_store
+from timeline.store import open_store, resolve_url
 from timeline.store.port import EventStore
 
 
@@ -58,6 +59,19 @@ class Engine:
         self.store.close()
 
 
-def open_engine(db: str | None = None, kek: bytes | None = None, policy: str | None = None) -> Engine:
-    wrapper = KeyWrapper(kek if kek is not None else load_kek())
-    return Engine(open_store(db), wrapper, load_policy(policy) if policy else load_policy())
+def open_engine(
+    db: str | None = None, kek: bytes | None = None, policy: str | None = None, keys: bool = True
+) -> Engine:
+    """The engine on a store. ``keys=False``: the command never decrypts (state, explain), so no KEK is needed.
+
+    Without ``TIMELINE_KEK`` a key file is generated for the embedded SQLite
+    store only; on PostgreSQL a missing KEK is an error before anything is done.
+    """
+    chosen = load_policy(policy) if policy else load_policy()
+    url = resolve_url(db)
+    if kek is None:
+        load = partial(load_kek, create=url.startswith("sqlite:"))
+        wrapper = KeyWrapper(load() if keys else load)
+    else:
+        wrapper = KeyWrapper(kek)
+    return Engine(open_store(url), wrapper, chosen)
