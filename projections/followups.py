@@ -56,7 +56,12 @@ def assignment_as_of(events: Sequence[RecordedEvent]) -> Assignment:
 
 
 def open_followups(events: Sequence[RecordedEvent], policy: Policy, as_of: dt.datetime) -> list[Followup]:
-    """Open follow-ups at ``as_of`` from the events counted up to then; overdue if due before that date."""
+    """Open follow-ups at ``as_of`` from the events counted up to then; overdue if due before that date.
+
+    An erasure closes every follow-up it leaves open: nothing can complete them afterwards (RULES §2).
+    """
+    if any(e.type == "customer.erased" for e in events):
+        return []
     today = as_of.astimezone(policy.zone).date()
     who = assignment_as_of(events)
     done = {e.data["followup_id"] for e in events if e.type == "followup.completed"}

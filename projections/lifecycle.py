@@ -106,7 +106,7 @@ def lifecycle_as_of(
         if last_activity:
             evidence.append(last_activity.event_id)
     if risks:
-        codes = ", ".join(r.split(".", 1)[0] for r in risks)
+        codes = ", ".join(dict.fromkeys(r.split(".", 1)[0] for r in risks))
         return StageResult("at_risk", f"3. at risk ({codes})", "; ".join(risks), tuple(evidence))
 
     if tenure >= days(rules.loyal_tenure_days):

@@ -297,7 +297,7 @@ def test_demo_runs_a_small_branch_and_prints_every_section(tmp_path):
     assert "Traceback" not in result.stderr
     for section in ("Tier distribution", "Lifecycle funnel", "At risk", "Top referrers", "Overdue follow-ups"):
         assert section in result.stdout, section
-    assert "events ingested" in result.stderr
+    assert "events ingested (0 rejected" in result.stderr  # a generated branch is valid whenever it is run
     assert (tmp_path / "timeline-demo.db").exists()
     # The demo's database is an ordinary store: the CLI reads it.
     explore = [line for line in result.stdout.splitlines() if line.startswith("Explore: timeline explain ")]

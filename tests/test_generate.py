@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from timeline.events import ENGINE_ONLY_TYPES, EVENT_TYPES, parse_event
-from timeline.generate import generate_branch, write_jsonl
+from timeline.generate import LAPSED_OUTCOME, generate_branch, last_full_day, write_jsonl
 from timeline.jsonl import loads
 from timeline.keyring import load_history
 
@@ -219,6 +219,50 @@ def test_corrections_void_an_earlier_duplicate_of_the_same_customer_once(branch)
         seen[e["event_id"]] = e
     kinds = {seen[v]["type"] for v in voided}
     assert kinds == {"visit.recorded", "deposit.made"}
+
+
+def test_forgotten_followups_are_closed_at_a_quarterly_ledger_review(branch):
+    due = {
+        (e["customer_id"], e["data"]["followup_id"]): dt.date.fromisoformat(e["data"]["due_date"])
+        for e in branch
+        if e["type"] == "followup.scheduled"
+    }
+    lapsed = [e for e in branch if e["type"] == "followup.completed" and e["data"]["outcome"] == LAPSED_OUTCOME]
+    assert lapsed
+    for e in lapsed:
+        closed = instant(e).date()
+        assert closed.day <= 7 and closed.month in (1, 4, 7, 10)
+        assert closed - due[(e["customer_id"], e["data"]["followup_id"])] >= dt.timedelta(days=60)
+
+
+def test_an_erased_customer_leaves_no_complaint_or_followup_open(branch):
+    for customer, events in by_customer(branch).items():
+        if events[-1]["type"] != "customer.erased":
+            continue
+        for opened, closed, key in (
+            ("complaint.filed", "complaint.resolved", "complaint_id"),
+            ("followup.scheduled", "followup.completed", "followup_id"),
+        ):
+            opens = {e["data"][key] for e in events if e["type"] == opened}
+            assert opens == {e["data"][key] for e in events if e["type"] == closed}, customer
+
+
+@pytest.mark.parametrize(
+    ("now", "day"),
+    [
+        ("2026-12-01T09:59:59+00:00", "2026-11-30"),  # 17:59:59 in +08:00: today's business is still open
+        ("2026-12-01T10:00:00+00:00", "2026-12-01"),
+        ("2026-12-01T23:30:00+08:00", "2026-12-01"),
+        ("2026-12-01T00:30:00+08:00", "2026-11-30"),
+    ],
+)
+def test_the_default_history_ends_at_the_last_close_of_business_before_now(now, day):
+    assert last_full_day(dt.datetime.fromisoformat(now)) == dt.date.fromisoformat(day)
+
+
+def test_a_history_ending_on_the_last_full_day_holds_nothing_after_now():
+    now = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
+    assert max(instant(e) for e in generate_branch(40, 1, 2, last_full_day(now))) <= now
 
 
 def test_erasure_is_last_and_only_at_zero_balances(branch):

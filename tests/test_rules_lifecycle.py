@@ -205,6 +205,16 @@ def test_at_risk_when_a_complaint_stays_unresolved_for_30_days(branch):
     assert set(map(str, stage.event_ids)) == ids(filed)
 
 
+def test_two_stale_complaints_name_rule_3a_once_and_both_complaints(branch):
+    first, second = complaint("CP1", at=at(D, days=5)), complaint("CP2", at=at(D, days=6))
+    branch.accept(registered(at=REGISTERED), deposit(at=D), first, second)
+
+    stage = branch.state(as_of=at(D, days=40)).lifecycle
+    assert stage.rule == "3. at risk (3a)"
+    assert "CP1" in stage.reason and "CP2" in stage.reason
+    assert set(map(str, stage.event_ids)) == ids(first, second)
+
+
 def test_a_resolved_complaint_is_no_risk(branch):
     c = at(D, days=5)
     branch.accept(registered(at=REGISTERED), deposit(at=D), complaint(at=c), resolution(at=at(c, days=30)))

@@ -173,16 +173,19 @@ def generate(
     customers: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many customers.")] = 1000,
     years: Annotated[float, typer.Option(min=0.1, max=30, help="How many years of history.")] = 3,
     seed: Annotated[int, typer.Option(help="Same seed, same output.")] = 1,
-    end: Annotated[str | None, typer.Option(help="Last day of the history, YYYY-MM-DD (default: today).")] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(help="Last day of the history, YYYY-MM-DD; it ends at 18:00 +08:00 (default: the last such day)."),
+    ] = None,
     out_path: Annotated[str, typer.Option("--out", help="Output file, or - for standard output.")] = "-",
 ) -> None:
     """Write a realistic branch history as JSON Lines, deterministic per seed and end date."""
     import datetime as dt
 
-    from timeline.generate import generate_branch, write_jsonl
+    from timeline.generate import generate_branch, last_full_day, write_jsonl
 
     try:
-        last_day = dt.date.fromisoformat(end) if end else dt.date.today()
+        last_day = dt.date.fromisoformat(end) if end else last_full_day(dt.datetime.now(dt.UTC))
     except ValueError:
         raise TimelineError(f"--end must be a date YYYY-MM-DD, got {end!r}") from None
     events = generate_branch(customers, years, seed, last_day)

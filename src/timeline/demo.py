@@ -12,18 +12,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from projections.policy import Policy, TierPolicy
 from projections.state import CustomerState
+from projections.tier import TierChange
 from timeline.engine import open_engine
 from timeline.errors import TimelineError
 from timeline.ingest import Summary
-from timeline.recorded import iso
 from timeline.states import StateReader
 
 STAGES = ("prospect", "new", "established", "loyal", "at_risk", "churned")
 
 
 def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out: Console) -> None:
-    from timeline.generate import generate_branch
+    from timeline.generate import generate_branch, last_full_day
 
     if not db.startswith("sqlite:///"):
         raise TimelineError("the demo recreates its database: give a sqlite:/// URL")
@@ -31,7 +32,7 @@ def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.remove(path + suffix)
-    today = dt.date.today()
+    last_day = last_full_day(dt.datetime.now(dt.UTC))
     engine = open_engine(db)
     started = time.perf_counter()
     summary = Summary()
@@ -46,7 +47,7 @@ def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out
         ) as progress:
             task = progress.add_task("generating and ingesting", total=None)
             ingestor = engine.ingestor(batch_size=2000)
-            events = ((None, e) for e in generate_branch(customers, years, seed, today))
+            events = ((None, e) for e in generate_branch(customers, years, seed, last_day))
             for outcome in ingestor.ingest(events):
                 summary.add(outcome)
                 if (summary.accepted + summary.rejected) % 2000 == 0:
@@ -69,16 +70,16 @@ def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out
         f"written by the engine) into {path} and {len(states):,} customers evaluated in {elapsed:.1f} s",
         highlight=False,
     )
-    for table in branch_report(states, now, engine.policy.tier.tiers):
+    for table in branch_report(states, now, engine.policy):
         out.print(table)
     out.print(f"Explore: timeline explain {states[0].customer_id} --db {db}", highlight=False)
 
 
-def branch_report(states: Sequence[CustomerState], now: dt.datetime, tiers: Sequence) -> list[Table]:
-    quarter_start = _quarter_start(now, states[0].as_of.tzinfo if states else dt.UTC)
+def branch_report(states: Sequence[CustomerState], now: dt.datetime, policy: Policy) -> list[Table]:
+    """What a branch head reads first; calendar dates are the policy's (the bank's) time zone."""
     return [
-        _tier_distribution(states, [t.name for t in tiers]),
-        _tier_moves(states, quarter_start),
+        _tier_distribution(states, [t.name for t in policy.tier.tiers]),
+        _tier_moves(states, _quarter_start(now, policy.zone), policy),
         _funnel(states),
         _at_risk(states),
         _top_referrers(states),
@@ -86,10 +87,8 @@ def branch_report(states: Sequence[CustomerState], now: dt.datetime, tiers: Sequ
     ]
 
 
-def _quarter_start(now: dt.datetime, _tz: object) -> dt.datetime:
-    from zoneinfo import ZoneInfo
-
-    local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+def _quarter_start(now: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
+    local = now.astimezone(zone)
     month = 3 * ((local.month - 1) // 3) + 1
     return dt.datetime(local.year, month, 1, tzinfo=local.tzinfo).astimezone(dt.UTC)
 
@@ -108,16 +107,26 @@ def _tier_distribution(states: Sequence[CustomerState], order: list[str]) -> Tab
     return table
 
 
-def _tier_moves(states: Sequence[CustomerState], since: dt.datetime) -> Table:
+def _tier_moves(states: Sequence[CustomerState], since: dt.datetime, policy: Policy) -> Table:
     moves = [(c, s) for s in states for c in s.tier.changes if c.at >= since]
     moves.sort(key=lambda m: m[0].at, reverse=True)
     ups = sum(1 for c, _ in moves if c.rule.startswith("upgrade"))
     table = Table(title=f"Tier moves this quarter: {ups} up, {len(moves) - ups} down (latest 10)", title_justify="left")
-    for col in ("customer", "when", "from", "to", "why"):
+    for col in ("customer", "when", "move", "why"):
         table.add_column(col)
     for change, s in moves[:10]:
-        table.add_row(s.customer_id, iso(change.at)[:10], change.from_tier, change.to_tier, change.reason)
+        when = change.at.astimezone(policy.zone).date().isoformat()
+        table.add_row(s.customer_id, when, f"{change.from_tier} → {change.to_tier}", _why_moved(change, policy.tier))
     return table
+
+
+def _why_moved(change: TierChange, tiers: TierPolicy) -> str:
+    """The rule in a few words; ``timeline explain`` gives the whole reason and its events."""
+    if change.rule.startswith("upgrade"):
+        threshold = tiers.tiers[tiers.rank(change.to_tier)].threshold
+        return f"≥ {threshold:,.0f} held {tiers.upgrade_hold_days} days"
+    threshold = tiers.tiers[tiers.rank(change.from_tier)].threshold
+    return f"< {threshold:,.0f} for {tiers.downgrade_grace_days} days"
 
 
 def _funnel(states: Sequence[CustomerState]) -> Table:

@@ -10,7 +10,12 @@ order they are *recorded* (the file order):
   window's events are sorted by ``occurred_at`` (then customer, then the
   customer's own order), so memory holds one window, never the whole history;
 * with late arrivals: about 2% of visits, greetings, surveys and profile
-  updates reach the file 1–10 days after their ``occurred_at``.
+  updates reach the file 1–10 days after their ``occurred_at``;
+* with the ledger's habits: most follow-ups are completed around their due
+  date, some weeks late, and a few forgotten until the next quarterly ledger
+  review after they are 60 days overdue closes them; most complaints are
+  resolved within 20 days, some escalate for months, about 1% never are;
+  before an erasure the RM resolves and closes whatever is still open.
 
 The output is a pure function of ``(customers, years, seed, end)``: one
 ``random.Random(seed)`` plans the branch, each customer then draws from a
@@ -41,7 +46,7 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["generate_branch", "write_jsonl"]
+__all__ = ["generate_branch", "last_full_day", "write_jsonl"]
 
 DAY = 86_400
 HOUR = 3_600
@@ -148,6 +153,11 @@ FOLLOWUP_OUTCOMES = (
     "客户已购买推荐产品",
     "已确认，客户表示满意",
 )
+LAPSED_OUTCOME = "季度台账清理：逾期未跟进，关闭"
+LAPSED_AFTER_DAYS = 60
+"""A forgotten follow-up is closed at the first quarterly ledger review this long after its due date."""
+LEAVING_OUTCOME = "客户销户，跟进事项关闭"
+LEAVING_RESOLUTION = "客户销户前已沟通处理完毕。"
 REWARDS = ("食用油一桶", "电影票两张", "话费充值50元", "定制保温杯", "超市购物卡100元", "视频会员月卡", "品牌雨伞")
 SURVEY_SCORES = (1, 2, 3, 4, 5)
 SURVEY_WEIGHTS = (3, 5, 15, 37, 40)
@@ -184,6 +194,20 @@ def write_jsonl(events: Iterable[dict[str, Any]], fh: IO[str]) -> int:
         buffer.append(b"")
         fh.write(b"\n".join(buffer).decode())
     return count
+
+
+CLOSE_OF_BUSINESS = dt.time(18, 0)
+BRANCH_TZ = dt.timezone(dt.timedelta(hours=8))
+
+
+def last_full_day(now: dt.datetime) -> dt.date:
+    """The last day whose business has closed (18:00 +08:00) by ``now``.
+
+    A history ending on it holds nothing later than ``now``, so ingesting it at
+    once rejects nothing as occurring in the future.
+    """
+    local = now.astimezone(BRANCH_TZ)
+    return local.date() if local.time() >= CLOSE_OF_BUSINESS else local.date() - dt.timedelta(days=1)
 
 
 def generate_branch(customers: int, years: float, seed: int, end: dt.date) -> Iterator[dict[str, Any]]:
@@ -224,7 +248,7 @@ class _World:
 
     def __init__(self, end: dt.date, years: float) -> None:
         self.end_day = end.toordinal() - _EPOCH
-        self.end_s = self.end_day * DAY + 18 * HOUR
+        self.end_s = self.end_day * DAY + CLOSE_OF_BUSINESS.hour * HOUR
         span = max(1, round(years * 365.25))
         self.start_day = self.end_day - span + 1
         self.span_days = span
@@ -333,6 +357,14 @@ def _plan(rng: random.Random, customers: int, world: _World) -> list[_Plan]:
     return plans
 
 
+def _quarter_after(day: int) -> int:
+    """The first day of the calendar quarter after the one holding ``day`` (days since 1970-01-01)."""
+    d = dt.date.fromordinal(day + _EPOCH)
+    month = (d.month - 1) // 3 * 3 + 4
+    start = dt.date(d.year + 1, 1, 1) if month > 12 else dt.date(d.year, month, 1)
+    return start.toordinal() - _EPOCH
+
+
 def _cents(rng: random.Random, yuan: float) -> int:
     """A plausible amount in cents: big ones round, small ones to the cent."""
     if yuan >= 20_000 and rng.random() < 0.8:
@@ -379,6 +411,8 @@ class _Customer:
         self.survey_months: set[tuple[int, int]] = set()
         self.complaints = 0
         self.followups = 0
+        self.open_complaints: set[str] = set()
+        self.open_followups: set[str] = set()
         self.done = False
         tier = 0 if plan.target < 50_000 else 1 if plan.target < 500_000 else 2 if plan.target < 6_000_000 else 3
         self.tier = tier
@@ -659,7 +693,12 @@ class _Customer:
                 self.withdraw(t, account, balance)
 
     def erase(self, t: int, _: Any) -> None:
+        """Close the customer's file: settle what is still open, then erase (an erased stream takes nothing)."""
         assert all(b == 0 for b in self.balances.values()), self.cid
+        for complaint_id in sorted(self.open_complaints):
+            self.resolve(t, complaint_id, LEAVING_RESOLUTION)
+        for followup_id in sorted(self.open_followups):
+            self.complete(t, (followup_id, LEAVING_OUTCOME))
         self.emit(t, "customer.erased", {"reason": "客户申请销户并要求删除个人信息"}, "privacy-office", "DPO01")
         self.done = True
 
@@ -724,19 +763,27 @@ class _Customer:
             "description": COMPLAINT_TEXTS[category],
         }
         self.emit(t, "complaint.filed", data, rng.choice(("call-center", "crm", "wechat")), self.rm_id)
+        self.open_complaints.add(complaint_id)
         roll = rng.random()
-        if roll < 0.88:
+        if roll < 0.9:
             self.at(self.soon(t, 2 * HOUR, 20 * DAY), self.resolve, complaint_id)
-        elif roll < 0.96:
+        elif roll < 0.99:  # escalated: slow, and at risk once 30 days old
             self.at(self.soon(t, 35 * DAY, 120 * DAY), self.resolve, complaint_id)
         self.after(t, 400 * DAY, self.complaint)
 
-    def resolve(self, t: int, complaint_id: str) -> None:
+    def resolve(self, t: int, complaint_id: str, resolution: str | None = None) -> None:
+        if complaint_id not in self.open_complaints:
+            return
         rng = self.rng
+        self.open_complaints.discard(complaint_id)
         satisfied = rng.random() < 0.7
-        data = {"complaint_id": complaint_id, "resolution": rng.choice(RESOLUTIONS), "satisfied": satisfied}
+        data = {
+            "complaint_id": complaint_id,
+            "resolution": resolution or rng.choice(RESOLUTIONS),
+            "satisfied": satisfied,
+        }
         self.emit(t, "complaint.resolved", data, "crm", self.rm_id)
-        if rng.random() < 0.6:
+        if resolution is None and rng.random() < 0.6:
             self.at(self.soon(t, HOUR, 2 * DAY), self.complaint_survey, satisfied)
 
     def followup(self, t: int, _: Any) -> None:
@@ -759,20 +806,24 @@ class _Customer:
         )
         data = {"followup_id": followup_id, "due_date": due.isoformat(), "reason": reason}
         self.emit(t, "followup.scheduled", data, "crm", self.rm_id)
-        due_s = (due.toordinal() - _EPOCH) * DAY
+        self.open_followups.add(followup_id)
+        due_day = due.toordinal() - _EPOCH
         roll = rng.random()
-        if roll < 0.75:
-            when = _biz_time(rng, due_s // DAY - rng.randint(0, 3))
-        elif roll < 0.9:
-            when = _biz_time(rng, due_s // DAY + rng.randint(2, 30))
-        else:
-            when = None
-        if when is not None:
-            self.at(max(when, t + rng.randint(HOUR, 4 * HOUR)), self.complete, followup_id)
+        if roll < 0.8:
+            when, outcome = _biz_time(rng, due_day - rng.randint(0, 3)), None
+        elif roll < 0.96:
+            when, outcome = _biz_time(rng, due_day + rng.randint(2, 30)), None
+        else:  # forgotten: closed at a quarterly ledger review (台账清理)
+            when, outcome = _biz_time(rng, _quarter_after(due_day + LAPSED_AFTER_DAYS)), LAPSED_OUTCOME
+        self.at(max(when, t + rng.randint(HOUR, 4 * HOUR)), self.complete, (followup_id, outcome))
         self.after(t, self.followup_mean, self.followup)
 
-    def complete(self, t: int, followup_id: str) -> None:
-        data = {"followup_id": followup_id, "outcome": self.rng.choice(FOLLOWUP_OUTCOMES)}
+    def complete(self, t: int, arg: tuple[str, str | None]) -> None:
+        followup_id, outcome = arg
+        if followup_id not in self.open_followups:
+            return
+        self.open_followups.discard(followup_id)
+        data = {"followup_id": followup_id, "outcome": outcome or self.rng.choice(FOLLOWUP_OUTCOMES)}
         self.emit(t, "followup.completed", data, "crm", self.rm_id)
 
     def refer(self, t: int, referred: str) -> None:
