@@ -91,6 +91,17 @@ def test_history_json_lists_events_in_business_order_with_recorded_at_and_positi
     assert all("recorded_at" in r for r in rows)
 
 
+def test_history_for_people_shows_whole_instants_at_80_columns(run):
+    run("ingest", "-", stdin=jsonl(registered(), deposit()))
+    rows = run("history", "C1", "--json").stdout.splitlines()
+    result = run("history", "C1")  # not a terminal: rich renders 80 columns wide
+    assert result.returncode == 0, result.stderr
+    for row in map(json.loads, rows):
+        assert row["occurred_at"] in result.stdout and row["recorded_at"] in result.stdout
+        assert f"{row['type']} · position {row['position']}" in result.stdout
+    assert "name=王小明" in result.stdout and "…" not in result.stdout
+
+
 def test_history_of_an_unknown_customer_is_an_error(run):
     result = run("history", "NOBODY")
     assert result.returncode == 2

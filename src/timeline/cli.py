@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from timeline.consumer_cli import register as register_consumer_commands
 from timeline.engine import open_engine
@@ -119,21 +118,9 @@ def history(customer_id: str, db: Db = None, json_out: Json = False) -> None:
         for e in events:
             _emit({**e.envelope(), "recorded_at": iso(e.recorded_at), "position": e.position, "version": e.version})
         return
-    table = Table(title=f"customer {customer_id}", show_lines=False)
-    for col in ("occurred_at", "recorded_at", "pos", "type", "data"):
-        table.add_column(col)
-    for e in events:
-        data = ", ".join(f"{k}={_show(v)}" for k, v in e.data.items())
-        table.add_row(iso(e.occurred_at), iso(e.recorded_at), str(e.position), e.type, data)
-    out.print(table)
+    from timeline.report import render_history
 
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict) and value.get("$erased"):
-        return "‹erased›"
-    if isinstance(value, dict) and value.get("$encrypted"):
-        return "‹encrypted›"
-    return str(value)
+    out.print(render_history(customer_id, events))
 
 
 @app.command()

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from timeline.errors import TimelineError
+from timeline.report import listing
 
 err = Console(stderr=True)
 out = Console(highlight=False)
@@ -273,12 +274,8 @@ def tick_command(
 
 
 def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    return table
+    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    return listing(title, columns, cells, whole=("customer_id",))
 
 
 @summary_app.command("list")
@@ -428,14 +425,16 @@ def status_command(
         out.print(f"kafka: unreachable ({report['kafka_error']})")
     for topic_name, t in report["topics"].items():
         out.print(f"topic {topic_name}: {t['partitions']} partition(s), {t['messages']} message(s)")
-    table = Table(title="consumer groups")
-    for col in ("group", "topic/partition", "end", "committed", "saved", "lag"):
-        table.add_column(col)
-    for g in report["groups"]:
-        for p in g["partitions"]:
-            lag = p.get("saved_lag", p["lag"])
-            table.add_row(g["group"], f"{p['topic']}/{p['partition']}", *(
-                "" if v is None else str(v) for v in (p["end"], p["committed"], p.get("saved"), lag)))  # fmt: skip
+    rows = [
+        [g["group"], f"{p['topic']}/{p['partition']}"]
+        + [
+            "" if v is None else str(v)
+            for v in (p["end"], p["committed"], p.get("saved"), p.get("saved_lag", p["lag"]))
+        ]
+        for g in report["groups"]
+        for p in g["partitions"]
+    ]
+    table = listing("consumer groups", ("group", "topic/partition", "end", "committed", "saved", "lag"), rows)
     if report["groups"]:
         out.print(table)
         for g in report["groups"]:

@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from projections.followups import Followup
 from projections.state import CustomerState
-from timeline.recorded import iso
+from timeline.recorded import RecordedEvent, iso
+
+
+def listing(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], whole: Collection[str] = (), **options: Any
+) -> Table:
+    """A table whose ``whole`` columns (instants, ids) are never cut or wrapped; other cells wrap or fold."""
+    rows = list(rows)
+    table = Table(title=title, title_justify="left", **options)
+    for index, col in enumerate(columns):
+        if col in whole:
+            width = max([len(col), *(cell_len(row[index]) for row in rows)])
+            table.add_column(col, no_wrap=True, min_width=width)
+        else:
+            table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def render_history(customer_id: str, events: Sequence[RecordedEvent]) -> Group:
+    """One entry per event, the business instant in the margin: readable at any terminal width."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, style="cyan")
+    grid.add_column()
+    for e in events:
+        head = Text(e.type, style="bold")
+        head.append(f" · position {e.position} · recorded {iso(e.recorded_at)}", style="dim")
+        grid.add_row(iso(e.occurred_at), head)
+        grid.add_row("", ", ".join(f"{k}={_show(v)}" for k, v in e.data.items()))
+    return Group(Text(f"customer {customer_id}: {len(events)} events in business order", style="bold"), grid)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict) and value.get("$erased"):
+        return "‹erased›"
+    if isinstance(value, dict) and value.get("$encrypted"):
+        return "‹encrypted›"
+    return str(value)
 
 
 def render_state(s: CustomerState) -> Table:
@@ -49,17 +89,12 @@ def render_explanation(s: CustomerState) -> Group:
     lines.append(f"{s.lifecycle.stage}: {s.lifecycle.rule} — {s.lifecycle.reason}\n")
     lines.append(f"  rests on: {', '.join(str(e) for e in s.lifecycle.event_ids)}\n")
     parts.append(lines)
-    history = Table(title="tier changes", title_justify="left")
-    for col in ("at", "from", "to", "rule", "events"):
-        history.add_column(col)
-    for c in tier.changes:
-        history.add_row(iso(c.at), c.from_tier, c.to_tier, c.rule, ", ".join(str(e)[:8] for e in c.event_ids))
-    parts.append(history)
-    ledger = Table(title=f"points ledger: {s.points.available} available", title_justify="left")
-    for col in ("at", "kind", "points", "bucket", "note", "event"):
-        ledger.add_column(col)
-    for line in s.points.ledger:
-        ledger.add_row(
+    changes = [
+        (iso(c.at), c.from_tier, c.to_tier, c.rule, ", ".join(str(e)[:8] for e in c.event_ids)) for c in tier.changes
+    ]
+    parts.append(listing("tier changes", ("at", "from", "to", "rule", "events"), changes, whole=("at",)))
+    ledger = [
+        (
             iso(line.at),
             line.kind,
             f"{line.points:+d}",
@@ -67,20 +102,19 @@ def render_explanation(s: CustomerState) -> Group:
             line.note,
             ", ".join(str(e)[:8] for e in line.event_ids),
         )
-    for p in s.points.pending:
-        ledger.add_row(
-            iso(p.vests_at), "pending", f"+{p.points_if_held}", "", "vests if the balance holds", str(p.event_id)[:8]
-        )
-    parts.append(ledger)
+        for line in s.points.ledger
+    ] + [
+        (iso(p.vests_at), "pending", f"+{p.points_if_held}", "", "vests if the balance holds", str(p.event_id)[:8])
+        for p in s.points.pending
+    ]
+    columns = ("at", "kind", "points", "bucket", "note", "event")
+    parts.append(listing(f"points ledger: {s.points.available} available", columns, ledger, whole=("at", "event")))
     return Group(*parts)
 
 
 def render_followups(items: Sequence[Followup]) -> Table:
-    table = Table(title=f"{len(items)} open follow-ups", title_justify="left")
-    for col in ("branch", "RM", "customer", "follow-up", "due", "overdue", "reason"):
-        table.add_column(col)
-    for f in items:
-        table.add_row(
+    rows = (
+        (
             f.branch_id or "",
             f.relationship_manager or "",
             f.customer_id,
@@ -89,4 +123,7 @@ def render_followups(items: Sequence[Followup]) -> Table:
             "OVERDUE" if f.overdue else "",
             f.reason,
         )
-    return table
+        for f in items
+    )
+    columns = ("branch", "RM", "customer", "follow-up", "due", "overdue", "reason")
+    return listing(f"{len(items)} open follow-ups", columns, rows, whole=("customer", "due"))
