@@ -267,6 +267,19 @@ def test_followups_human_output(cli):
     assert "F9" not in text
 
 
+def test_progress_bars_on_a_terminal_leave_stdout_to_the_answers(cli):
+    """With stderr a terminal (rich told so by TTY_COMPATIBLE), the bars draw before any total is known."""
+    terminal = Cli.__new__(Cli)
+    terminal.env, terminal.cwd = {**cli.env, "TTY_COMPATIBLE": "1", "NO_COLOR": "1"}, cli.cwd
+    fixed = ("--as-of", Q)
+    for args in (("state", "--all", *fixed, "--known-at", "2099-01-01", "--json"), ("followups", *fixed, "--json")):
+        result = terminal(*args)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert [json.loads(line) for line in result.stdout.splitlines()] == cli.lines(*args[:-1])
+    result = terminal("ingest", "-", stdin=jsonl(visit("C2", at="2025-02-21T09:00:00+08:00")))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
 # --- PostgreSQL, and the demo ----------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from timeline.consumer_cli import register as register_consumer_commands
 from timeline.engine import open_engine
@@ -227,9 +227,8 @@ def state(
             if not json_out:
                 raise TimelineError("state --all writes JSON lines: add --json")
             with _log_progress("reading the log") as advance:
-                states = list(reader.all_states(q, k, progress=advance))
-            for s in states:
-                _emit(s.to_json())
+                for s in reader.all_states(q, k, progress=advance):
+                    _emit(s.to_json())
             return
         result = reader.state(customer_id, q, k)  # type: ignore[arg-type]
     finally:
@@ -343,11 +342,12 @@ class _log_progress:
         self.progress = Progress(
             TextColumn(label),
             BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,}"),
+            MofNCompleteColumn(),  # copes with a total not known yet
             TimeRemainingColumn(),
             console=err,
             transient=True,
             disable=not err.is_terminal,
+            redirect_stdout=False,  # JSON lines stream to stdout while the bar runs on stderr
         )
 
     def __enter__(self) -> Any:
