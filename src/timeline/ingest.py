@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal, Protocol
 
@@ -55,6 +55,8 @@ Clock = Callable[[], dt.datetime]
 MAX_RETRIES = 12
 CAREFUL_BATCHES_AFTER_CONFLICT = 20
 """After an optimistic batch turned out to hold stored events, look ids up for this many batches."""
+PROVISIONAL_POSITIONS = 1 << 62
+"""Above every position a store gives: where provisional positions start (see :class:`_Stream`)."""
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
 
@@ -95,9 +97,16 @@ class Summary:
         return dataclasses.asdict(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Stream:
-    """A customer's stream as this process knows it, plus its data key."""
+    """A customer's stream as this process knows it, plus its data key.
+
+    Events this process appended keep the provisional position they were
+    checked with: a stand-in that orders them after every event read from the
+    store and among themselves in append order, which is all the rules and
+    projections read of a position. The store's positions are reported in
+    each :class:`Outcome`.
+    """
 
     history: list[RecordedEvent]
     version: int
@@ -107,22 +116,54 @@ class _Stream:
     guard: StreamGuard
 
 
-@dataclass
+@dataclass(slots=True)
+class _Checked:
+    """A checked batch: what to append, and the outcomes to report once it is appended."""
+
+    outcomes: list[Outcome | None]
+    """``None`` for an accepted event: its outcome needs the position the append gives it."""
+    lines: list[int | None]
+    """The input line of each event of ``batch``, in order."""
+    batch: AppendBatch
+
+    def applied(self, positions: list[int]) -> list[Outcome]:
+        """The outcomes, accepted events with their positions."""
+        appended = iter(zip(self.lines, self.batch.events, positions, strict=True))
+        result = []
+        for outcome in self.outcomes:
+            if outcome is None:
+                line, new, position = next(appended)
+                outcome = Outcome(line, "accepted", new.event_id, new.customer_id, position)
+            result.append(outcome)
+        return result
+
+    def refused(self, error: str) -> list[Outcome]:
+        """The outcomes, accepted events reported as rejected with ``error`` (nothing was stored)."""
+        appended = iter(zip(self.lines, self.batch.events, strict=True))
+        result = []
+        for outcome in self.outcomes:
+            if outcome is None:
+                line, new = next(appended)
+                outcome = Outcome(line, "rejected", new.event_id, new.customer_id, error=error)
+            result.append(outcome)
+        return result
+
+
+@dataclass(slots=True)
 class _Inflight:
     """A checked batch whose append runs in the writer thread."""
 
     items: list[tuple[int | None, Any]]
-    outcomes: list[Outcome]
-    batch: AppendBatch
+    checked: _Checked
     future: Future[list[int]]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     line: int | None
     event: Envelope
     event_id: uuid.UUID
-    content: dict[str, Any] = field(default_factory=dict)
+    content: dict[str, Any]
 
     @property
     def sent_id(self) -> uuid.UUID | None:
@@ -151,14 +192,17 @@ class Ingestor:
         self.future_tolerance = future_tolerance
         self.qualify = qualify
         self.engine_events: list[Outcome] = []
-        self._engine_ids: set[uuid.UUID] = set()
         """Outcomes of the events the engine wrote itself (qualifications)."""
+        self._engine_ids: set[uuid.UUID] = set()
         self._ring = KeyRing(store, wrapper)
         self._streams: dict[str, _Stream] = {}
-        self._unsettled: dict[uuid.UUID, dict[str, Any]] = {}
-        """Content of accepted events not yet known to be stored, by event id (duplicates across batches)."""
+        self._unsettled: dict[int, dict[str, Any]] = {}
+        """Content of accepted events not yet known to be stored, by event id as an integer (duplicates across
+        batches; an integer hashes in C, a UUID in Python)."""
         self._careful_batches = 0
         """How many more batches consult the event-id index before appending (see :meth:`_check`)."""
+        self._provisional = PROVISIONAL_POSITIONS
+        """The last provisional position given (see :class:`_Stream`)."""
 
     def ingest(self, items: Iterable[tuple[int | None, Any]], atomic: bool = False) -> Iterator[Outcome]:
         """Ingest ``(line, raw)`` pairs; ``raw`` is a decoded JSON value or an exception.
@@ -180,28 +224,28 @@ class Ingestor:
             deferred: list[tuple[int | None, Any]] = []
             for chunk in _chunks(items, self.batch_size):
                 work, deferred = deferred + chunk, []
-                outcomes, batch = self._check(work, assume_new=self._careful_batches == 0)
+                checked = self._check(work, assume_new=self._careful_batches == 0)
                 self._careful_batches = max(0, self._careful_batches - 1)
                 if inflight is not None:
                     try:
                         yield from self._report(self._settle(inflight))
                     except ConcurrencyConflict:
-                        self._forget(batch)
+                        self._forget(checked.batch)
                         yield from self._report(self._commit(inflight.items))
-                        outcomes, batch = self._check(work)
+                        checked = self._check(work)
                     except BaseException:
-                        self._forget(batch)
+                        self._forget(checked.batch)
                         raise
                     else:
-                        deferred = self._consequences(inflight.batch)
-                inflight = _Inflight(work, outcomes, batch, writer.submit(self.store.append, batch))
+                        deferred = self._consequences(inflight.checked.batch)
+                inflight = _Inflight(work, checked, writer.submit(self.store.append, checked.batch))
             if inflight is not None:
                 try:
                     yield from self._report(self._settle(inflight))
                 except ConcurrencyConflict:
                     yield from self._report(self._commit(inflight.items))
                 else:
-                    deferred += self._consequences(inflight.batch)
+                    deferred += self._consequences(inflight.checked.batch)
             if deferred:
                 yield from self._report(self._commit(deferred))
 
@@ -232,9 +276,13 @@ class Ingestor:
         return [(None, _EngineEvent(e)) for e in self.qualify(stored, targets)]
 
     def _report(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
-        """Yield the outcomes of input events; keep those of engine-written events aside."""
+        """Yield the outcomes of input events; keep those of engine-written events aside.
+
+        Engine-written events come without an input line, so an outcome with a
+        line is an input event's whatever its id.
+        """
         for outcome in outcomes:
-            if outcome.event_id in self._engine_ids:
+            if outcome.line is None and outcome.event_id in self._engine_ids:
                 self.engine_events.append(outcome)
                 if outcome.status == "rejected":
                     log.warning("engine event %s not stored: %s", outcome.event_id, outcome.error)
@@ -243,23 +291,18 @@ class Ingestor:
 
     def _atomic(self, items: list[tuple[int | None, Any]]) -> Iterator[Outcome]:
         for attempt in range(MAX_RETRIES):
-            outcomes, batch = self._check(items)
-            if any(o.status == "rejected" for o in outcomes):
-                self._forget(batch)
-                yield from (
-                    o
-                    if o.status != "accepted"
-                    else dataclasses.replace(o, status="rejected", error="not stored: atomic input had rejections")
-                    for o in outcomes
-                )
+            checked = self._check(items)
+            if any(o is not None and o.status == "rejected" for o in checked.outcomes):
+                self._forget(checked.batch)
+                yield from checked.refused("not stored: atomic input had rejections")
                 return
             try:
-                applied = list(self._applied(outcomes, batch, self._append(batch)))
+                applied = self._applied(checked, self._append(checked.batch))
             except ConcurrencyConflict:
                 log.info("concurrent append; retrying atomic input (attempt %d)", attempt + 1)
                 _back_off(attempt)
                 continue
-            consequences = self._consequences(batch)
+            consequences = self._consequences(checked.batch)
             yield from applied
             if consequences:
                 yield from self._report(self._commit(consequences))
@@ -269,14 +312,14 @@ class Ingestor:
     def _commit(self, items: list[tuple[int | None, Any]]) -> list[Outcome]:
         """Check and append one batch now, retrying on concurrent appends; then its consequences."""
         for attempt in range(MAX_RETRIES):
-            outcomes, batch = self._check(items)
+            checked = self._check(items)
             try:
-                applied = list(self._applied(outcomes, batch, self._append(batch)))
+                applied = self._applied(checked, self._append(checked.batch))
             except ConcurrencyConflict:
                 log.info("concurrent append; retrying batch (attempt %d)", attempt + 1)
                 _back_off(attempt)
                 continue
-            consequences = self._consequences(batch)
+            consequences = self._consequences(checked.batch)
             if consequences:
                 applied += self._report(self._commit(consequences))
             return applied
@@ -289,41 +332,33 @@ class Ingestor:
             self._forget(batch)
             raise
 
-    def _settle(self, inflight: _Inflight) -> Iterator[Outcome]:
+    def _settle(self, inflight: _Inflight) -> list[Outcome]:
         try:
             positions = inflight.future.result()
         except ConcurrencyConflict:
             self._careful_batches = CAREFUL_BATCHES_AFTER_CONFLICT
-            self._forget(inflight.batch)
+            self._forget(inflight.checked.batch)
             raise
         except BaseException:
-            self._forget(inflight.batch)
+            self._forget(inflight.checked.batch)
             raise
-        return self._applied(inflight.outcomes, inflight.batch, positions)
+        return self._applied(inflight.checked, positions)
 
     def _forget(self, batch: AppendBatch) -> None:
         """Drop the cached streams a failed batch touched: they may hold events never stored."""
         for new in batch.events:
             self._streams.pop(new.customer_id, None)
             self._ring.forget(new.customer_id)
-            self._unsettled.pop(new.event_id, None)
+            self._unsettled.pop(new.event_id.int, None)
 
-    def _applied(self, outcomes: list[Outcome], batch: AppendBatch, positions: list[int]) -> Iterator[Outcome]:
-        """Give the cached events their positions; report each outcome with its position."""
-        by_event = {}
-        for new, position in zip(batch.events, positions, strict=True):
-            by_event[new.event_id] = position
-            self._unsettled.pop(new.event_id, None)
-            history = self._streams[new.customer_id].history
-            history[new.version - 1] = history[new.version - 1].stored_at(position, new.hash)
-        return (
-            Outcome(o.line, o.status, o.event_id, o.customer_id, by_event[o.event_id]) if o.status == "accepted" else o
-            for o in outcomes
-        )
+    def _applied(self, checked: _Checked, positions: list[int]) -> list[Outcome]:
+        """The batch is stored: its events are no longer unsettled; report each outcome with its position."""
+        unsettled = self._unsettled
+        for new in checked.batch.events:
+            unsettled.pop(new.event_id.int, None)
+        return checked.applied(positions)
 
-    def _check(
-        self, items: list[tuple[int | None, Any]], assume_new: bool = False
-    ) -> tuple[list[Outcome], AppendBatch]:
+    def _check(self, items: list[tuple[int | None, Any]], assume_new: bool = False) -> _Checked:
         """Decide each event of a batch against the streams as they will be.
 
         With ``assume_new`` the event-id index is not consulted: a duplicate of
@@ -332,32 +367,31 @@ class Ingestor:
         input rarely repeats itself, so this saves a round trip per batch.
         """
         now = self.clock()
+        latest = now + self.future_tolerance
         outcomes: list[Outcome | None] = [None] * len(items)
         pending: list[tuple[int, _Pending]] = []
         for index, (line, raw) in enumerate(items):
             try:
-                pending.append((index, self._parse(line, raw, now)))
+                pending.append((index, self._parse(line, raw, latest)))
             except RejectedEvent as exc:
                 event_id = _claimed_id(raw)
                 outcomes[index] = Outcome(line, "rejected", event_id, error=str(exc))
         stored = {} if assume_new else self.store.lookup_events([p.event_id for _, p in pending if p.sent_id])
         self._drop_stale(stored.values())
-        self._load({p.event.customer_id for _, p in pending} | {e.customer_id for e in stored.values()})
-        batch = AppendBatch()
+        self._load({p.content["customer_id"] for _, p in pending} | {e.customer_id for e in stored.values()})
+        checked = _Checked(outcomes, [], AppendBatch())
         now_text = iso(now)
-        provisional = 1 << 62
         refused: list[tuple[int, _Pending]] = []
         for index, p in pending:
-            provisional += 1
             try:
-                outcomes[index] = self._accept(p, stored, batch, now, now_text, provisional)
+                outcomes[index] = self._accept(p, stored, checked, now, now_text)
             except RejectedEvent as exc:
-                outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.event.customer_id, error=str(exc))
+                outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.content["customer_id"], error=str(exc))
                 if assume_new and p.sent_id:
                     refused.append((index, p))
         if refused:
             self._recheck_as_duplicates(refused, outcomes)
-        return [o for o in outcomes if o is not None], batch
+        return checked
 
     def _recheck_as_duplicates(self, refused: list[tuple[int, _Pending]], outcomes: list[Outcome | None]) -> None:
         """A refused event that is already stored is a duplicate (or a conflicting reuse of its id).
@@ -377,9 +411,10 @@ class Ingestor:
             try:
                 outcomes[index] = self._duplicate(p, previous)
             except RejectedEvent as exc:
-                outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.event.customer_id, error=str(exc))
+                outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.content["customer_id"], error=str(exc))
 
-    def _parse(self, line: int | None, raw: Any, now: dt.datetime) -> _Pending:
+    def _parse(self, line: int | None, raw: Any, latest: dt.datetime) -> _Pending:
+        """Validate one input; ``latest`` is the last ``occurred_at`` accepted (the batch's now plus tolerance)."""
         if isinstance(raw, Exception):
             raise RejectedEvent(str(raw))
         event = parse_event(raw)
@@ -387,7 +422,7 @@ class Ingestor:
             self._engine_ids.add(event.event_id)  # type: ignore[arg-type]
         elif event.type in ENGINE_ONLY_TYPES:  # type: ignore[attr-defined]
             raise RejectedEvent(f"{event.type} is written by the engine only")  # type: ignore[attr-defined]
-        if event.occurred_at > now + self.future_tolerance:
+        if event.occurred_at > latest:
             raise RejectedEvent(
                 f"occurred_at {event.occurred_at.isoformat()} is more than "
                 f"{self.future_tolerance} after the time of recording"
@@ -421,60 +456,62 @@ class Ingestor:
             )
 
     def _accept(
-        self,
-        p: _Pending,
-        stored: dict[uuid.UUID, Any],
-        batch: AppendBatch,
-        now: dt.datetime,
-        now_text: str,
-        provisional: int,
-    ) -> Outcome:
-        customer_id = p.event.customer_id
-        previous = self._unsettled.get(p.event_id)
-        if previous is None and p.event_id in stored:
-            entry = stored[p.event_id]
-            previous = self._streams[entry.customer_id].history[entry.version - 1].envelope()
+        self, p: _Pending, stored: dict[uuid.UUID, Any], checked: _Checked, now: dt.datetime, now_text: str
+    ) -> Outcome | None:
+        """``None`` if the event is accepted (added to the batch), its outcome if a duplicate; raises if rejected."""
+        content = p.content
+        customer_id = content["customer_id"]
+        key = p.event_id.int
+        previous = self._unsettled.get(key)
+        if previous is None and stored:
+            entry = stored.get(p.event_id)
+            if entry is not None:
+                previous = self._streams[entry.customer_id].history[entry.version - 1].envelope()
         if previous is not None:
             return self._duplicate(p, previous)
         stream = self._streams[customer_id]
+        event_type = content["type"]
+        data = content["data"]
+        version = stream.version + 1
         candidate = RecordedEvent(
-            position=provisional,
-            customer_id=customer_id,
-            version=stream.version + 1,
-            event_id=p.event_id,
-            type=p.content["type"],
-            schema_version=p.content["schema_version"],
-            occurred_at=p.event.occurred_at,
-            recorded_at=now,
-            source=p.event.source,
-            actor=p.event.actor,
-            data=p.content["data"],
-            prev_hash=stream.head_hash,
-            hash="",
+            self._provisional + 1,
+            customer_id,
+            version,
+            p.event_id,
+            event_type,
+            content["schema_version"],
+            p.event.occurred_at,
+            now,
+            content["source"],
+            content["actor"],
+            data,
+            stream.head_hash,
+            "",
         )
         try:
             stream.guard.check(candidate)
         except UnknownTarget as exc:
             raise RejectedEvent(self._unknown_target(exc.target)) from None
-        if candidate.type == "customer.registered" and stream.dek is None:
+        self._provisional += 1
+        batch = checked.batch
+        if event_type == "customer.registered" and stream.dek is None:
             stream.dek, wrapped = self.wrapper.new_data_key(customer_id)
             batch.new_keys[customer_id] = wrapped
-        state, digest = encode(p.content, now_text, stream.head_hash, stream.dek)
-        refers_to = candidate.data["referred_customer_id"] if candidate.type == "referral.made" else None
-        batch.events.append(
-            NewEvent(customer_id, candidate.version, p.event_id, candidate.type, state, digest, refers_to)
-        )
-        if candidate.type == "customer.erased":
+        state, digest = encode(content, now_text, stream.head_hash, stream.dek)
+        refers_to = data["referred_customer_id"] if event_type == "referral.made" else None
+        batch.events.append(NewEvent(customer_id, version, p.event_id, event_type, state, digest, refers_to))
+        checked.lines.append(p.line)
+        if event_type == "customer.erased":
             batch.destroy_keys.append(customer_id)
             stream.dek, stream.erased = None, True
         stream.history.append(candidate)
         stream.guard.record(candidate)
-        stream.version, stream.head_hash = candidate.version, digest
-        self._unsettled[p.event_id] = p.content
-        return Outcome(p.line, "accepted", p.event_id, customer_id)
+        stream.version, stream.head_hash = version, digest
+        self._unsettled[key] = content
+        return None
 
     def _unknown_target(self, target: Any) -> str:
-        unsettled = self._unsettled.get(target)
+        unsettled = self._unsettled.get(target.int)
         entry = self.store.lookup_events([target]).get(target)
         owner = unsettled["customer_id"] if unsettled else entry.customer_id if entry else None
         if owner is not None:
@@ -486,7 +523,7 @@ class Ingestor:
         drop_pii = bool(erased and erased.erased)
         if comparable(previous, drop_pii) != comparable(p.content, drop_pii):
             raise RejectedEvent(f"event_id {p.event_id} was already used for different content")
-        return Outcome(p.line, "duplicate", p.event_id, p.event.customer_id)
+        return Outcome(p.line, "duplicate", p.event_id, p.content["customer_id"])
 
 
 class _EngineEvent(dict):

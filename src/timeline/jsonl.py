@@ -1,10 +1,23 @@
-"""JSON decoding that keeps money exact and refuses ambiguous input."""
+"""JSON decoding that keeps money exact and refuses ambiguous input.
+
+The careful decoder (the standard library's, with hooks) turns fractions into
+``Decimal``, keeps exponent literals aside and refuses duplicate keys. It
+calls back into Python for every object, so each line is first given to
+orjson, whose value is taken only when it is provably the careful decoder's:
+no number with a fraction or exponent in it, and the line is exactly orjson's
+own compact rendering of that value — so no key was dropped as a duplicate
+and nothing was spelt in a way the two decoders might read differently.
+Anything else (other spacing, escapes, floats, invalid input) takes the
+careful path, so values and error messages are the careful decoder's.
+"""
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from timeline.errors import RejectedEvent
 from timeline.money import FloatLiteral
@@ -36,8 +49,43 @@ _DECODER = json.JSONDecoder(
 )
 
 
+_CAREFUL = object()
+"""What :func:`_quick` returns when the careful decoder must decide."""
+
+
+def _quick(raw: bytes | str) -> Any:
+    """orjson's value of one line if it is the careful decoder's, else :data:`_CAREFUL`."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _CAREFUL
+    text = raw.strip().encode() if isinstance(raw, str) else raw.strip()
+    if orjson.dumps(value) != text or not _free_of_floats(value):
+        return _CAREFUL
+    return value
+
+
+def _free_of_floats(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            return False
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return True
+
+
 def loads(text: str) -> Any:
     """Parse one JSON document; numbers with a fraction become ``Decimal``."""
+    value = _quick(text)
+    return _careful(text) if value is _CAREFUL else value
+
+
+def _careful(text: str) -> Any:
     try:
         return _DECODER.decode(text)
     except RejectedEvent:
@@ -74,6 +122,10 @@ def read_lines(stream: Any) -> Any:
         if len(raw) > MAX_LINE_BYTES:
             yield number, RejectedEvent(f"line is longer than {MAX_LINE_BYTES} bytes")
             continue
+        value = _quick(raw)
+        if value is not _CAREFUL:
+            yield number, value
+            continue
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except UnicodeDecodeError:
@@ -82,6 +134,6 @@ def read_lines(stream: Any) -> Any:
         if not text.strip():
             continue
         try:
-            yield number, loads(text)
+            yield number, _careful(text)
         except RejectedEvent as exc:
             yield number, exc
