@@ -9,13 +9,12 @@ and appends what it admits.
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from decimal import Decimal
 from uuid import UUID
 
 from projections.balances import ZERO, balances, signed_amount
-from projections.counted import counted
 from projections.points import points_as_of
 from projections.policy import Policy
 from timeline.errors import RejectedEvent, UnknownTarget
@@ -30,6 +29,10 @@ LIFECYCLES = {
     "followup.completed": ("follow-up", "followup_id", "completed"),
 }
 OPENERS = frozenset({"complaint.filed", "followup.scheduled"})
+SCORED = frozenset(
+    {"deposit.made", "withdrawal.made", "points.redeemed", "referral.qualified", "greeting.sent", "survey.completed"}
+)
+"""The types that the points projection (and the balances it reads) look at: all a redemption check needs."""
 
 
 @dataclass(slots=True)
@@ -85,6 +88,8 @@ class Guard:
         self._accounts: dict[str, _Account] = {}
         self._ids: dict[tuple[str, str], _Lifecycle] = {}
         self._redemptions: list[dt.datetime] = []
+        self._scored: list[RecordedEvent] = []
+        """Counted events of the :data:`SCORED` types in business order (occurred_at, position)."""
         self._history = history
         for event in history:
             self.record(event)
@@ -128,10 +133,15 @@ class Guard:
             insort(self._redemptions, event.occurred_at)
         elif kind == "correction.recorded":
             self._void(self._events[UUID(event.data["voids_event_id"])])
+        if kind in SCORED:
+            insort(self._scored, event, key=_business_order)
 
     def _void(self, target: RecordedEvent) -> None:
         self._voided.add(target.event_id)
         kind = target.type
+        if kind in SCORED:
+            start = bisect_left(self._scored, _business_order(target), key=_business_order)
+            del self._scored[next(i for i in range(start, len(self._scored)) if self._scored[i] is target)]
         if kind in ("deposit.made", "withdrawal.made"):
             self._account(target.data["account_id"]).move(target.occurred_at, -signed_amount(target))
         elif kind in LIFECYCLES:
@@ -176,7 +186,7 @@ class Guard:
                 f"points.redeemed at {iso(event.occurred_at)} is earlier than a counted redemption at "
                 f"{iso(self._redemptions[-1])}"
             )
-        events = counted(self._history).as_of(event.occurred_at)
+        events = self._scored[: bisect_right(self._scored, event.occurred_at, key=_occurred)]
         available = points_as_of(events, balances(events).accounts, self.policy, event.occurred_at).available
         if event.data["points"] > available:
             raise RejectedEvent(
@@ -207,6 +217,14 @@ class Guard:
                 -Decimal(target.data["amount"]),
                 f"voiding deposit {target_id}",
             )
+
+
+def _business_order(event: RecordedEvent) -> tuple[dt.datetime, int]:
+    return event.occurred_at, event.position
+
+
+def _occurred(event: RecordedEvent) -> dt.datetime:
+    return event.occurred_at
 
 
 def _key(event: RecordedEvent) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal, Protocol
 
-from timeline.codec import GENESIS_HASH, comparable, content_of, encode
+from timeline.codec import GENESIS_HASH, chain_hash, comparable, content_of, encode
 from timeline.crypto import KeyWrapper
 from timeline.errors import ConcurrencyConflict, RejectedEvent, UnknownTarget
 from timeline.events import ENGINE_ONLY_TYPES, Envelope, parse_event
@@ -105,7 +105,8 @@ class _Stream:
     checked with: a stand-in that orders them after every event read from the
     store and among themselves in append order, which is all the rules and
     projections read of a position. The store's positions are reported in
-    each :class:`Outcome`.
+    each :class:`Outcome`. Cached events carry no chain hash (the rules never
+    read it); ``head_hash`` is the stream's.
     """
 
     history: list[RecordedEvent]
@@ -445,11 +446,12 @@ class Ingestor:
         rows = self.store.read_streams(missing)
         keys = self._ring.keys(missing)
         for customer_id in missing:
-            history = self._ring.decode(rows[customer_id])
+            stream = rows[customer_id]
+            history = self._ring.decode(stream, with_hash=False)
             self._streams[customer_id] = _Stream(
                 history=history,
                 version=history[-1].version if history else 0,
-                head_hash=history[-1].hash if history else GENESIS_HASH,
+                head_hash=chain_hash(stream[-1].state) if stream else GENESIS_HASH,
                 dek=keys[customer_id].dek,
                 erased=keys[customer_id].erased,
                 guard=self.rules(history),

@@ -62,8 +62,8 @@ class Qualifier:
         referrers = {entry.customer_id for entries in todo.values() for entry in entries}
         ring = KeyRing(self.store, None)
         rows = self.store.read_streams(set(todo) | referrers)
-        views = {customer: counted(ring.decode(stream)) for customer, stream in rows.items()}
-        erased = {c for c, key in ring.keys(referrers).items() if key.erased}
+        erased = {c for c, key in ring.keys(rows).items() if key.erased and c in referrers}
+        views = {customer: counted(ring.decode(stream, with_hash=False)) for customer, stream in rows.items()}
         events = []
         for referred, entries in sorted(todo.items()):
             ids = {entry.event_id for entry in entries}
