@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal, Protocol
 
@@ -126,6 +126,10 @@ class _Checked:
     lines: list[int | None]
     """The input line of each event of ``batch``, in order."""
     batch: AppendBatch
+    recorded: list[RecordedEvent] = field(default_factory=list)
+    """Each event of ``batch`` as the rules saw it, in order."""
+    voided: dict[uuid.UUID, RecordedEvent] = field(default_factory=dict)
+    """The events that corrections in ``batch`` void."""
 
     def applied(self, positions: list[int]) -> list[Outcome]:
         """The outcomes, accepted events with their positions."""
@@ -152,11 +156,12 @@ class _Checked:
 
 @dataclass(slots=True)
 class _Inflight:
-    """A checked batch whose append runs in the writer thread."""
+    """A checked batch whose append, then the decisions it calls for, run in the writer thread."""
 
     items: list[tuple[int | None, Any]]
     checked: _Checked
     future: Future[list[int]]
+    consequences: Future[list[tuple[int | None, Any]]]
 
 
 @dataclass(slots=True)
@@ -211,7 +216,9 @@ class Ingestor:
         Batches are pipelined: while one is appended by a writer thread (the
         database works on another core), the next is checked against the
         streams as they will be. If the append in flight fails, both batches
-        are redone one after the other against fresh streams.
+        are redone one after the other against fresh streams. The writer
+        thread also reads what a committed batch calls for (referral
+        qualifications), so those round trips leave the checking thread alone.
 
         With ``atomic`` the whole input is one transaction: if any event is
         rejected, nothing is stored and accepted events are reported as rejected
@@ -238,15 +245,16 @@ class Ingestor:
                         self._forget(checked.batch)
                         raise
                     else:
-                        deferred = self._consequences(inflight.checked.batch)
-                inflight = _Inflight(work, checked, writer.submit(self.store.append, checked.batch))
+                        deferred = inflight.consequences.result()
+                appended = writer.submit(self.store.append, checked.batch)
+                inflight = _Inflight(work, checked, appended, writer.submit(self._consequences_of, appended, checked))
             if inflight is not None:
                 try:
                     yield from self._report(self._settle(inflight))
                 except ConcurrencyConflict:
                     yield from self._report(self._commit(inflight.items))
                 else:
-                    deferred += self._consequences(inflight.checked.batch)
+                    deferred += inflight.consequences.result()
             if deferred:
                 yield from self._report(self._commit(deferred))
 
@@ -259,22 +267,18 @@ class Ingestor:
     def ingest_one(self, raw: Any) -> Outcome:
         return next(self._report(self._commit([(None, raw)])))
 
-    def _consequences(self, batch: AppendBatch) -> list[tuple[int | None, Any]]:
-        """Engine-written events that a committed batch calls for (read fresh from the store)."""
-        if self.qualify is None or not batch.events:
+    def _consequences(self, checked: _Checked) -> list[tuple[int | None, Any]]:
+        """Engine-written events that a committed batch calls for (read fresh from the store).
+
+        Reads nothing the checking thread changes, so the writer thread can run it.
+        """
+        if self.qualify is None or not checked.recorded:
             return []
-        stored = []
-        targets: dict[uuid.UUID, RecordedEvent] = {}
-        for new in batch.events:
-            stream = self._streams.get(new.customer_id)
-            if stream is None:
-                continue
-            event = stream.history[new.version - 1]
-            stored.append(event)
-            if event.type == "correction.recorded":
-                target_id = uuid.UUID(event.data["voids_event_id"])
-                targets.update((e.event_id, e) for e in stream.history if e.event_id == target_id)
-        return [(None, _EngineEvent(e)) for e in self.qualify(stored, targets)]
+        return [(None, _EngineEvent(e)) for e in self.qualify(checked.recorded, checked.voided)]
+
+    def _consequences_of(self, appended: Future[list[int]], checked: _Checked) -> list[tuple[int | None, Any]]:
+        """:meth:`_consequences` once ``appended`` (which the writer ran just before) succeeded."""
+        return [] if appended.exception() is not None else self._consequences(checked)
 
     def _report(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
         """Yield the outcomes of input events; keep those of engine-written events aside.
@@ -303,7 +307,7 @@ class Ingestor:
                 log.info("concurrent append; retrying atomic input (attempt %d)", attempt + 1)
                 _back_off(attempt)
                 continue
-            consequences = self._consequences(checked.batch)
+            consequences = self._consequences(checked)
             yield from applied
             if consequences:
                 yield from self._report(self._commit(consequences))
@@ -320,7 +324,7 @@ class Ingestor:
                 log.info("concurrent append; retrying batch (attempt %d)", attempt + 1)
                 _back_off(attempt)
                 continue
-            consequences = self._consequences(checked.batch)
+            consequences = self._consequences(checked)
             if consequences:
                 applied += self._report(self._commit(consequences))
             return applied
@@ -503,6 +507,10 @@ class Ingestor:
         refers_to = data["referred_customer_id"] if event_type == "referral.made" else None
         batch.events.append(NewEvent(customer_id, version, p.event_id, event_type, state, digest, refers_to))
         checked.lines.append(p.line)
+        checked.recorded.append(candidate)
+        if event_type == "correction.recorded":
+            target_id = uuid.UUID(data["voids_event_id"])
+            checked.voided.update((e.event_id, e) for e in stream.history if e.event_id == target_id)
         if event_type == "customer.erased":
             batch.destroy_keys.append(customer_id)
             stream.dek, stream.erased = None, True
