@@ -134,7 +134,11 @@ class Guard:
         elif kind == "correction.recorded":
             self._void(self._events[UUID(event.data["voids_event_id"])])
         if kind in SCORED:
-            insort(self._scored, event, key=_business_order)
+            scored = self._scored
+            if scored and _business_order(event) < _business_order(scored[-1]):
+                insort(scored, event, key=_business_order)
+            else:
+                scored.append(event)
 
     def _void(self, target: RecordedEvent) -> None:
         self._voided.add(target.event_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import orjson
@@ -89,7 +90,10 @@ _values = st.recursive(
 
 @given(_values)
 def test_compact_lines_read_as_the_careful_decoder_reads_them(value):
-    text = orjson.dumps(value).decode()
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits: orjson writes none, the standard library does
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     assert _verdict(loads, text) == _verdict(_careful, text)
     [(_, got)] = list(read_lines([text.encode()]))
     assert ("value", repr(got), type(got)) == _verdict(_careful, text)

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal, Protocol
 
-from timeline.codec import GENESIS_HASH, chain_hash, comparable, content_of, encode
+from timeline.codec import GENESIS_HASH, chain_hash, comparable, encode
 from timeline.crypto import KeyWrapper
 from timeline.errors import ConcurrencyConflict, RejectedEvent, UnknownTarget
-from timeline.events import ENGINE_ONLY_TYPES, Envelope, parse_event
+from timeline.events import ENGINE_ONLY_TYPES
+from timeline.jsonl import JsonLines
 from timeline.keyring import KeyRing
+from timeline.prepare import Prepared, Refused, claimed_id, prepare, prepared_lines
 from timeline.recorded import RecordedEvent, iso
 from timeline.store.port import AppendBatch, EventStore, NewEvent
 
@@ -167,14 +169,11 @@ class _Inflight:
 @dataclass(slots=True)
 class _Pending:
     line: int | None
-    event: Envelope
-    event_id: uuid.UUID
     content: dict[str, Any]
-
-    @property
-    def sent_id(self) -> uuid.UUID | None:
-        """The sender's event id; an engine-assigned one means nothing in a reject."""
-        return self.event.event_id
+    event_id: uuid.UUID
+    sent_id: uuid.UUID | None
+    """The sender's event id; an engine-assigned one means nothing in a reject."""
+    occurred_at: dt.datetime
 
 
 class Ingestor:
@@ -189,7 +188,9 @@ class Ingestor:
         batch_size: int = 1000,
         future_tolerance: dt.timedelta = FUTURE_TOLERANCE,
         qualify: Qualify | None = None,
+        validation_worker: bool = True,
     ) -> None:
+        """``validation_worker``: validate large :class:`~timeline.jsonl.JsonLines` inputs in a worker process."""
         self.store = store
         self.wrapper = wrapper
         self.rules = rules
@@ -197,6 +198,7 @@ class Ingestor:
         self.batch_size = batch_size
         self.future_tolerance = future_tolerance
         self.qualify = qualify
+        self.validation_worker = validation_worker
         self.engine_events: list[Outcome] = []
         """Outcomes of the events the engine wrote itself (qualifications)."""
         self._engine_ids: set[uuid.UUID] = set()
@@ -223,7 +225,17 @@ class Ingestor:
         With ``atomic`` the whole input is one transaction: if any event is
         rejected, nothing is stored and accepted events are reported as rejected
         with the reason "atomic input had rejections".
+
+        Lines from :func:`timeline.jsonl.read_lines` are validated by a worker
+        process when there are many (:mod:`timeline.prepare`).
         """
+        if isinstance(items, JsonLines):
+            lines = prepared_lines(items, self.validation_worker)
+            try:
+                yield from self.ingest(lines, atomic)
+            finally:
+                lines.close()
+            return
         if atomic:
             yield from self._atomic(list(items))
             return
@@ -379,8 +391,7 @@ class Ingestor:
             try:
                 pending.append((index, self._parse(line, raw, latest)))
             except RejectedEvent as exc:
-                event_id = _claimed_id(raw)
-                outcomes[index] = Outcome(line, "rejected", event_id, error=str(exc))
+                outcomes[index] = Outcome(line, "rejected", _claimed(raw), error=str(exc))
         stored = {} if assume_new else self.store.lookup_events([p.event_id for _, p in pending if p.sent_id])
         self._drop_stale(stored.values())
         self._load({p.content["customer_id"] for _, p in pending} | {e.customer_id for e in stored.values()})
@@ -419,21 +430,26 @@ class Ingestor:
                 outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.content["customer_id"], error=str(exc))
 
     def _parse(self, line: int | None, raw: Any, latest: dt.datetime) -> _Pending:
-        """Validate one input; ``latest`` is the last ``occurred_at`` accepted (the batch's now plus tolerance)."""
-        if isinstance(raw, Exception):
+        """Validate one input (unless a worker did); ``latest`` is the last ``occurred_at`` accepted."""
+        if type(raw) is Prepared:
+            event = raw
+        elif isinstance(raw, Refused):
+            raise RejectedEvent(raw.reason)
+        elif isinstance(raw, Exception):
             raise RejectedEvent(str(raw))
-        event = parse_event(raw)
+        else:
+            event = prepare(raw)
+        event_type = event.content["type"]
         if isinstance(raw, _EngineEvent):
-            self._engine_ids.add(event.event_id)  # type: ignore[arg-type]
-        elif event.type in ENGINE_ONLY_TYPES:  # type: ignore[attr-defined]
-            raise RejectedEvent(f"{event.type} is written by the engine only")  # type: ignore[attr-defined]
+            self._engine_ids.add(event.event_id)
+        elif event_type in ENGINE_ONLY_TYPES:
+            raise RejectedEvent(f"{event_type} is written by the engine only")
         if event.occurred_at > latest:
             raise RejectedEvent(
                 f"occurred_at {event.occurred_at.isoformat()} is more than "
                 f"{self.future_tolerance} after the time of recording"
             )
-        event_id = event.event_id or uuid.uuid4()
-        return _Pending(line, event, event_id, content_of(event, event_id))
+        return _Pending(line, event.content, event.event_id, event.sent_id, event.occurred_at)
 
     def _drop_stale(self, entries: Iterable[Any]) -> None:
         """Forget cached streams shorter than a stored event proves them to be (another writer appended)."""
@@ -486,7 +502,7 @@ class Ingestor:
             p.event_id,
             event_type,
             content["schema_version"],
-            p.event.occurred_at,
+            p.occurred_at,
             now,
             content["source"],
             content["actor"],
@@ -551,10 +567,10 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _claimed_id(raw: Any) -> uuid.UUID | None:
-    if isinstance(raw, dict):
-        try:
-            return uuid.UUID(str(raw.get("event_id")))
-        except ValueError:
-            return None
-    return None
+def _claimed(raw: Any) -> uuid.UUID | None:
+    """The event id a rejected input claimed (a worker-validated event's is the one it sent)."""
+    if type(raw) is Prepared:
+        return raw.sent_id
+    if isinstance(raw, Refused):
+        return raw.claimed_id
+    return claimed_id(raw)

@@ -14,6 +14,7 @@ careful path, so values and error messages are the careful decoder's.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -116,24 +117,51 @@ def check_utf8(path: str) -> None:
             raise RejectedEvent(f"{path} is not UTF-8 (truncated sequence at its end)") from None
 
 
-def read_lines(stream: Any) -> Any:
+BLANK = object()
+"""What :func:`read_line` gives for a blank line: no event."""
+
+
+def read_line(raw: bytes | str) -> Any:
+    """One input line: its decoded JSON, the RejectedEvent explaining why not, or :data:`BLANK`."""
+    if len(raw) > MAX_LINE_BYTES:
+        return RejectedEvent(f"line is longer than {MAX_LINE_BYTES} bytes")
+    value = _quick(raw)
+    if value is not _CAREFUL:
+        return value
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        return RejectedEvent("line is not UTF-8")
+    if not text.strip():
+        return BLANK
+    try:
+        return _careful(text)
+    except RejectedEvent as exc:
+        return exc
+
+
+class JsonLines:
+    """The lines of a JSON Lines stream, read once.
+
+    Iterating gives ``(line number, decoded JSON or the RejectedEvent
+    explaining why not)``, skipping blanks. :meth:`numbered` gives the raw
+    lines instead, for a reader that decodes them elsewhere (ingestion hands
+    large inputs to a worker process: :mod:`timeline.prepare`).
+    """
+
+    def __init__(self, stream: Iterable[bytes | str]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        for number, raw in self.numbered():
+            value = read_line(raw)
+            if value is not BLANK:
+                yield number, value
+
+    def numbered(self) -> Iterator[tuple[int, bytes | str]]:
+        return enumerate(self._stream, start=1)
+
+
+def read_lines(stream: Iterable[bytes | str]) -> JsonLines:
     """``(line number, decoded JSON or the RejectedEvent explaining why not)``, skipping blanks."""
-    for number, raw in enumerate(stream, start=1):
-        if len(raw) > MAX_LINE_BYTES:
-            yield number, RejectedEvent(f"line is longer than {MAX_LINE_BYTES} bytes")
-            continue
-        value = _quick(raw)
-        if value is not _CAREFUL:
-            yield number, value
-            continue
-        try:
-            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        except UnicodeDecodeError:
-            yield number, RejectedEvent("line is not UTF-8")
-            continue
-        if not text.strip():
-            continue
-        try:
-            yield number, _careful(text)
-        except RejectedEvent as exc:
-            yield number, exc
+    return JsonLines(stream)
