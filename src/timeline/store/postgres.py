@@ -13,13 +13,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL
 
 from timeline.errors import StoreUnavailable
 from timeline.store.port import AppendBatch, IndexEntry, StoredRow
-from timeline.store.sql import EVENTS_TABLE, IMMUTABLE_TABLES, SqlEventStore, side_writes, to_stored_events
+from timeline.store.sql import EVENTS_TABLE, IMMUTABLE_TABLES, SqlEventStore, side_writes
 
 START_HINT = (
     "start one with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start "
@@ -61,7 +60,7 @@ class _Recorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=EVENTS_TABLE)
         self.sql_create_statements.extend(SQL(s) for s in SIDE_TABLES)  # type: ignore[arg-type]
 
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
         batch: AppendBatch = kwargs["batch"]
         if batch.events:
             # The library locks the events table only after this hook; take it first, so that concurrent
@@ -88,19 +87,21 @@ class _Recorder(PostgresApplicationRecorder):
                 _columns([(c, v, h) for c, (v, h) in last.items()], 3),
             )
 
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
         """The library's insert, with plain arrays instead of an array of composites.
 
         Same lock (commit-ordered positions) and notification; psycopg dumps
         composite arrays as escaped text, which cost more than the database's
-        own work for a batch.
+        own work for a batch. The rows are the batch's own events
+        (:meth:`PostgresEventStore._insert`): the library only counts them.
         """
+        batch: AppendBatch = kwargs["batch"]
         self._lock_table(curs)
         self._notify_channel(curs)
         curs.execute(
             f"INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[]) RETURNING notification_id",
-            _columns([(e.originator_id, e.originator_version, e.topic, e.state) for e in stored_events], 4),
+            _columns([(e.customer_id, e.version, e.type, e.state) for e in batch.events], 4),
         )
 
 
@@ -255,7 +256,12 @@ class PostgresEventStore(SqlEventStore):
         return result
 
     def _insert(self, batch: AppendBatch) -> Sequence[int]:
-        return self._recorder.insert_events(to_stored_events(batch), batch=batch) or []
+        """The library's transaction around our hooks, which write every row from ``batch`` itself.
+
+        Its ``stored_events`` are only counted by the library, so the batch's
+        events stand in for them: no library ``StoredEvent`` is made per event.
+        """
+        return self._recorder.insert_events(batch.events, batch=batch) or []
 
     def close(self) -> None:
         self._datastore.close()
