@@ -83,8 +83,9 @@ class Guard:
     def __init__(self, policy: Policy, history: list[RecordedEvent]) -> None:
         """``history`` is the stream as the caller keeps it: it appends what it stores, then calls :meth:`record`."""
         self.policy = policy
-        self._events: dict[UUID, RecordedEvent] = {}
-        self._voided: set[UUID] = set()
+        self._events: dict[int, RecordedEvent] = {}
+        """By event id as an integer (it hashes in C; a UUID hashes in Python)."""
+        self._voided: set[int] = set()
         self._accounts: dict[str, _Account] = {}
         self._ids: dict[tuple[str, str], _Lifecycle] = {}
         self._redemptions: list[dt.datetime] = []
@@ -119,7 +120,7 @@ class Guard:
 
     def record(self, event: RecordedEvent) -> None:
         """Take an admitted (or already stored) event into account."""
-        self._events[event.event_id] = event
+        self._events[event.event_id.int] = event
         kind = event.type
         if kind in ("deposit.made", "withdrawal.made"):
             self._account(event.data["account_id"]).move(event.occurred_at, signed_amount(event))
@@ -132,7 +133,7 @@ class Guard:
         elif kind == "points.redeemed":
             insort(self._redemptions, event.occurred_at)
         elif kind == "correction.recorded":
-            self._void(self._events[UUID(event.data["voids_event_id"])])
+            self._void(self._events[UUID(event.data["voids_event_id"]).int])
         if kind in SCORED:
             scored = self._scored
             if scored and _business_order(event) < _business_order(scored[-1]):
@@ -141,7 +142,7 @@ class Guard:
                 scored.append(event)
 
     def _void(self, target: RecordedEvent) -> None:
-        self._voided.add(target.event_id)
+        self._voided.add(target.event_id.int)
         kind = target.type
         if kind in SCORED:
             start = bisect_left(self._scored, _business_order(target), key=_business_order)
@@ -199,10 +200,10 @@ class Guard:
 
     def _check_correction(self, event: RecordedEvent) -> None:
         target_id = UUID(event.data["voids_event_id"])
-        target = self._events.get(target_id)
+        target = self._events.get(target_id.int)
         if target is None:
             raise UnknownTarget(target_id)
-        if target_id in self._voided:
+        if target_id.int in self._voided:
             raise RejectedEvent(f"event {target_id} is already voided")
         if target.type in UNVOIDABLE:
             raise RejectedEvent(f"a {target.type} event cannot be voided")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal, Protocol
 
-from timeline.codec import GENESIS_HASH, chain_hash, comparable, encode
+from timeline.codec import GENESIS_HASH, Around, chain_hash, comparable, encode
 from timeline.crypto import KeyWrapper
 from timeline.errors import ConcurrencyConflict, RejectedEvent, UnknownTarget
 from timeline.events import ENGINE_ONLY_TYPES
@@ -174,6 +174,7 @@ class _Pending:
     sent_id: uuid.UUID | None
     """The sender's event id; an engine-assigned one means nothing in a reject."""
     occurred_at: dt.datetime
+    sides: Around | None
 
 
 class Ingestor:
@@ -230,15 +231,21 @@ class Ingestor:
         process when there are many (:mod:`timeline.prepare`).
         """
         if isinstance(items, JsonLines):
-            lines = prepared_lines(items, self.validation_worker)
-            try:
-                yield from self.ingest(lines, atomic)
-            finally:
-                lines.close()
-            return
-        if atomic:
-            yield from self._atomic(list(items))
-            return
+            return self._ingest(prepared_lines(items, self.validation_worker), atomic, owned=True)
+        return self._ingest(items, atomic)
+
+    def _ingest(self, items: Iterable[tuple[int | None, Any]], atomic: bool, owned: bool = False) -> Iterator[Outcome]:
+        """:meth:`ingest`; ``owned``: ``items`` is a generator of ours, closed at the end (stopping its worker)."""
+        try:
+            if atomic:
+                yield from self._atomic(list(items))
+            else:
+                yield from self._pipelined(items)
+        finally:
+            if owned:
+                items.close()  # type: ignore[attr-defined]
+
+    def _pipelined(self, items: Iterable[tuple[int | None, Any]]) -> Iterator[Outcome]:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeline-append") as writer:
             inflight: _Inflight | None = None
             deferred: list[tuple[int | None, Any]] = []
@@ -273,11 +280,11 @@ class Ingestor:
     def append_engine_events(self, events: list[dict[str, Any]]) -> list[Outcome]:
         """Store events the engine decided on (e.g. a qualification found by a repair run)."""
         before = len(self.engine_events)
-        list(self._report(self._commit([(None, _EngineEvent(e)) for e in events])))
+        self._report(self._commit([(None, _EngineEvent(e)) for e in events]))
         return self.engine_events[before:]
 
     def ingest_one(self, raw: Any) -> Outcome:
-        return next(self._report(self._commit([(None, raw)])))
+        return next(iter(self._report(self._commit([(None, raw)]))))
 
     def _consequences(self, checked: _Checked) -> list[tuple[int | None, Any]]:
         """Engine-written events that a committed batch calls for (read fresh from the store).
@@ -292,19 +299,22 @@ class Ingestor:
         """:meth:`_consequences` once ``appended`` (which the writer ran just before) succeeded."""
         return [] if appended.exception() is not None else self._consequences(checked)
 
-    def _report(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
-        """Yield the outcomes of input events; keep those of engine-written events aside.
+    def _report(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """The outcomes of input events; those of engine-written events are kept aside.
 
         Engine-written events come without an input line, so an outcome with a
-        line is an input event's whatever its id.
+        line is an input event's whatever its id. A list, not a generator: one
+        Python frame fewer to resume for every outcome reported.
         """
+        reported = []
         for outcome in outcomes:
             if outcome.line is None and outcome.event_id in self._engine_ids:
                 self.engine_events.append(outcome)
                 if outcome.status == "rejected":
                     log.warning("engine event %s not stored: %s", outcome.event_id, outcome.error)
             else:
-                yield outcome
+                reported.append(outcome)
+        return reported
 
     def _atomic(self, items: list[tuple[int | None, Any]]) -> Iterator[Outcome]:
         for attempt in range(MAX_RETRIES):
@@ -449,7 +459,7 @@ class Ingestor:
                 f"occurred_at {event.occurred_at.isoformat()} is more than "
                 f"{self.future_tolerance} after the time of recording"
             )
-        return _Pending(line, event.content, event.event_id, event.sent_id, event.occurred_at)
+        return _Pending(line, event.content, event.event_id, event.sent_id, event.occurred_at, event.sides)
 
     def _drop_stale(self, entries: Iterable[Any]) -> None:
         """Forget cached streams shorter than a stored event proves them to be (another writer appended)."""
@@ -519,7 +529,7 @@ class Ingestor:
         if event_type == "customer.registered" and stream.dek is None:
             stream.dek, wrapped = self.wrapper.new_data_key(customer_id)
             batch.new_keys[customer_id] = wrapped
-        state, digest = encode(content, now_text, stream.head_hash, stream.dek)
+        state, digest = encode(content, now_text, stream.head_hash, stream.dek, p.sides)
         refers_to = data["referred_customer_id"] if event_type == "referral.made" else None
         batch.events.append(NewEvent(customer_id, version, p.event_id, event_type, state, digest, refers_to))
         checked.lines.append(p.line)
