@@ -12,9 +12,10 @@ import datetime as dt
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import accumulate
 from uuid import UUID
 
-from projections.balances import ZERO, balances, signed_amount
+from projections.balances import ZERO, StepLine, signed_amount
 from projections.points import points_as_of
 from projections.policy import Policy
 from timeline.errors import RejectedEvent, UnknownTarget
@@ -29,10 +30,8 @@ LIFECYCLES = {
     "followup.completed": ("follow-up", "followup_id", "completed"),
 }
 OPENERS = frozenset({"complaint.filed", "followup.scheduled"})
-SCORED = frozenset(
-    {"deposit.made", "withdrawal.made", "points.redeemed", "referral.qualified", "greeting.sent", "survey.completed"}
-)
-"""The types that the points projection (and the balances it reads) look at: all a redemption check needs."""
+SCORED = frozenset({"deposit.made", "points.redeemed", "referral.qualified", "greeting.sent", "survey.completed"})
+"""The types the points projection reads (besides the balance lines, which the accounts give)."""
 
 
 @dataclass(slots=True)
@@ -58,6 +57,16 @@ class _Account:
                 lowest, when = balance, moment
         assert lowest is not None
         return lowest, when
+
+    def line_until(self, moment: dt.datetime) -> StepLine:
+        """The balance line up to ``moment``, as :func:`projections.balances.balances` folds it.
+
+        An instant whose movements cancelled out (a voided deposit) keeps the
+        unchanged value, which no reading of the line can tell apart. The
+        movers are not kept: the points projection reads values only.
+        """
+        end = bisect_right(self.instants, moment)
+        return StepLine(self.instants[:end], list(accumulate(self.deltas[:end])), [[]] * end)
 
     def move(self, moment: dt.datetime, change: Decimal) -> None:
         index = bisect_left(self.instants, moment)
@@ -191,8 +200,10 @@ class Guard:
                 f"points.redeemed at {iso(event.occurred_at)} is earlier than a counted redemption at "
                 f"{iso(self._redemptions[-1])}"
             )
-        events = self._scored[: bisect_right(self._scored, event.occurred_at, key=_occurred)]
-        available = points_as_of(events, balances(events).accounts, self.policy, event.occurred_at).available
+        moment = event.occurred_at
+        events = self._scored[: bisect_right(self._scored, moment, key=_occurred)]
+        accounts = {account: line.line_until(moment) for account, line in self._accounts.items()}
+        available = points_as_of(events, accounts, self.policy, moment).available
         if event.data["points"] > available:
             raise RejectedEvent(
                 f"cannot redeem {event.data['points']} points: {available} available at {iso(event.occurred_at)}"
