@@ -26,8 +26,6 @@ GENESIS_HASH = "0" * 64
 STATE_FORMAT = 1
 _PII_OF_TYPE = {t: fields for t, fields in PII_FIELDS.items() if fields}
 """The PII fields of the types that have any."""
-_STREAM_FIELDS = frozenset({"prev_hash", "recorded_at", "format"})
-"""Members of the stored bytes that are not the sender's content."""
 
 
 def canonical_bytes(obj: Any) -> bytes:
@@ -66,40 +64,11 @@ def comparable(content: dict[str, Any], drop_pii: bool) -> dict[str, Any]:
     return {**content, "data": {k: v for k, v in content["data"].items() if k not in pii}}
 
 
-Around = tuple[bytes, bytes]
-"""An event's canonical bytes on either side of the fields its stream decides (see :func:`around`)."""
-
-
-def around(content: dict[str, Any]) -> Around | None:
-    """The members of an event's stored bytes before ``prev_hash`` and after ``recorded_at``.
-
-    Stored bytes sort their keys, so they are the content's members (with
-    ``format``) that sort before ``"prev_hash"``, then ``prev_hash`` and
-    ``recorded_at``, then the rest: both sides can be rendered before the
-    stream is known (in the validation worker), and :func:`encode` only
-    splices the stream's two fields in. ``None`` for an event with PII to
-    seal, which needs the customer's key.
-    """
-    fields = _PII_OF_TYPE.get(content["type"])
-    if (fields is not None and not fields.isdisjoint(content["data"])) or _STREAM_FIELDS & content.keys():
-        return None
-    before = canonical_bytes({**{k: v for k, v in content.items() if k < "prev_hash"}, "format": STATE_FORMAT})
-    after = canonical_bytes({k: v for k, v in content.items() if k > "recorded_at"})
-    return before[1:-1], after[1:-1]
-
-
-def encode(
-    content: dict[str, Any], recorded_at: str, prev_hash: str, dek: bytes | None, sides: Around | None = None
-) -> tuple[bytes, str]:
+def encode(content: dict[str, Any], recorded_at: str, prev_hash: str, dek: bytes | None) -> tuple[bytes, str]:
     """Stored bytes and chain hash of one event; PII sealed under the customer's key.
 
     ``recorded_at`` is already in canonical text (:func:`timeline.recorded.iso`): one per batch.
-    ``sides``, if given, is :func:`around` of ``content``: the same bytes, without rendering them again.
     """
-    if sides is not None:
-        middle = b'"prev_hash":"' + prev_hash.encode() + b'","recorded_at":"' + recorded_at.encode() + b'"'
-        state = b"{" + b",".join(part for part in (sides[0], middle, sides[1]) if part) + b"}"
-        return state, chain_hash(state)
     data = content["data"]
     fields = _PII_OF_TYPE.get(content["type"])
     if fields is not None and not fields.isdisjoint(data):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal, Protocol
 
-from timeline.codec import GENESIS_HASH, Around, chain_hash, comparable, encode
+from timeline.codec import GENESIS_HASH, chain_hash, comparable, encode
 from timeline.crypto import KeyWrapper
 from timeline.errors import ConcurrencyConflict, RejectedEvent, UnknownTarget
 from timeline.events import ENGINE_ONLY_TYPES
@@ -174,7 +174,6 @@ class _Pending:
     sent_id: uuid.UUID | None
     """The sender's event id; an engine-assigned one means nothing in a reject."""
     occurred_at: dt.datetime
-    sides: Around | None
 
 
 class Ingestor:
@@ -459,7 +458,7 @@ class Ingestor:
                 f"occurred_at {event.occurred_at.isoformat()} is more than "
                 f"{self.future_tolerance} after the time of recording"
             )
-        return _Pending(line, event.content, event.event_id, event.sent_id, event.occurred_at, event.sides)
+        return _Pending(line, event.content, event.event_id, event.sent_id, event.occurred_at)
 
     def _drop_stale(self, entries: Iterable[Any]) -> None:
         """Forget cached streams shorter than a stored event proves them to be (another writer appended)."""
@@ -529,7 +528,7 @@ class Ingestor:
         if event_type == "customer.registered" and stream.dek is None:
             stream.dek, wrapped = self.wrapper.new_data_key(customer_id)
             batch.new_keys[customer_id] = wrapped
-        state, digest = encode(content, now_text, stream.head_hash, stream.dek, p.sides)
+        state, digest = encode(content, now_text, stream.head_hash, stream.dek)
         refers_to = data["referred_customer_id"] if event_type == "referral.made" else None
         batch.events.append(NewEvent(customer_id, version, p.event_id, event_type, state, digest, refers_to))
         checked.lines.append(p.line)

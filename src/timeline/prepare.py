@@ -1,8 +1,8 @@
 """Validation of input lines in a worker process: the stateless half of ingestion.
 
-Decoding a line, validating it against the event models, building its
-canonical content and rendering most of its stored bytes need nothing but
-the line itself, and take about a third of the Python time of ingesting it. For a large input the ingesting process
+Decoding a line, validating it against the event models and building its
+canonical content need nothing but the line itself, and take about a third
+of the Python time of ingesting it. For a large input the ingesting process
 hands its raw lines to a worker (``python -m timeline.prepare``, a fresh
 interpreter: nothing of the parent's threads or ``__main__`` is inherited)
 and gets back, in order, each line's :class:`Prepared` event or the reason
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import IO, Any, NamedTuple
 
-from timeline.codec import Around, around, content_of
+from timeline.codec import content_of
 from timeline.errors import RejectedEvent
 from timeline.events import parse_event
 from timeline.jsonl import BLANK, JsonLines, read_line
@@ -55,8 +55,6 @@ class Prepared(NamedTuple):
     sent: bool
     """Whether the sender chose ``event_id`` (else the engine assigned it)."""
     occurred_at: dt.datetime
-    sides: Around | None = None
-    """The stored bytes but for the stream's fields (:func:`timeline.codec.around`), when a worker rendered them."""
 
     @property
     def sent_id(self) -> uuid.UUID | None:
@@ -261,15 +259,15 @@ def _received(item: tuple[Any, ...]) -> tuple[int, Prepared | Refused]:
     if len(item) == 3:
         number, reason, claimed = item
         return number, Refused(reason, uuid.UUID(claimed) if claimed else None)
-    number, content, event_id, sent, sides = item
+    number, content, event_id, sent = item
     occurred_at = dt.datetime.fromisoformat(content["occurred_at"])
-    return number, Prepared(content, uuid.UUID(int=event_id), sent, occurred_at, sides)
+    return number, Prepared(content, uuid.UUID(int=event_id), sent, occurred_at)
 
 
 def _sent(number: int, result: Prepared | Refused) -> tuple[Any, ...]:
     if isinstance(result, Refused):
         return number, result.reason, str(result.claimed_id) if result.claimed_id else None
-    return number, result.content, result.event_id.int, result.sent, around(result.content)
+    return number, result.content, result.event_id.int, result.sent
 
 
 def _write_frame(pipe: IO[bytes], body: bytes) -> None:
