@@ -90,7 +90,7 @@ class Guard:
     """Decides and records the events of one customer's stream."""
 
     def __init__(self, policy: Policy, history: list[RecordedEvent]) -> None:
-        """``history`` is the stream as the caller keeps it: it appends what it stores, then calls :meth:`record`."""
+        """``history``: the stream as stored, folded once; the caller then records each event it stores."""
         self.policy = policy
         self._events: dict[int, RecordedEvent] = {}
         """By event id as an integer (it hashes in C; a UUID hashes in Python)."""
@@ -100,13 +100,17 @@ class Guard:
         self._redemptions: list[dt.datetime] = []
         self._scored: list[RecordedEvent] = []
         """Counted events of the :data:`SCORED` types in business order (occurred_at, position)."""
-        self._history = history
+        self._registration: RecordedEvent | None = None
+        """The stream's first event, if it is a registration."""
+        self._started = False
+        self._erased = False
+        """Whether the last event other than a correction is an erasure."""
         for event in history:
             self.record(event)
 
     def check(self, event: RecordedEvent) -> None:
         """Raise :class:`RejectedEvent` if ``event`` may not be stored after this stream."""
-        check_identity(self._history, event)
+        check_identity(self._registration, self._erased, event)
         kind = event.type
         if kind == "withdrawal.made":
             self._check_balance(
@@ -131,6 +135,11 @@ class Guard:
         """Take an admitted (or already stored) event into account."""
         self._events[event.event_id.int] = event
         kind = event.type
+        if not self._started:
+            self._started = True
+            self._registration = event if kind == "customer.registered" else None
+        if kind != "correction.recorded":
+            self._erased = kind == "customer.erased"
         if kind in ("deposit.made", "withdrawal.made"):
             self._account(event.data["account_id"]).move(event.occurred_at, signed_amount(event))
         elif kind in LIFECYCLES:

@@ -47,16 +47,20 @@ class Qualifier:
     def __init__(self, store: EventStore, policy: Policy) -> None:
         self.store = store
         self.policy = policy
+        self._qualified: set[str] = set()
+        """Referred customers whose qualification was found stored: final and immutable, so never asked again."""
 
     def qualifications(self, referred_ids: set[str]) -> list[dict[str, Any]]:
         """``referral.qualified`` events to append (none already stored)."""
+        referred_ids = referred_ids - self._qualified
         if not referred_ids:
             return []
         referrals = self.store.referrals_naming(referred_ids)
         if not referrals:
             return []
         stored = self.store.lookup_events([qualification_id(r) for r in referrals])
-        todo = {r: entries for r, entries in referrals.items() if qualification_id(r) not in stored}
+        self._qualified.update(r for r in referrals if qualification_id(r) in stored)
+        todo = {r: entries for r, entries in referrals.items() if r not in self._qualified}
         if not todo:
             return []
         referrers = {entry.customer_id for entries in todo.values() for entry in entries}
