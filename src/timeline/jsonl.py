@@ -67,16 +67,17 @@ def _quick(raw: bytes | str) -> Any:
 
 
 def _free_of_floats(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
+    kind = type(value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return kind is not float
+    for item in items:
         kind = type(item)
-        if kind is float:
+        if kind is float or ((kind is dict or kind is list) and not _free_of_floats(item)):
             return False
-        if kind is dict:
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
     return True
 
 
