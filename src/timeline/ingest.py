@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from timeline.codec import GENESIS_HASH, chain_hash, comparable, encode
 from timeline.crypto import KeyWrapper
@@ -66,9 +66,8 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one input event."""
+class Outcome(NamedTuple):
+    """What became of one input event (a named tuple: one is made per event)."""
 
     line: int | None
     status: Status
@@ -166,8 +165,7 @@ class _Inflight:
     consequences: Future[list[tuple[int | None, Any]]]
 
 
-@dataclass(slots=True)
-class _Pending:
+class _Pending(NamedTuple):
     line: int | None
     content: dict[str, Any]
     event_id: uuid.UUID
