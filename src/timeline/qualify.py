@@ -17,7 +17,7 @@ from uuid import UUID
 from projections.counted import counted
 from projections.policy import Policy
 from projections.referrals import decide, qualification_id
-from timeline.keyring import KeyRing
+from timeline.codec import decode
 from timeline.recorded import RecordedEvent
 from timeline.store.port import EventStore
 
@@ -42,7 +42,12 @@ def referred_customers(events: Iterable[RecordedEvent], targets: dict[UUID, Reco
 
 
 class Qualifier:
-    """Decides, from what is stored now, which referrals of some customers qualify."""
+    """Decides, from what is stored now, which referrals of some customers qualify.
+
+    It reads no personal data: events are decoded without keys, and a
+    referrer is erased when their stream holds the (final) erasure, stored in
+    the transaction that destroyed their key.
+    """
 
     def __init__(self, store: EventStore, policy: Policy) -> None:
         self.store = store
@@ -64,10 +69,12 @@ class Qualifier:
         if not todo:
             return []
         referrers = {entry.customer_id for entries in todo.values() for entry in entries}
-        ring = KeyRing(self.store, None)
         rows = self.store.read_streams(set(todo) | referrers)
-        erased = {c for c, key in ring.keys(rows).items() if key.erased and c in referrers}
-        views = {customer: counted(ring.decode(stream, with_hash=False)) for customer, stream in rows.items()}
+        histories = {
+            customer: [decode(r, None, False, with_hash=False) for r in stream] for customer, stream in rows.items()
+        }
+        erased = {c for c in referrers if any(e.type == "customer.erased" for e in histories[c])}
+        views = {customer: counted(history) for customer, history in histories.items()}
         events = []
         for referred, entries in sorted(todo.items()):
             ids = {entry.event_id for entry in entries}
