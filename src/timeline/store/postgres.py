@@ -17,7 +17,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.sql import SQL
 
 from timeline.errors import StoreUnavailable
-from timeline.store.port import AppendBatch, IndexEntry, StoredRow
+from timeline.store.port import AppendBatch, IndexEntry, NewEvent, StoredRow
 from timeline.store.sql import EVENTS_TABLE, IMMUTABLE_TABLES, SqlEventStore, side_writes
 
 START_HINT = (
@@ -66,10 +66,11 @@ class _Recorder(PostgresApplicationRecorder):
             # The library locks the events table only after this hook; take it first, so that concurrent
             # writers queue here instead of deadlocking on the index's and heads' rows (taken in any order).
             self._lock_table(curs)
+            customers, versions, ids, _, _, hashes, _ = _columns(batch.events)
             curs.execute(
                 "INSERT INTO timeline_event_index (event_id, customer_id, version, hash) "
                 "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::text[])",
-                _columns([(e.event_id, e.customer_id, e.version, e.hash) for e in batch.events], 4),
+                [ids, customers, versions, hashes],
             )
         referrals = [e for e in batch.events if e.refers_to]
         side_writes(
@@ -84,7 +85,7 @@ class _Recorder(PostgresApplicationRecorder):
                 "INSERT INTO timeline_heads (customer_id, version, hash) "
                 "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[]) "
                 "ON CONFLICT (customer_id) DO UPDATE SET version = excluded.version, hash = excluded.hash",
-                _columns([(c, v, h) for c, (v, h) in last.items()], 3),
+                [list(last), [v for v, _ in last.values()], [h for _, h in last.values()]],
             )
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
@@ -96,17 +97,19 @@ class _Recorder(PostgresApplicationRecorder):
         (:meth:`PostgresEventStore._insert`): the library only counts them.
         """
         batch: AppendBatch = kwargs["batch"]
+        customers, versions, _, types, states, _, _ = _columns(batch.events)
         self._lock_table(curs)
         self._notify_channel(curs)
         curs.execute(
             f"INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[]) RETURNING notification_id",
-            _columns([(e.customer_id, e.version, e.type, e.state) for e in batch.events], 4),
+            [customers, versions, types, states],
         )
 
 
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+def _columns(events: list[NewEvent]) -> list[list[Any]]:
+    """The batch's events as one list per field, for array parameters."""
+    return [list(column) for column in zip(*events, strict=True)] if events else [[] for _ in NewEvent._fields]
 
 
 class _Datastore(PostgresDatastore):
