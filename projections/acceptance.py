@@ -9,13 +9,13 @@ and appends what it admits.
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import accumulate
 from uuid import UUID
 
-from projections.balances import ZERO, balances, signed_amount
-from projections.counted import counted
+from projections.balances import ZERO, StepLine, signed_amount
 from projections.points import points_as_of
 from projections.policy import Policy
 from timeline.errors import RejectedEvent, UnknownTarget
@@ -30,6 +30,8 @@ LIFECYCLES = {
     "followup.completed": ("follow-up", "followup_id", "completed"),
 }
 OPENERS = frozenset({"complaint.filed", "followup.scheduled"})
+SCORED = frozenset({"deposit.made", "points.redeemed", "referral.qualified", "greeting.sent", "survey.completed"})
+"""The types the points projection reads (besides the balance lines, which the accounts give)."""
 
 
 @dataclass(slots=True)
@@ -56,6 +58,16 @@ class _Account:
         assert lowest is not None
         return lowest, when
 
+    def line_until(self, moment: dt.datetime) -> StepLine:
+        """The balance line up to ``moment``, as :func:`projections.balances.balances` folds it.
+
+        An instant whose movements cancelled out (a voided deposit) keeps the
+        unchanged value, which no reading of the line can tell apart. The
+        movers are not kept: the points projection reads values only.
+        """
+        end = bisect_right(self.instants, moment)
+        return StepLine(self.instants[:end], list(accumulate(self.deltas[:end])), [[]] * end)
+
     def move(self, moment: dt.datetime, change: Decimal) -> None:
         index = bisect_left(self.instants, moment)
         if index < len(self.instants) and self.instants[index] == moment:
@@ -78,20 +90,27 @@ class Guard:
     """Decides and records the events of one customer's stream."""
 
     def __init__(self, policy: Policy, history: list[RecordedEvent]) -> None:
-        """``history`` is the stream as the caller keeps it: it appends what it stores, then calls :meth:`record`."""
+        """``history``: the stream as stored, folded once; the caller then records each event it stores."""
         self.policy = policy
-        self._events: dict[UUID, RecordedEvent] = {}
-        self._voided: set[UUID] = set()
+        self._events: dict[int, RecordedEvent] = {}
+        """By event id as an integer (it hashes in C; a UUID hashes in Python)."""
+        self._voided: set[int] = set()
         self._accounts: dict[str, _Account] = {}
         self._ids: dict[tuple[str, str], _Lifecycle] = {}
         self._redemptions: list[dt.datetime] = []
-        self._history = history
+        self._scored: list[RecordedEvent] = []
+        """Counted events of the :data:`SCORED` types in business order (occurred_at, position)."""
+        self._registration: RecordedEvent | None = None
+        """The stream's first event, if it is a registration."""
+        self._started = False
+        self._erased = False
+        """Whether the last event other than a correction is an erasure."""
         for event in history:
             self.record(event)
 
     def check(self, event: RecordedEvent) -> None:
         """Raise :class:`RejectedEvent` if ``event`` may not be stored after this stream."""
-        check_identity(self._history, event)
+        check_identity(self._registration, self._erased, event)
         kind = event.type
         if kind == "withdrawal.made":
             self._check_balance(
@@ -114,8 +133,13 @@ class Guard:
 
     def record(self, event: RecordedEvent) -> None:
         """Take an admitted (or already stored) event into account."""
-        self._events[event.event_id] = event
+        self._events[event.event_id.int] = event
         kind = event.type
+        if not self._started:
+            self._started = True
+            self._registration = event if kind == "customer.registered" else None
+        if kind != "correction.recorded":
+            self._erased = kind == "customer.erased"
         if kind in ("deposit.made", "withdrawal.made"):
             self._account(event.data["account_id"]).move(event.occurred_at, signed_amount(event))
         elif kind in LIFECYCLES:
@@ -127,11 +151,20 @@ class Guard:
         elif kind == "points.redeemed":
             insort(self._redemptions, event.occurred_at)
         elif kind == "correction.recorded":
-            self._void(self._events[UUID(event.data["voids_event_id"])])
+            self._void(self._events[UUID(event.data["voids_event_id"]).int])
+        if kind in SCORED:
+            scored = self._scored
+            if scored and _business_order(event) < _business_order(scored[-1]):
+                insort(scored, event, key=_business_order)
+            else:
+                scored.append(event)
 
     def _void(self, target: RecordedEvent) -> None:
-        self._voided.add(target.event_id)
+        self._voided.add(target.event_id.int)
         kind = target.type
+        if kind in SCORED:
+            start = bisect_left(self._scored, _business_order(target), key=_business_order)
+            del self._scored[next(i for i in range(start, len(self._scored)) if self._scored[i] is target)]
         if kind in ("deposit.made", "withdrawal.made"):
             self._account(target.data["account_id"]).move(target.occurred_at, -signed_amount(target))
         elif kind in LIFECYCLES:
@@ -176,8 +209,10 @@ class Guard:
                 f"points.redeemed at {iso(event.occurred_at)} is earlier than a counted redemption at "
                 f"{iso(self._redemptions[-1])}"
             )
-        events = counted(self._history).as_of(event.occurred_at)
-        available = points_as_of(events, balances(events).accounts, self.policy, event.occurred_at).available
+        moment = event.occurred_at
+        events = self._scored[: bisect_right(self._scored, moment, key=_occurred)]
+        accounts = {account: line.line_until(moment) for account, line in self._accounts.items()}
+        available = points_as_of(events, accounts, self.policy, moment).available
         if event.data["points"] > available:
             raise RejectedEvent(
                 f"cannot redeem {event.data['points']} points: {available} available at {iso(event.occurred_at)}"
@@ -185,10 +220,10 @@ class Guard:
 
     def _check_correction(self, event: RecordedEvent) -> None:
         target_id = UUID(event.data["voids_event_id"])
-        target = self._events.get(target_id)
+        target = self._events.get(target_id.int)
         if target is None:
             raise UnknownTarget(target_id)
-        if target_id in self._voided:
+        if target_id.int in self._voided:
             raise RejectedEvent(f"event {target_id} is already voided")
         if target.type in UNVOIDABLE:
             raise RejectedEvent(f"a {target.type} event cannot be voided")
@@ -207,6 +242,14 @@ class Guard:
                 -Decimal(target.data["amount"]),
                 f"voiding deposit {target_id}",
             )
+
+
+def _business_order(event: RecordedEvent) -> tuple[dt.datetime, int]:
+    return event.occurred_at, event.position
+
+
+def _occurred(event: RecordedEvent) -> dt.datetime:
+    return event.occurred_at
 
 
 def _key(event: RecordedEvent) -> tuple[str, str]:

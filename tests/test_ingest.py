@@ -162,3 +162,27 @@ def test_re_ingesting_stored_events_reports_duplicates_and_stores_nothing(engine
     again = list(engine.ingestor(clock=clock, batch_size=7).ingest(list(enumerate(events + [visit()], 1))))
     assert statuses(again) == ["duplicate"] * 31 + ["accepted"]
     assert len(engine.store.read_log(0, 100)) == 32
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 1000])
+def test_a_verdict_does_not_depend_on_where_the_batches_split(engine, clock, batch_size):
+    """Events checked while an earlier batch is in flight are ordered after that batch's events.
+
+    Two deposits into one account at one instant share what the account keeps
+    in stored order: the demand deposit, stored first, takes the 100 held, so
+    the time deposit (which would have earned double) earns nothing and one
+    point is available, whichever batch each deposit was checked in.
+    """
+    from tests.factories import event, withdrawal
+
+    events = [
+        registered(),
+        visit(at="2025-01-01T10:00:00+08:00"),
+        deposit(at="2025-01-02T09:00:00+08:00", amount="100.00"),
+        deposit(at="2025-01-02T09:00:00+08:00", amount="100.00", product="time", term_months=12),
+        withdrawal(at="2025-01-03T09:00:00+08:00", amount="100.00"),
+        event("points.redeemed", "C1", "2025-02-10T09:00:00+08:00", {"points": 2, "reward": "cup"}),
+    ]
+    out = list(engine.ingestor(clock=clock, batch_size=batch_size).ingest(list(enumerate(events, 1))))
+    assert statuses(out) == ["accepted"] * 5 + ["rejected"]
+    assert out[-1].error == "cannot redeem 2 points: 1 available at 2025-02-10T01:00:00Z"

@@ -250,6 +250,28 @@ def test_resending_the_same_events_does_not_append_a_second_qualification(branch
     assert branch.stored_types("A").count("referral.qualified") == 1
 
 
+def test_a_line_reusing_the_id_of_a_qualification_written_in_the_same_run_is_reported(branch):
+    """Outcomes with an input line are the sender's, even when their id is one the engine wrote in that run."""
+    people(branch, "A")
+    made = referral("A", "R")
+    forged = event(
+        "referral.qualified",
+        "A",
+        FIRST_DEPOSIT,
+        {"referred_customer_id": "R", "referral_event_id": made["event_id"]},
+        event_id=str(qualification_id("R")),
+    )
+    visits = [visit("A", at=f"2025-04-0{day}T09:00:00+08:00") for day in (1, 2, 3)]
+    first_deposit = deposit("R", at=FIRST_DEPOSIT, amount="10000.00")
+    events = [made, registered("R", at=R_REGISTERED), first_deposit, *visits, forged]
+
+    outcomes = branch.send(*events, batch_size=3)  # the qualification is checked in the forged line's batch
+
+    assert [(o.line, o.status) for o in outcomes] == [(n, "accepted") for n in range(1, 7)] + [(7, "rejected")]
+    assert outcomes[6].error == "referral.qualified is written by the engine only"
+    assert_qualified(branch, "A", "R", made, FIRST_DEPOSIT)
+
+
 def test_referral_qualified_sent_from_outside_is_rejected(branch):
     people(branch, "A")
     made = referral("A", "R")

@@ -107,11 +107,15 @@ class KeyWrapper:
             ) from None
 
 
-def seal(dek: bytes, event_id: UUID, field: str, value: Any) -> dict[str, str]:
-    """Encrypt one PII field value (any JSON value) into its stored form."""
+def seal(dek: bytes | AESGCM, event_id: UUID, field: str, value: Any) -> dict[str, str]:
+    """Encrypt one PII field value (any JSON value) into its stored form.
+
+    ``dek`` may be given as its cipher (``AESGCM(dek)``), to set the key up once for several fields.
+    """
+    cipher = dek if isinstance(dek, AESGCM) else AESGCM(dek)
     nonce = os.urandom(NONCE_BYTES)
     plaintext = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    ciphertext = AESGCM(dek).encrypt(nonce, plaintext, f"{event_id}:{field}".encode())
+    ciphertext = cipher.encrypt(nonce, plaintext, f"{event_id}:{field}".encode())
     return {"$enc": _b64e(nonce + ciphertext)}
 
 

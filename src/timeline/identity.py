@@ -8,21 +8,24 @@ complaints, points, corrections) live in ``projections.acceptance``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from timeline.errors import RejectedEvent
 from timeline.recorded import RecordedEvent, iso
 
 
-def check_identity(history: Sequence[RecordedEvent], candidate: RecordedEvent) -> None:
-    registration = history[0] if history and history[0].type == "customer.registered" else None
+def check_identity(registration: RecordedEvent | None, erased: bool, candidate: RecordedEvent) -> None:
+    """Raise RejectedEvent if ``candidate`` may not follow a stream that starts with ``registration``.
+
+    ``registration`` is the stream's first event if it is a registration;
+    ``erased``: the stream's last event other than a correction is an erasure
+    (only corrections may follow one). The guard keeps both as events arrive.
+    """
     if candidate.type == "customer.registered":
         if registration is not None:
             raise RejectedEvent(f"customer {candidate.customer_id} is already registered")
         return
     if registration is None:
         raise RejectedEvent(f"customer {candidate.customer_id} is not registered")
-    if _erased(history) and candidate.type != "correction.recorded":
+    if erased and candidate.type != "correction.recorded":
         raise RejectedEvent(f"customer {candidate.customer_id} is erased; only corrections are accepted")
     if candidate.occurred_at < registration.occurred_at:
         raise RejectedEvent(
@@ -31,11 +34,3 @@ def check_identity(history: Sequence[RecordedEvent], candidate: RecordedEvent) -
         )
     if candidate.type == "referral.made" and candidate.data["referred_customer_id"] == candidate.customer_id:
         raise RejectedEvent("a customer cannot refer themself")
-
-
-def _erased(history: Sequence[RecordedEvent]) -> bool:
-    """Only corrections may follow an erasure, so it is the last event of another type."""
-    for event in reversed(history):
-        if event.type != "correction.recorded":
-            return event.type == "customer.erased"
-    return False

@@ -41,9 +41,10 @@ class KeyRing:
     def forget(self, customer_id: str) -> None:
         self._cache.pop(customer_id, None)
 
-    def decode(self, rows: list[StoredRow]) -> list[RecordedEvent]:
+    def decode(self, rows: list[StoredRow], with_hash: bool = True) -> list[RecordedEvent]:
+        """``with_hash=False``: events without their chain hash, for readers that never look at it."""
         keys = self.keys({r.customer_id for r in rows})
-        return [decode(r, keys[r.customer_id].dek, keys[r.customer_id].erased) for r in rows]
+        return [decode(r, keys[r.customer_id].dek, keys[r.customer_id].erased, with_hash) for r in rows]
 
 
 def load_history(store: EventStore, ring: KeyRing, customer_id: str) -> list[RecordedEvent]:

@@ -17,7 +17,7 @@ from uuid import UUID
 from projections.counted import counted
 from projections.policy import Policy
 from projections.referrals import decide, qualification_id
-from timeline.keyring import KeyRing
+from timeline.codec import decode
 from timeline.recorded import RecordedEvent
 from timeline.store.port import EventStore
 
@@ -42,28 +42,39 @@ def referred_customers(events: Iterable[RecordedEvent], targets: dict[UUID, Reco
 
 
 class Qualifier:
-    """Decides, from what is stored now, which referrals of some customers qualify."""
+    """Decides, from what is stored now, which referrals of some customers qualify.
+
+    It reads no personal data: events are decoded without keys, and a
+    referrer is erased when their stream holds the (final) erasure, stored in
+    the transaction that destroyed their key.
+    """
 
     def __init__(self, store: EventStore, policy: Policy) -> None:
         self.store = store
         self.policy = policy
+        self._qualified: set[str] = set()
+        """Referred customers whose qualification was found stored: final and immutable, so never asked again."""
 
     def qualifications(self, referred_ids: set[str]) -> list[dict[str, Any]]:
         """``referral.qualified`` events to append (none already stored)."""
+        referred_ids = referred_ids - self._qualified
         if not referred_ids:
             return []
         referrals = self.store.referrals_naming(referred_ids)
         if not referrals:
             return []
         stored = self.store.lookup_events([qualification_id(r) for r in referrals])
-        todo = {r: entries for r, entries in referrals.items() if qualification_id(r) not in stored}
+        self._qualified.update(r for r in referrals if qualification_id(r) in stored)
+        todo = {r: entries for r, entries in referrals.items() if r not in self._qualified}
         if not todo:
             return []
         referrers = {entry.customer_id for entries in todo.values() for entry in entries}
-        ring = KeyRing(self.store, None)
         rows = self.store.read_streams(set(todo) | referrers)
-        views = {customer: counted(ring.decode(stream)) for customer, stream in rows.items()}
-        erased = {c for c, key in ring.keys(referrers).items() if key.erased}
+        histories = {
+            customer: [decode(r, None, False, with_hash=False) for r in stream] for customer, stream in rows.items()
+        }
+        erased = {c for c in referrers if any(e.type == "customer.erased" for e in histories[c])}
+        views = {customer: counted(history) for customer, history in histories.items()}
         events = []
         for referred, entries in sorted(todo.items()):
             ids = {entry.event_id for entry in entries}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from uuid import UUID
 
 
@@ -24,9 +25,12 @@ class StoredRow:
     state: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """One event ready to append: the codec has encoded, encrypted and hashed it."""
+class NewEvent(NamedTuple):
+    """One event ready to append: the codec has encoded, encrypted and hashed it.
+
+    A named tuple: ingestion makes one per event, and a tuple is built in a
+    fraction of the time of a frozen dataclass.
+    """
 
     customer_id: str
     version: int
