@@ -44,6 +44,13 @@ class StepLine:
         self.values.append((self.values[-1] if self.values else ZERO) + delta)
         self.movers.append([event_id])
 
+    def copy(self) -> StepLine:
+        """A line that can grow without changing this one (``add`` only ever touches the last movers)."""
+        movers = self.movers.copy()
+        if movers:
+            movers[-1] = movers[-1].copy()
+        return StepLine(self.instants.copy(), self.values.copy(), movers)
+
     def at(self, moment: dt.datetime) -> Decimal:
         index = bisect_right(self.instants, moment) - 1
         return self.values[index] if index >= 0 else ZERO
@@ -79,8 +86,8 @@ class StepLine:
         last = bisect_right(self.instants, end)
         return [event_id for ids in self.movers[first:last] for event_id in ids]
 
-    def sliding_min(self) -> MonotoneMin:
-        return MonotoneMin(self)
+    def sliding_min(self, start: dt.datetime | None = None) -> MonotoneMin:
+        return MonotoneMin(self, start)
 
     def last_change_at_or_before(self, moment: dt.datetime) -> dt.datetime | None:
         index = bisect_right(self.instants, moment) - 1
@@ -92,15 +99,18 @@ class MonotoneMin:
 
     The tier's hold windows and the points' holding periods slide forward in
     time; a monotonic deque of change indices gives each minimum without
-    rescanning the window.
+    rescanning the window. ``start`` (a lower bound of every window's start)
+    skips the changes before it: the deque over a window holds the same
+    indices whatever was added before the window, so the minima are the same
+    objects as from a deque that saw the whole line.
     """
 
     __slots__ = ("_line", "_queue", "_added")
 
-    def __init__(self, line: StepLine) -> None:
+    def __init__(self, line: StepLine, start: dt.datetime | None = None) -> None:
         self._line = line
         self._queue: deque[int] = deque()
-        self._added = -1
+        self._added = -1 if start is None else max(0, bisect_right(line.instants, start) - 1) - 1
 
     def over(self, start: dt.datetime, end: dt.datetime) -> Decimal:
         instants, values, queue = self._line.instants, self._line.values, self._queue
@@ -119,23 +129,41 @@ class MonotoneMin:
 
 @dataclass(slots=True)
 class Balances:
-    """Every account's balance line and their sum, the AUM line."""
+    """Every account's balance line and their sum, the AUM line; grown by counted money events in business order."""
 
-    accounts: dict[str, StepLine]
-    aum: StepLine
+    accounts: dict[str, StepLine] = field(default_factory=dict)
+    aum: StepLine = field(default_factory=StepLine)
+
+    def add(self, event: RecordedEvent) -> None:
+        """Apply one deposit or withdrawal (at or after every instant applied so far).
+
+        ``StepLine.add`` on the account's line and on the AUM line, inlined: it runs for every money event.
+        """
+        amount = Decimal(event.data["amount"])
+        delta = amount if event.type == "deposit.made" else -amount
+        instant, event_id = event.occurred_at, event.event_id
+        account = event.data["account_id"]
+        line = self.accounts.get(account)
+        if line is None:
+            line = self.accounts[account] = StepLine()
+        for target in (line, self.aum):
+            instants, values = target.instants, target.values
+            if instants and instants[-1] == instant:
+                values[-1] += delta
+                target.movers[-1].append(event_id)
+            else:
+                instants.append(instant)
+                values.append((values[-1] if values else ZERO) + delta)
+                target.movers.append([event_id])
+
+    def copy(self) -> Balances:
+        return Balances({account: line.copy() for account, line in self.accounts.items()}, self.aum.copy())
 
 
 def balances(events: Iterable[RecordedEvent]) -> Balances:
     """Fold counted events in business order into balance lines."""
-    accounts: dict[str, StepLine] = {}
-    aum = StepLine()
+    result = Balances()
     for event in events:
         if event.type in MONEY_TYPES:
-            delta = signed_amount(event)
-            account = event.data["account_id"]
-            line = accounts.get(account)
-            if line is None:
-                line = accounts[account] = StepLine()
-            line.add(event.occurred_at, delta, event.event_id)
-            aum.add(event.occurred_at, delta, event.event_id)
-    return Balances(accounts, aum)
+            result.add(event)
+    return result

@@ -7,17 +7,19 @@ with the events behind it — so that each balance can be explained.
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_right
-from collections.abc import Sequence
+import functools
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from uuid import UUID
 
-from projections.balances import StepLine
+from projections.balances import MonotoneMin, StepLine
 from projections.policy import Policy, days
 from timeline.recorded import RecordedEvent
 
 EARN, REDEEM = 0, 1
+NONE = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -53,6 +55,11 @@ class PointsResult:
     """When time alone next changes the points: a vesting or a bucket's expiry."""
 
 
+Item = tuple[dt.datetime, int, int, "LedgerLine | RecordedEvent"]
+"""An earning (a :class:`LedgerLine`) or a redemption (its event) in ledger order: instant, EARN before
+REDEEM, stored order."""
+
+
 def points_as_of(
     events: Sequence[RecordedEvent], accounts: dict[str, StepLine], policy: Policy, as_of: dt.datetime
 ) -> PointsResult:
@@ -60,62 +67,117 @@ def points_as_of(
     return settle(point_items(events, accounts, policy), policy, as_of)
 
 
-def point_items(
-    events: Sequence[RecordedEvent], accounts: dict[str, StepLine], policy: Policy
-) -> list[tuple[dt.datetime, int, int, LedgerLine | RecordedEvent]]:
+def point_items(events: Sequence[RecordedEvent], accounts: dict[str, StepLine], policy: Policy) -> list[Item]:
     """Every earning and redemption these events will ever make, in ledger order, assuming no further event.
 
     Deposits are vested at d + 30 days on the balance they keep over that
     period; with no later event the balance after the last event holds, so
     a vesting after the last event is what it will be "if the balance holds".
     """
-    rules = policy.points
-    zone = policy.zone
-    hold = days(rules.deposit_hold_days)
-    items: list[tuple[dt.datetime, int, int, LedgerLine | RecordedEvent]] = []
-    birthday_years: set[int] = set()
-    survey_months: set[tuple[int, int]] = set()
-    deposits: dict[tuple[str, dt.datetime], list[RecordedEvent]] = {}
+    sources = PointSources(policy)
     for event in events:
+        sources.add(event)
+    return sources.items(accounts)
+
+
+class PointSources:
+    """What earns and what redeems, gathered from counted events in business order (one :meth:`add` each)."""
+
+    __slots__ = ("policy", "deposits", "others", "birthday_years", "survey_months")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.deposits: dict[tuple[str, dt.datetime], list[RecordedEvent]] = {}
+        """Deposits by account and instant (in business order): each group vests together."""
+        self.others: list[Item] = []
+        """Earnings at their own instant and redemptions, in business order."""
+        self.birthday_years: set[int] = set()
+        self.survey_months: set[tuple[int, int]] = set()
+
+    def copy(self) -> PointSources:
+        """Sources that can grow without changing these."""
+        other = PointSources(self.policy)
+        other.deposits = {key: group.copy() for key, group in self.deposits.items()}
+        other.others = self.others.copy()
+        other.birthday_years = self.birthday_years.copy()
+        other.survey_months = self.survey_months.copy()
+        return other
+
+    def add(self, event: RecordedEvent) -> None:
+        """Take one counted event (at or after every event taken so far)."""
         kind = event.type
         if kind == "deposit.made":
-            deposits.setdefault((event.data["account_id"], event.occurred_at), []).append(event)
-        elif kind == "points.redeemed":
-            items.append((event.occurred_at, REDEEM, event.position, event))
+            key = (event.data["account_id"], event.occurred_at)
+            group = self.deposits.get(key)
+            if group is None:
+                self.deposits[key] = [event]
+            else:
+                group.append(event)
+            return
+        rules, zone = self.policy.points, self.policy.zone
+        if kind == "points.redeemed":
+            self.others.append((event.occurred_at, REDEEM, event.position, event))
         elif kind == "referral.qualified":
-            items.append(
+            self.others.append(
                 _earn(event, rules.referral, f"referral of {event.data['referred_customer_id']} qualified", zone)
             )
         elif kind == "greeting.sent" and event.data["occasion"] == "birthday":
             year = event.occurred_at.astimezone(zone).year
-            if year not in birthday_years:
-                birthday_years.add(year)
-                items.append(_earn(event, rules.birthday, f"birthday greeting, first of {year}", zone))
+            if year not in self.birthday_years:
+                self.birthday_years.add(year)
+                self.others.append(_earn(event, rules.birthday, f"birthday greeting, first of {year}", zone))
         elif kind == "survey.completed":
             local = event.occurred_at.astimezone(zone)
-            if (local.year, local.month) not in survey_months:
-                survey_months.add((local.year, local.month))
-                items.append(_earn(event, rules.survey, f"survey, first of {local.year}-{local.month:02d}", zone))
-    windows = {account: line.sliding_min() for account, line in accounts.items()}
-    for (account, moment), group in deposits.items():
-        line = accounts[account]
-        vests_at = moment + hold
-        total = sum((Decimal(e.data["amount"]) for e in group), Decimal(0))
-        held = max(Decimal(0), min(total, windows[account].over(moment, vests_at) - line.before(moment)))
-        for event in group:
-            amount = Decimal(event.data["amount"])
+            if (local.year, local.month) not in self.survey_months:
+                self.survey_months.add((local.year, local.month))
+                self.others.append(_earn(event, rules.survey, f"survey, first of {local.year}-{local.month:02d}", zone))
+
+    def items(self, accounts: dict[str, StepLine]) -> list[Item]:
+        """Every earning and redemption, in ledger order; ``accounts`` are the lines of the same events."""
+        items = self.others.copy()
+        windows = {account: line.sliding_min() for account, line in accounts.items()}
+        for (account, moment), group in self.deposits.items():
+            items.extend(self._vest(group, account, moment, accounts[account], windows[account]))
+        items.sort(key=_ledger_order)
+        return items
+
+    def items_since(self, before: list[Item], moment: dt.datetime, accounts: dict[str, StepLine]) -> list[Item]:
+        """What :meth:`items` gives, reusing ``before`` (the items of these sources before events at or after
+        ``moment`` were added): the items before ``moment`` stay, as does every vesting whose 30 days end
+        before it; the rest is taken again.
+        """
+        cut = bisect_left(before, moment, key=_moment)
+        tail = self.others[bisect_left(self.others, moment, key=_moment) :]
+        hold = days(self.policy.points.deposit_hold_days)
+        for account, start in reversed(self.deposits):
+            if start + hold < moment:
+                break
+            line = accounts[account]
+            tail.extend(self._vest(self.deposits[account, start], account, start, line, line.sliding_min(start)))
+        tail.sort(key=_ledger_order)
+        return [*before[:cut], *tail]
+
+    def _vest(
+        self, group: list[RecordedEvent], account: str, moment: dt.datetime, line: StepLine, window: MonotoneMin
+    ) -> list[Item]:
+        rules, zone = self.policy.points, self.policy.zone
+        vests_at = moment + days(rules.deposit_hold_days)
+        amounts = [Decimal(e.data["amount"]) for e in group]
+        total = sum(amounts, NONE)
+        held = max(NONE, min(total, window.over(moment, vests_at) - line.before(moment)))
+        year = vests_at.astimezone(zone).year
+        out: list[Item] = []
+        for event, amount in zip(group, amounts, strict=True):
             share = min(amount, held)
             held -= share
             earned = int((share / rules.deposit_unit).to_integral_value(ROUND_FLOOR))
             if event.data["product"] == "time" and event.data.get("term_months", 0) >= rules.long_time_deposit_months:
                 earned *= rules.long_time_deposit_multiplier
-            year = vests_at.astimezone(zone).year
             note = f"deposit of {amount} to {account} held {rules.deposit_hold_days} days ({share} kept)"
-            items.append(
+            out.append(
                 (vests_at, EARN, event.position, LedgerLine(vests_at, "vest", earned, year, (event.event_id,), note))
             )
-    items.sort(key=_ledger_order)
-    return items
+        return out
 
 
 def _moment(item: tuple) -> dt.datetime:
@@ -126,7 +188,7 @@ def _ledger_order(item: tuple) -> tuple[dt.datetime, int, int]:
     return item[0], item[1], item[2]
 
 
-def _earn(event: RecordedEvent, points: int, note: str, zone: dt.tzinfo) -> tuple:
+def _earn(event: RecordedEvent, points: int, note: str, zone: dt.tzinfo) -> Item:
     year = event.occurred_at.astimezone(zone).year
     return (
         event.occurred_at,
@@ -136,7 +198,7 @@ def _earn(event: RecordedEvent, points: int, note: str, zone: dt.tzinfo) -> tupl
     )
 
 
-def settle(items: list[tuple], policy: Policy, as_of: dt.datetime) -> PointsResult:
+def settle(items: list[Item], policy: Policy, as_of: dt.datetime) -> PointsResult:
     """Run the ledger up to ``as_of``: at each instant its expiries, then earnings, then redemptions.
 
     Vestings after ``as_of`` are reported as pending.
@@ -147,25 +209,17 @@ def settle(items: list[tuple], policy: Policy, as_of: dt.datetime) -> PointsResu
         for item in items[cut:]
         if item[1] == EARN and item[3].kind == "vest"
     )
-    items = items[:cut]
     years = policy.points.expiry_years
-    zone = policy.zone
+    expiry = _expiries(policy.zone, years)
     buckets: dict[int, int] = {}
     sources: dict[int, list[UUID]] = {}
     ledger: list[LedgerLine] = []
     overdraft = 0
+    first_expiry: dt.datetime | None = None
+    """When the oldest bucket expires (None: no bucket)."""
 
-    expiries: dict[int, dt.datetime] = {}
-
-    def expiry(year: int) -> dt.datetime:
-        found = expiries.get(year)
-        if found is None:
-            found = expiries[year] = dt.datetime(year + years, 1, 1, tzinfo=zone).astimezone(dt.UTC)
-        return found
-
-    def expire_until(moment: dt.datetime) -> None:
-        if not buckets or expiry(min(buckets)) > moment:
-            return
+    def expire_until(moment: dt.datetime) -> dt.datetime | None:
+        """Expire the buckets due by ``moment``; when the oldest left expires."""
         for year in sorted(buckets):
             if expiry(year) > moment:
                 break
@@ -181,13 +235,22 @@ def settle(items: list[tuple], policy: Policy, as_of: dt.datetime) -> PointsResu
                         f"bucket {year} expired at the start of {year + years}",
                     )
                 )
+        return expiry(min(buckets)) if buckets else None
 
-    for moment, kind, _position, item in items:
-        expire_until(moment)
+    for index in range(cut):
+        moment, kind, _position, item = items[index]
+        if first_expiry is not None and first_expiry <= moment:
+            first_expiry = expire_until(moment)
         if kind == EARN:
             if item.points:
-                buckets[item.bucket] = buckets.get(item.bucket, 0) + item.points
-                sources.setdefault(item.bucket, []).extend(item.event_ids)
+                bucket = item.bucket
+                if bucket in buckets:
+                    buckets[bucket] += item.points
+                    sources[bucket].extend(item.event_ids)
+                else:
+                    buckets[bucket] = item.points
+                    sources.setdefault(bucket, []).extend(item.event_ids)
+                    first_expiry = expiry(min(buckets))
             ledger.append(item)
             continue
         wanted = item.data["points"]
@@ -223,7 +286,8 @@ def settle(items: list[tuple], policy: Policy, as_of: dt.datetime) -> PointsResu
                     f"{wanted} points not covered by any bucket (after a correction or a late withdrawal)",
                 )
             )
-    expire_until(as_of)
+    if first_expiry is not None and first_expiry <= as_of:
+        expire_until(as_of)
     nonempty = [expiry(year) for year, left in buckets.items() if left]
     upcoming = [p.vests_at for p in pending] + nonempty
     return PointsResult(
@@ -234,3 +298,14 @@ def settle(items: list[tuple], policy: Policy, as_of: dt.datetime) -> PointsResu
         pending=pending,
         next_change_at=min(upcoming) if upcoming else None,
     )
+
+
+@functools.cache
+def _expiries(zone: dt.tzinfo, years: int) -> Callable[[int], dt.datetime]:
+    """When the bucket of a year expires: the start of the year ``years`` later in ``zone``."""
+
+    @functools.cache
+    def expiry(year: int) -> dt.datetime:
+        return dt.datetime(year + years, 1, 1, tzinfo=zone).astimezone(dt.UTC)
+
+    return expiry

@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from projections.counted import counted
 from projections.policy import Policy
-from projections.state import CustomerState, Projection, customer_state
+from projections.state import CustomerState, Folded, customer_state, fold
 from timeline.codec import decode
 from timeline.errors import UnknownCustomer
 from timeline.recorded import RecordedEvent
@@ -35,11 +34,11 @@ SHARDS_PER_WORKER = 4
 
 @dataclass
 class _Cached:
-    """A stream as read so far, and the projection of all of it (valid until the stream grows)."""
+    """A stream as read so far, and the fold of all of it (grown with the stream when asked "now")."""
 
     history: list[RecordedEvent] = field(default_factory=list)
     last_recorded: dt.datetime | None = None
-    projection: Projection | None = None
+    folded: Folded | None = None
 
 
 @dataclass
@@ -58,8 +57,9 @@ class StateReader:
         new = [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)]
         if new:
             cached.history.extend(new)
-            cached.last_recorded = max(e.recorded_at for e in cached.history)
-            cached.projection = None
+            latest = max(e.recorded_at for e in new)
+            if cached.last_recorded is None or latest > cached.last_recorded:
+                cached.last_recorded = latest
         if not cached.history:
             del self._cache[customer_id]
             raise UnknownCustomer(f"unknown customer {customer_id}: no events stored")
@@ -68,17 +68,13 @@ class StateReader:
     def state(
         self, customer_id: str, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None
     ) -> CustomerState:
-        """The state; asked at or after the last event and as known now, it comes from the cached projection."""
+        """The state; asked at or after the last event and as known now, it comes from the cached fold."""
         now = dt.datetime.now(dt.UTC)
         as_of, known_at = as_of or now, known_at or now
         cached = self._refresh(customer_id)
         if cached.last_recorded is not None and known_at >= cached.last_recorded:
-            if cached.projection is None:
-                events = counted(cached.history).events
-                if events and events[0].type == "customer.registered":
-                    cached.projection = Projection(events, self.policy)
-            if cached.projection is not None and as_of >= cached.projection.horizon:
-                return cached.projection.at(as_of, known_at)
+            cached.folded = fold(cached.history, self.policy, cached.folded)
+            return cached.folded.state(cached.history, self.policy, as_of, known_at)
         return customer_state(cached.history, self.policy, as_of, known_at)
 
     def all_states(
