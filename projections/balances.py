@@ -127,12 +127,16 @@ class MonotoneMin:
         return min(lowest, ZERO) if first < 0 else lowest
 
 
-@dataclass(slots=True)
 class Balances:
     """Every account's balance line and their sum, the AUM line; grown by counted money events in business order."""
 
-    accounts: dict[str, StepLine] = field(default_factory=dict)
-    aum: StepLine = field(default_factory=StepLine)
+    __slots__ = ("accounts", "aum", "_shared")
+
+    def __init__(self, accounts: dict[str, StepLine] | None = None, aum: StepLine | None = None) -> None:
+        self.accounts: dict[str, StepLine] = {} if accounts is None else accounts
+        self.aum = StepLine() if aum is None else aum
+        self._shared: set[str | None] = set()
+        """Lines (by account, None for AUM) still shared with the balances this was copied from."""
 
     def add(self, event: RecordedEvent) -> None:
         """Apply one deposit or withdrawal (at or after every instant applied so far).
@@ -143,6 +147,8 @@ class Balances:
         delta = amount if event.type == "deposit.made" else -amount
         instant, event_id = event.occurred_at, event.event_id
         account = event.data["account_id"]
+        if self._shared:
+            self._own(account)
         line = self.accounts.get(account)
         if line is None:
             line = self.accounts[account] = StepLine()
@@ -157,7 +163,19 @@ class Balances:
                 target.movers.append([event_id])
 
     def copy(self) -> Balances:
-        return Balances({account: line.copy() for account, line in self.accounts.items()}, self.aum.copy())
+        """Balances that can grow without changing these: a line is copied when it first moves."""
+        other = Balances(self.accounts.copy(), self.aum)
+        other._shared = {*self.accounts, None}
+        return other
+
+    def _own(self, account: str) -> None:
+        shared = self._shared
+        if None in shared:
+            shared.discard(None)
+            self.aum = self.aum.copy()
+        if account in shared:
+            shared.discard(account)
+            self.accounts[account] = self.accounts[account].copy()
 
 
 def balances(events: Iterable[RecordedEvent]) -> Balances:

@@ -95,9 +95,9 @@ class PointSources:
         self.survey_months: set[tuple[int, int]] = set()
 
     def copy(self) -> PointSources:
-        """Sources that can grow without changing these."""
+        """Sources that can grow without changing these (a deposit group grows into a new list)."""
         other = PointSources(self.policy)
-        other.deposits = {key: group.copy() for key, group in self.deposits.items()}
+        other.deposits = self.deposits.copy()
         other.others = self.others.copy()
         other.birthday_years = self.birthday_years.copy()
         other.survey_months = self.survey_months.copy()
@@ -109,10 +109,7 @@ class PointSources:
         if kind == "deposit.made":
             key = (event.data["account_id"], event.occurred_at)
             group = self.deposits.get(key)
-            if group is None:
-                self.deposits[key] = [event]
-            else:
-                group.append(event)
+            self.deposits[key] = [event] if group is None else [*group, event]
             return
         rules, zone = self.policy.points, self.policy.zone
         if kind == "points.redeemed":
@@ -203,101 +200,146 @@ def settle(items: list[Item], policy: Policy, as_of: dt.datetime) -> PointsResul
 
     Vestings after ``as_of`` are reported as pending.
     """
-    cut = bisect_right(items, as_of, key=_moment)
-    pending = tuple(
-        PendingVest(item[0], item[3].points, item[3].event_ids[0])
-        for item in items[cut:]
-        if item[1] == EARN and item[3].kind == "vest"
-    )
-    years = policy.points.expiry_years
-    expiry = _expiries(policy.zone, years)
-    buckets: dict[int, int] = {}
-    sources: dict[int, list[UUID]] = {}
-    ledger: list[LedgerLine] = []
-    overdraft = 0
-    first_expiry: dt.datetime | None = None
-    """When the oldest bucket expires (None: no bucket)."""
+    cut = items_through(items, as_of)
+    run = LedgerRun(policy)
+    run.advance(items, cut)
+    return run.close(items, cut, as_of)
 
-    def expire_until(moment: dt.datetime) -> dt.datetime | None:
-        """Expire the buckets due by ``moment``; when the oldest left expires."""
+
+def items_before(items: list[Item], moment: dt.datetime) -> int:
+    """How many items come before ``moment``."""
+    return bisect_left(items, moment, key=_moment)
+
+
+def items_through(items: list[Item], moment: dt.datetime) -> int:
+    """How many items come at or before ``moment``."""
+    return bisect_right(items, moment, key=_moment)
+
+
+class LedgerRun:
+    """The ledger run over the first ``done`` items: a point to go on from, for any later ``as_of``.
+
+    A projection keeps the run over its items before its last event (they
+    are the same for every question it answers), and the projection of more
+    events goes on from it: items before the first new event do not change.
+    """
+
+    __slots__ = ("policy", "expiry", "done", "buckets", "sources", "lines", "overdraft", "first_expiry")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.expiry = _expiries(policy.zone, policy.points.expiry_years)
+        self.done = 0
+        self.buckets: dict[int, int] = {}
+        self.sources: dict[int, list[UUID]] = {}
+        self.lines: list[LedgerLine] = []
+        self.overdraft = 0
+        self.first_expiry: dt.datetime | None = None
+        """When the oldest bucket expires (None: no bucket)."""
+
+    def copy(self) -> LedgerRun:
+        other = LedgerRun.__new__(LedgerRun)
+        other.policy, other.expiry, other.done = self.policy, self.expiry, self.done
+        other.buckets = self.buckets.copy()
+        other.sources = {year: ids.copy() for year, ids in self.sources.items()}
+        other.lines = self.lines.copy()
+        other.overdraft, other.first_expiry = self.overdraft, self.first_expiry
+        return other
+
+    def advance(self, items: list[Item], stop: int) -> None:
+        """Run ``items[done:stop]`` (``items`` starts with the ones already run)."""
+        buckets, sources, lines, expiry = self.buckets, self.sources, self.lines, self.expiry
+        for index in range(self.done, stop):
+            moment, kind, _position, item = items[index]
+            if self.first_expiry is not None and self.first_expiry <= moment:
+                self._expire_until(moment)
+            if kind == EARN:
+                if item.points:
+                    bucket = item.bucket
+                    if bucket in buckets:
+                        buckets[bucket] += item.points
+                        sources[bucket].extend(item.event_ids)
+                    else:
+                        buckets[bucket] = item.points
+                        sources.setdefault(bucket, []).extend(item.event_ids)
+                        self.first_expiry = expiry(min(buckets))
+                lines.append(item)
+                continue
+            wanted = item.data["points"]
+            taken: list[str] = []
+            for year in sorted(buckets):
+                if not wanted:
+                    break
+                take = min(wanted, buckets[year])
+                if take:
+                    buckets[year] -= take
+                    wanted -= take
+                    taken.append(f"{take} from {year}")
+            if taken:
+                lines.append(
+                    LedgerLine(
+                        moment,
+                        "redeem",
+                        -(item.data["points"] - wanted),
+                        None,
+                        (item.event_id,),
+                        f"{item.data['reward']}: " + ", ".join(taken),
+                    )
+                )
+            if wanted:
+                self.overdraft += wanted
+                lines.append(
+                    LedgerLine(
+                        moment,
+                        "overdraft",
+                        -wanted,
+                        None,
+                        (item.event_id,),
+                        f"{wanted} points not covered by any bucket (after a correction or a late withdrawal)",
+                    )
+                )
+        self.done = max(self.done, stop)
+
+    def close(self, items: list[Item], cut: int, as_of: dt.datetime) -> PointsResult:
+        """The points at ``as_of``, this run having done the ``cut`` items up to it; vestings after are pending."""
+        pending = tuple(
+            PendingVest(item[0], item[3].points, item[3].event_ids[0])
+            for item in items[cut:]
+            if item[1] == EARN and item[3].kind == "vest"
+        )
+        if self.first_expiry is not None and self.first_expiry <= as_of:
+            self._expire_until(as_of)
+        buckets, expiry = self.buckets, self.expiry
+        nonempty = [expiry(year) for year, left in buckets.items() if left]
+        upcoming = [p.vests_at for p in pending] + nonempty
+        return PointsResult(
+            available=sum(buckets.values()) - self.overdraft,
+            buckets={year: left for year, left in sorted(buckets.items())},
+            overdraft=self.overdraft,
+            ledger=tuple(self.lines),
+            pending=pending,
+            next_change_at=min(upcoming) if upcoming else None,
+        )
+
+    def _expire_until(self, moment: dt.datetime) -> None:
+        """Expire the buckets due by ``moment``, oldest first."""
+        buckets, expiry, years = self.buckets, self.expiry, self.policy.points.expiry_years
         for year in sorted(buckets):
             if expiry(year) > moment:
                 break
             left = buckets.pop(year)
             if left:
-                ledger.append(
+                self.lines.append(
                     LedgerLine(
                         expiry(year),
                         "expire",
                         -left,
                         year,
-                        tuple(sources[year]),
+                        tuple(self.sources[year]),
                         f"bucket {year} expired at the start of {year + years}",
                     )
                 )
-        return expiry(min(buckets)) if buckets else None
-
-    for index in range(cut):
-        moment, kind, _position, item = items[index]
-        if first_expiry is not None and first_expiry <= moment:
-            first_expiry = expire_until(moment)
-        if kind == EARN:
-            if item.points:
-                bucket = item.bucket
-                if bucket in buckets:
-                    buckets[bucket] += item.points
-                    sources[bucket].extend(item.event_ids)
-                else:
-                    buckets[bucket] = item.points
-                    sources.setdefault(bucket, []).extend(item.event_ids)
-                    first_expiry = expiry(min(buckets))
-            ledger.append(item)
-            continue
-        wanted = item.data["points"]
-        taken: list[str] = []
-        for year in sorted(buckets):
-            if not wanted:
-                break
-            take = min(wanted, buckets[year])
-            if take:
-                buckets[year] -= take
-                wanted -= take
-                taken.append(f"{take} from {year}")
-        if taken:
-            ledger.append(
-                LedgerLine(
-                    moment,
-                    "redeem",
-                    -(item.data["points"] - wanted),
-                    None,
-                    (item.event_id,),
-                    f"{item.data['reward']}: " + ", ".join(taken),
-                )
-            )
-        if wanted:
-            overdraft += wanted
-            ledger.append(
-                LedgerLine(
-                    moment,
-                    "overdraft",
-                    -wanted,
-                    None,
-                    (item.event_id,),
-                    f"{wanted} points not covered by any bucket (after a correction or a late withdrawal)",
-                )
-            )
-    if first_expiry is not None and first_expiry <= as_of:
-        expire_until(as_of)
-    nonempty = [expiry(year) for year, left in buckets.items() if left]
-    upcoming = [p.vests_at for p in pending] + nonempty
-    return PointsResult(
-        available=sum(buckets.values()) - overdraft,
-        buckets={year: left for year, left in sorted(buckets.items())},
-        overdraft=overdraft,
-        ledger=tuple(ledger),
-        pending=pending,
-        next_change_at=min(upcoming) if upcoming else None,
-    )
+        self.first_expiry = expiry(min(buckets)) if buckets else None
 
 
 @functools.cache

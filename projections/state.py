@@ -18,7 +18,7 @@ from projections.balances import MONEY_TYPES, Balances
 from projections.counted import CORRECTION, business_order, counted
 from projections.followups import Assignment, Followup, FollowupBook
 from projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, lifecycle_candidates
-from projections.points import Item, PointSources, PointsResult, settle
+from projections.points import Item, LedgerRun, PointSources, PointsResult, items_before, items_through
 from projections.policy import Policy
 from projections.tier import TierResult, TierRun, tier_from_changes, tier_run
 from timeline.errors import UnknownCustomer
@@ -193,11 +193,20 @@ class Projection:
         folds = _Folds.new(events[0], policy)
         folds.feed(events)
         money = folds.money
-        self._settle(list(events), policy, folds, tier_run(money.aum, policy.tier), folds.points.items(money.accounts))
+        items = folds.points.items(money.accounts)
+        self._settle(list(events), policy, folds, tier_run(money.aum, policy.tier), items, LedgerRun(policy))
 
     def _settle(
-        self, events: list[RecordedEvent], policy: Policy, folds: _Folds, tiers: TierRun, items: list[Item]
+        self,
+        events: list[RecordedEvent],
+        policy: Policy,
+        folds: _Folds,
+        tiers: TierRun,
+        items: list[Item],
+        ledger: LedgerRun,
     ) -> None:
+        """Set the projection's parts; ``ledger`` is advanced over the items before the last event."""
+        ledger.advance(items, items_before(items, events[-1].occurred_at))
         self.events = events
         self.policy = policy
         self.registration = events[0]
@@ -210,6 +219,7 @@ class Projection:
         self.erased = folds.erased
         self._folds = folds
         self._tiers = tiers
+        self._ledger = ledger
 
     def extended(self, later: Sequence[RecordedEvent]) -> Projection:
         """The projection of these events followed by ``later``: counted events in business order, all after
@@ -235,6 +245,7 @@ class Projection:
             folds,
             tier_run(money.aum, policy.tier, since=self._tiers),
             folds.points.items_since(self.point_items, first.occurred_at, money.accounts),
+            self._ledger.copy(),
         )
         return extended
 
@@ -244,7 +255,10 @@ class Projection:
         policy, money, registration = self.policy, self.money, self.registration
         tier = tier_from_changes(self.tier_changes, registration.occurred_at, registration.event_id, policy.tier, as_of)
         stage = lifecycle_as_of(self.facts, money.aum, policy.tier.rank(tier.tier), policy, as_of)
-        points = settle(self.point_items, policy, as_of)
+        cut = items_through(self.point_items, as_of)
+        ledger = self._ledger.copy()
+        ledger.advance(self.point_items, cut)
+        points = ledger.close(self.point_items, cut, as_of)
         last_activity = self.facts.last_activity
         upcoming = [
             m for m in (tier.next_change_at, points.next_change_at, self._next_stage_change(tier, stage, as_of)) if m
