@@ -77,7 +77,7 @@ def point_items(events: Sequence[RecordedEvent], accounts: dict[str, StepLine], 
     sources = PointSources(policy)
     for event in events:
         sources.add(event)
-    return sources.items(accounts)
+    return sources.plan(accounts).items
 
 
 class PointSources:
@@ -129,52 +129,98 @@ class PointSources:
                 self.survey_months.add((local.year, local.month))
                 self.others.append(_earn(event, rules.survey, f"survey, first of {local.year}-{local.month:02d}", zone))
 
-    def items(self, accounts: dict[str, StepLine]) -> list[Item]:
+    def plan(self, accounts: dict[str, StepLine]) -> PointPlan:
         """Every earning and redemption, in ledger order; ``accounts`` are the lines of the same events."""
-        items = self.others.copy()
         windows = {account: line.sliding_min() for account, line in accounts.items()}
-        for (account, moment), group in self.deposits.items():
-            items.extend(self._vest(group, account, moment, accounts[account], windows[account]))
-        items.sort(key=_ledger_order)
-        return items
-
-    def items_since(self, before: list[Item], moment: dt.datetime, accounts: dict[str, StepLine]) -> list[Item]:
-        """What :meth:`items` gives, reusing ``before`` (the items of these sources before events at or after
-        ``moment`` were added): the items before ``moment`` stay, as does every vesting whose 30 days end
-        before it; the rest is taken again.
-        """
-        cut = bisect_left(before, moment, key=_moment)
-        tail = self.others[bisect_left(self.others, moment, key=_moment) :]
-        hold = days(self.policy.points.deposit_hold_days)
-        for account, start in reversed(self.deposits):
-            if start + hold < moment:
-                break
+        vestings = {}
+        for key, group in self.deposits.items():
+            account, moment = key
             line = accounts[account]
-            tail.extend(self._vest(self.deposits[account, start], account, start, line, line.sliding_min(start)))
-        tail.sort(key=_ledger_order)
-        return [*before[:cut], *tail]
+            vestings[key] = self._vesting(group, account, moment, self._held(group, moment, line, windows[account]))
+        items = self.others.copy()
+        for vesting in vestings.values():
+            items.extend(vesting.items)
+        items.sort(key=_ledger_order)
+        return PointPlan(items, vestings)
 
-    def _vest(
-        self, group: list[RecordedEvent], account: str, moment: dt.datetime, line: StepLine, window: MonotoneMin
-    ) -> list[Item]:
+    def plan_since(
+        self, before: PointPlan, moment: dt.datetime, accounts: dict[str, StepLine], lowered: set[str]
+    ) -> PointPlan:
+        """What :meth:`plan` gives, reusing ``before``, the plan of these sources before events at ``moment`` or
+        later were added.
+
+        Items before ``moment`` stay, and so does every vesting whose 30 days end before it. A vesting reads
+        only its own deposits and its account's lowest balance over its 30 days. ``lowered``: the accounts
+        whose new events may lower that — a withdrawal, or a movement at the account's last instant; deposits
+        after it only add values above one already in every window that reaches them. A vesting of another
+        account, or that kept the same, is the same; the others are made again.
+        """
+        hold = days(self.policy.points.deposit_hold_days)
+        reached: list[tuple[str, dt.datetime]] = []
+        for key in reversed(self.deposits):
+            if key[1] + hold < moment:
+                break
+            reached.append(key)
+        vestings = before.vestings.copy()
+        windows: dict[str, MonotoneMin] = {}
+        tail = self.others[bisect_left(self.others, moment, key=_moment) :]
+        for key in reversed(reached):
+            account, start = key
+            group, previous = self.deposits[key], vestings.get(key)
+            if previous is None or previous.group is not group or account in lowered:
+                line = accounts[account]
+                window = windows.get(account)
+                if window is None:
+                    window = windows[account] = line.sliding_min(start)
+                held = self._held(group, start, line, window)
+                if previous is None or previous.group is not group or previous.held.as_tuple() != held.as_tuple():
+                    previous = vestings[key] = self._vesting(group, account, start, held)
+            tail.extend(previous.items)
+        tail.sort(key=_ledger_order)
+        return PointPlan([*before.items[: bisect_left(before.items, moment, key=_moment)], *tail], vestings)
+
+    def _held(self, group: list[RecordedEvent], moment: dt.datetime, line: StepLine, window: MonotoneMin) -> Decimal:
+        """What the deposits of ``group`` at ``moment`` kept over their 30 days (RULES §4), clamped to them."""
+        vests_at = moment + days(self.policy.points.deposit_hold_days)
+        total = sum((Decimal(e.data["amount"]) for e in group), NONE)
+        return max(NONE, min(total, window.over(moment, vests_at) - line.before(moment)))
+
+    def _vesting(self, group: list[RecordedEvent], account: str, moment: dt.datetime, held: Decimal) -> Vesting:
+        """The group's vest lines: ``held`` shared among its deposits in stored order."""
         rules, zone = self.policy.points, self.policy.zone
         vests_at = moment + days(rules.deposit_hold_days)
-        amounts = [Decimal(e.data["amount"]) for e in group]
-        total = sum(amounts, NONE)
-        held = max(NONE, min(total, window.over(moment, vests_at) - line.before(moment)))
         year = vests_at.astimezone(zone).year
-        out: list[Item] = []
-        for event, amount in zip(group, amounts, strict=True):
-            share = min(amount, held)
-            held -= share
+        items: list[Item] = []
+        left = held
+        for event in group:
+            amount = Decimal(event.data["amount"])
+            share = min(amount, left)
+            left -= share
             earned = int((share / rules.deposit_unit).to_integral_value(ROUND_FLOOR))
             if event.data["product"] == "time" and event.data.get("term_months", 0) >= rules.long_time_deposit_months:
                 earned *= rules.long_time_deposit_multiplier
             note = f"deposit of {amount} to {account} held {rules.deposit_hold_days} days ({share} kept)"
-            out.append(
+            items.append(
                 (vests_at, EARN, event.position, LedgerLine(vests_at, "vest", earned, year, (event.event_id,), note))
             )
-        return out
+        return Vesting(group, held, items)
+
+
+@dataclass(frozen=True, slots=True)
+class Vesting:
+    """A deposit group's vest lines, and what it kept (they depend on nothing else)."""
+
+    group: list[RecordedEvent]
+    held: Decimal
+    items: list[Item]
+
+
+@dataclass(frozen=True, slots=True)
+class PointPlan:
+    """Every earning and redemption in ledger order, and each deposit group's vesting."""
+
+    items: list[Item]
+    vestings: dict[tuple[str, dt.datetime], Vesting]
 
 
 def _moment(item: tuple) -> dt.datetime:

@@ -18,7 +18,7 @@ from projections.balances import MONEY_TYPES, Balances
 from projections.counted import CORRECTION, business_order, counted
 from projections.followups import Assignment, Followup, FollowupBook
 from projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, lifecycle_candidates
-from projections.points import Item, LedgerRun, PointSources, PointsResult, items_before, items_through
+from projections.points import LedgerRun, PointPlan, PointSources, PointsResult, items_before, items_through
 from projections.policy import Policy
 from projections.tier import TierResult, TierRun, tier_from_changes, tier_run
 from timeline.errors import UnknownCustomer
@@ -193,8 +193,8 @@ class Projection:
         folds = _Folds.new(events[0], policy)
         folds.feed(events)
         money = folds.money
-        items = folds.points.items(money.accounts)
-        self._settle(list(events), policy, folds, tier_run(money.aum, policy.tier), items, LedgerRun(policy))
+        plan = folds.points.plan(money.accounts)
+        self._settle(list(events), policy, folds, tier_run(money.aum, policy.tier), plan, LedgerRun(policy))
 
     def _settle(
         self,
@@ -202,10 +202,11 @@ class Projection:
         policy: Policy,
         folds: _Folds,
         tiers: TierRun,
-        items: list[Item],
+        plan: PointPlan,
         ledger: LedgerRun,
     ) -> None:
         """Set the projection's parts; ``ledger`` is advanced over the items before the last event."""
+        items = plan.items
         ledger.advance(items, items_before(items, events[-1].occurred_at))
         self.events = events
         self.policy = policy
@@ -220,6 +221,7 @@ class Projection:
         self._folds = folds
         self._tiers = tiers
         self._ledger = ledger
+        self._plan = plan
 
     def extended(self, later: Sequence[RecordedEvent]) -> Projection:
         """The projection of these events followed by ``later``: counted events in business order, all after
@@ -244,10 +246,22 @@ class Projection:
             policy,
             folds,
             tier_run(money.aum, policy.tier, since=self._tiers),
-            folds.points.items_since(self.point_items, first.occurred_at, money.accounts),
+            folds.points.plan_since(self._plan, first.occurred_at, money.accounts, self._lowered(later)),
             self._ledger.copy(),
         )
         return extended
+
+    def _lowered(self, later: Sequence[RecordedEvent]) -> set[str]:
+        """Accounts that ``later`` may bring below a balance they had: a withdrawal, a move at their last instant."""
+        accounts = self.money.accounts
+        lowered = set()
+        for event in later:
+            if event.type in MONEY_TYPES:
+                account = event.data["account_id"]
+                line = accounts.get(account)
+                if event.type != "deposit.made" or (line is not None and event.occurred_at <= line.instants[-1]):
+                    lowered.add(account)
+        return lowered
 
     def at(self, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
         if as_of < self.horizon:
