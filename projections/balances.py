@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -86,45 +85,9 @@ class StepLine:
         last = bisect_right(self.instants, end)
         return [event_id for ids in self.movers[first:last] for event_id in ids]
 
-    def sliding_min(self, start: dt.datetime | None = None) -> MonotoneMin:
-        return MonotoneMin(self, start)
-
     def last_change_at_or_before(self, moment: dt.datetime) -> dt.datetime | None:
         index = bisect_right(self.instants, moment) - 1
         return self.instants[index] if index >= 0 else None
-
-
-class MonotoneMin:
-    """Minimum of a line over windows [start, end] whose ends never move back: amortised O(1) each.
-
-    The tier's hold windows and the points' holding periods slide forward in
-    time; a monotonic deque of change indices gives each minimum without
-    rescanning the window. ``start`` (a lower bound of every window's start)
-    skips the changes before it: the deque over a window holds the same
-    indices whatever was added before the window, so the minima are the same
-    objects as from a deque that saw the whole line.
-    """
-
-    __slots__ = ("_line", "_queue", "_added")
-
-    def __init__(self, line: StepLine, start: dt.datetime | None = None) -> None:
-        self._line = line
-        self._queue: deque[int] = deque()
-        self._added = -1 if start is None else max(0, bisect_right(line.instants, start) - 1) - 1
-
-    def over(self, start: dt.datetime, end: dt.datetime) -> Decimal:
-        instants, values, queue = self._line.instants, self._line.values, self._queue
-        while self._added + 1 < len(instants) and instants[self._added + 1] <= end:
-            self._added += 1
-            value = values[self._added]
-            while queue and values[queue[-1]] >= value:
-                queue.pop()
-            queue.append(self._added)
-        first = bisect_right(instants, start) - 1
-        while queue and queue[0] < first:
-            queue.popleft()
-        lowest = values[queue[0]] if queue else ZERO
-        return min(lowest, ZERO) if first < 0 else lowest
 
 
 class Balances:

@@ -12,9 +12,11 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from operator import itemgetter
+from typing import NamedTuple
 from uuid import UUID
 
-from projections.balances import MonotoneMin, StepLine
+from projections.balances import ZERO, StepLine
 from projections.policy import Policy, days
 from timeline.recorded import RecordedEvent
 
@@ -119,7 +121,7 @@ class PointSources:
                 _earn(event, rules.referral, f"referral of {event.data['referred_customer_id']} qualified", zone)
             )
         elif kind == "greeting.sent" and event.data["occasion"] == "birthday":
-            year = event.occurred_at.astimezone(zone).year
+            year = local_year(event.occurred_at, zone)
             if year not in self.birthday_years:
                 self.birthday_years.add(year)
                 self.others.append(_earn(event, rules.birthday, f"birthday greeting, first of {year}", zone))
@@ -131,14 +133,13 @@ class PointSources:
 
     def plan(self, accounts: dict[str, StepLine]) -> PointPlan:
         """Every earning and redemption, in ledger order; ``accounts`` are the lines of the same events."""
-        windows = {account: line.sliding_min() for account, line in accounts.items()}
         vestings = {}
+        items = self.others.copy()
         for key, group in self.deposits.items():
             account, moment = key
-            line = accounts[account]
-            vestings[key] = self._vesting(group, account, moment, self._held(group, moment, line, windows[account]))
-        items = self.others.copy()
-        for vesting in vestings.values():
+            vesting = vestings[key] = self._vesting(
+                group, account, moment, self._held(group, moment, accounts[account])
+            )
             items.extend(vesting.items)
         items.sort(key=_ledger_order)
         return PointPlan(items, vestings)
@@ -156,40 +157,41 @@ class PointSources:
         account, or that kept the same, is the same; the others are made again.
         """
         hold = days(self.policy.points.deposit_hold_days)
-        reached: list[tuple[str, dt.datetime]] = []
-        for key in reversed(self.deposits):
-            if key[1] + hold < moment:
-                break
-            reached.append(key)
         vestings = before.vestings.copy()
-        windows: dict[str, MonotoneMin] = {}
         tail = self.others[bisect_left(self.others, moment, key=_moment) :]
-        for key in reversed(reached):
+        for key in reversed(self.deposits):
             account, start = key
+            if start + hold < moment:
+                break
             group, previous = self.deposits[key], vestings.get(key)
             if previous is None or previous.group is not group or account in lowered:
-                line = accounts[account]
-                window = windows.get(account)
-                if window is None:
-                    window = windows[account] = line.sliding_min(start)
-                held = self._held(group, start, line, window)
+                held = self._held(group, start, accounts[account])
                 if previous is None or previous.group is not group or previous.held.as_tuple() != held.as_tuple():
                     previous = vestings[key] = self._vesting(group, account, start, held)
             tail.extend(previous.items)
         tail.sort(key=_ledger_order)
         return PointPlan([*before.items[: bisect_left(before.items, moment, key=_moment)], *tail], vestings)
 
-    def _held(self, group: list[RecordedEvent], moment: dt.datetime, line: StepLine, window: MonotoneMin) -> Decimal:
-        """What the deposits of ``group`` at ``moment`` kept over their 30 days (RULES §4), clamped to them."""
-        vests_at = moment + days(self.policy.points.deposit_hold_days)
-        total = sum((Decimal(e.data["amount"]) for e in group), NONE)
-        return max(NONE, min(total, window.over(moment, vests_at) - line.before(moment)))
+    def _held(self, group: list[RecordedEvent], moment: dt.datetime, line: StepLine) -> Decimal:
+        """What the deposits of ``group`` kept over their 30 days (RULES §4), clamped to them.
+
+        ``moment``, their instant, is one of the line's: the lowest balance over [d, d + 30 days] is the
+        lowest of the values from there on (of equal ones the last: the same object every time).
+        """
+        instants, values = line.instants, line.values
+        first = bisect_left(instants, moment)
+        last = bisect_right(instants, moment + days(self.policy.points.deposit_hold_days), lo=first)
+        lowest = min(reversed(values[first:last]))
+        total = NONE
+        for event in group:
+            total += Decimal(event.data["amount"])
+        return max(NONE, min(total, lowest - (values[first - 1] if first else ZERO)))
 
     def _vesting(self, group: list[RecordedEvent], account: str, moment: dt.datetime, held: Decimal) -> Vesting:
         """The group's vest lines: ``held`` shared among its deposits in stored order."""
         rules, zone = self.policy.points, self.policy.zone
         vests_at = moment + days(rules.deposit_hold_days)
-        year = vests_at.astimezone(zone).year
+        year = local_year(vests_at, zone)
         items: list[Item] = []
         left = held
         for event in group:
@@ -206,8 +208,7 @@ class PointSources:
         return Vesting(group, held, items)
 
 
-@dataclass(frozen=True, slots=True)
-class Vesting:
+class Vesting(NamedTuple):
     """A deposit group's vest lines, and what it kept (they depend on nothing else)."""
 
     group: list[RecordedEvent]
@@ -223,16 +224,21 @@ class PointPlan:
     vestings: dict[tuple[str, dt.datetime], Vesting]
 
 
-def _moment(item: tuple) -> dt.datetime:
-    return item[0]
+_moment = itemgetter(0)
+_ledger_order = itemgetter(0, 1, 2)
+"""Instant, then earnings before redemptions, then stored order."""
 
 
-def _ledger_order(item: tuple) -> tuple[dt.datetime, int, int]:
-    return item[0], item[1], item[2]
+def local_year(moment: dt.datetime, zone: dt.tzinfo) -> int:
+    """``moment.astimezone(zone).year``: for a UTC instant more than two days from a new year, its UTC year
+    (no zone is that far from UTC), without the time zone's arithmetic."""
+    if moment.tzinfo is dt.UTC and (1 < moment.month < 12 or 2 < moment.day < 30):
+        return moment.year
+    return moment.astimezone(zone).year
 
 
 def _earn(event: RecordedEvent, points: int, note: str, zone: dt.tzinfo) -> Item:
-    year = event.occurred_at.astimezone(zone).year
+    year = local_year(event.occurred_at, zone)
     return (
         event.occurred_at,
         EARN,

@@ -129,9 +129,8 @@ def _simulate(
     The steps are the union of every instant and every instant + hold, in
     order, with a pending downgrade's due instant merged in. At one step: a
     due downgrade first, then an upgrade, then the pending check. The lowest
-    AUM over the hold window comes from a monotonic deque of change indices
-    (as :class:`projections.balances.MonotoneMin`, inlined: this loop is the
-    tier's whole cost).
+    AUM over the hold window comes from a monotonic deque of change indices:
+    the windows only slide forward, so each minimum costs O(1) amortised.
     """
     hold, grace, levels = policy.hold, policy.grace, policy.tiers
     thresholds = [level.threshold for level in levels]

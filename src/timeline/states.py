@@ -1,13 +1,15 @@
 """Answering state questions from the store: one customer, or every customer in one pass.
 
 One customer: the stream is read once per process and cached by version;
-asking again reads only the events stored since (one indexed query), then
-folds. Every customer (``--all``): the global log is read once, in pages, and
+asking again reads only the events stored since (one indexed query), and
+the cached fold grows by them (``projections.state.fold``). Every customer (``--all``): the global log is read once, in pages, and
 each stream is folded when the log is exhausted — never customer by customer.
 On a large store the customers are split into contiguous ranges of ids,
 each read in one pass (batched queries over its streams) and folded by a
-worker process, so that every core decodes and folds its share; results come
-back in customer order, as from one process.
+worker process or by this one (which takes ranges no worker has started
+rather than wait: its results need no pickling back), so that every core
+decodes and folds its share; results come in customer order, as from one
+process.
 """
 
 from __future__ import annotations
@@ -86,8 +88,8 @@ class StateReader:
     ) -> Iterator[CustomerState]:
         """Every registered customer's state, in customer order, from one pass over the log.
 
-        ``workers``: processes to fold in (default: one per core once the
-        store holds ``PARALLEL_FROM`` events; 1 keeps it in this process).
+        ``workers``: processes to fold in, this one included (default: one per
+        core once the store holds ``PARALLEL_FROM`` events; 1 reads the log here).
         """
         now = dt.datetime.now(dt.UTC)
         as_of, known_at = as_of or now, known_at or now
@@ -112,15 +114,29 @@ class StateReader:
         known_at: dt.datetime,
         progress: Callable[[int, int], None] | None,
     ) -> Iterator[CustomerState]:
+        """Shards of customers folded by ``workers - 1`` worker processes and by this one.
+
+        A shard folded here is not pickled back (for a worker that costs about as much as decoding): this
+        process takes the last shard no worker has started whenever the next one it needs is not done.
+        """
         customers = sorted(self.store.customer_ids())
         size = max(1, -(-len(customers) // (workers * SHARDS_PER_WORKER)))
         shards = [customers[i : i + size] for i in range(0, len(customers), size)]
         done = 0
+        here: dict[int, tuple[int, list[CustomerState]]] = {}
         spawn = multiprocessing.get_context("spawn")  # no inherited database connections
-        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=spawn) as pool:
             futures = [pool.submit(_states_of, self.store.url, self.policy, s, as_of, known_at) for s in shards]
-            for future in futures:
-                events, states = future.result()
+            for index, future in enumerate(futures):
+                while index not in here and not future.done():
+                    stolen = next(
+                        (j for j in range(len(futures) - 1, index - 1, -1) if j not in here and futures[j].cancel()),
+                        None,
+                    )
+                    if stolen is None:
+                        break
+                    here[stolen] = _fold_shard(self.store, self.policy, shards[stolen], as_of, known_at)
+                events, states = here.pop(index) if index in here else future.result()
                 done += events
                 if progress:
                     progress(min(done, head), head)
@@ -151,16 +167,23 @@ class StateReader:
 def _states_of(
     url: str, policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
 ) -> tuple[int, list[CustomerState]]:
-    """In a worker: read these customers' streams (batched queries), fold each; the event count for progress."""
+    """In a worker: :func:`_fold_shard` on a store of its own."""
     from timeline.process import tune_gc_for_bulk_work
     from timeline.store import open_store
 
     tune_gc_for_bulk_work()
     store = open_store(url)
     try:
-        rows = store.read_streams(customer_ids)
+        return _fold_shard(store, policy, customer_ids, as_of, known_at)
     finally:
         store.close()
+
+
+def _fold_shard(
+    store: EventStore, policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
+) -> tuple[int, list[CustomerState]]:
+    """Read these customers' streams (batched queries), fold each; the event count for progress."""
+    rows = store.read_streams(customer_ids)
     events = 0
     states = []
     for customer_id in customer_ids:
