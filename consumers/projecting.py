@@ -5,9 +5,9 @@ The relay delivers at least once; this makes the *effect* exactly once:
 - Every poll batch is one database transaction: the batch's events go into
   the consumer's own copy (``{prefix}_events``, primary key ``event_id``: a
   repeat inserts nothing and changes nothing), the state of every customer
-  that got a new event is computed again with
-  :func:`projections.state.customer_state` over that copy, as of now, the
-  view rows are written, and the next offset of each partition is saved in
+  that got a new event is computed again from that copy, as of now (as
+  known now), the view rows are written, and the next offset of each
+  partition is saved in
   ``{prefix}_offsets`` — all or nothing.
 - On partition assignment the consumer seeks to the offsets saved in the
   database (a partition it never applied starts at the beginning), so a
@@ -114,7 +114,7 @@ class BatchResult:
     """``time.time()`` just after the database commit."""
     as_of: dt.datetime
     fold_seconds: float = 0.0
-    """Time spent computing states (``customer_state``) in this batch."""
+    """Time spent computing states (folding and asking) in this batch."""
 
 
 @dataclass

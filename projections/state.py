@@ -184,9 +184,9 @@ class Projection:
 
     Built once (balances, the whole tier simulation, every earning and
     redemption), then asked at any business time at or after the last event in
-    little more than a binary search: this is what makes asking again cheap
-    (``timeline.states`` keeps one per stream version). :meth:`extended` grows
-    it by later events without folding the earlier ones again.
+    little more than a binary search: this is what makes asking again cheap.
+    :meth:`extended` grows it by later events without folding the earlier
+    ones again (:func:`fold` keeps one per stream that way).
     """
 
     def __init__(self, events: Sequence[RecordedEvent], policy: Policy) -> None:
@@ -345,23 +345,18 @@ def fold(history: Sequence[RecordedEvent], policy: Policy, previous: Folded | No
     correction, or an event earlier than the last one (a late event), folds
     everything again: that is exact whatever the arrival order.
     """
-    if previous is not None and previous.projection is not None and previous.length <= len(history):
-        if previous.length and history[previous.length - 1] is previous.last:
-            later = history[previous.length :]
-            if not later:
-                return previous
-            if not any(e.type == CORRECTION or e.event_id in previous.voided for e in later):
-                ordered = sorted(later, key=business_order)
-                last = previous.projection.events[-1]
-                if business_order(ordered[0]) > business_order(last):
-                    return Folded(
-                        len(history),
-                        history[-1],
-                        max(previous.recorded, max(e.recorded_at for e in later)),
-                        max(previous.occurred, max(e.occurred_at for e in later)),
-                        previous.voided,
-                        previous.projection.extended(ordered),
-                    )
+    later = _later(history, previous) if previous is not None else None
+    if previous is not None and previous.projection is not None and later is not None:
+        if not later:
+            return previous
+        return Folded(
+            len(history),
+            history[-1],
+            max(previous.recorded, *(e.recorded_at for e in later)),
+            max(previous.occurred, *(e.occurred_at for e in later)),
+            previous.voided,
+            previous.projection.extended(later),
+        )
     included = counted(history)
     events = included.events
     registered = bool(events) and events[0].type == "customer.registered"
@@ -373,3 +368,21 @@ def fold(history: Sequence[RecordedEvent], policy: Policy, previous: Folded | No
         frozenset(included.voided_by),
         Projection(events, policy) if registered else None,
     )
+
+
+def _later(history: Sequence[RecordedEvent], previous: Folded) -> list[RecordedEvent] | None:
+    """The events after those ``previous`` folded, in business order, if its projection can grow by them.
+
+    ``history`` must still start with the events folded (it holds the very last of them in its place); the
+    new ones must neither correct nor be voided, and must all come after the last counted event.
+    """
+    length, projection = previous.length, previous.projection
+    if projection is None or length > len(history) or history[length - 1] is not previous.last:
+        return None
+    later = sorted(history[length:], key=business_order)
+    if later and (
+        business_order(later[0]) <= business_order(projection.events[-1])
+        or any(e.type == CORRECTION or e.event_id in previous.voided for e in later)
+    ):
+        return None
+    return later
