@@ -2,14 +2,15 @@
 
 One customer: the stream is read once per process and cached by version;
 asking again reads only the events stored since (one indexed query), and
-the cached fold grows by them (``projections.state.fold``). Every customer (``--all``): the global log is read once, in pages, and
-each stream is folded when the log is exhausted — never customer by customer.
-On a large store the customers are split into contiguous ranges of ids,
-each read in one pass (batched queries over its streams) and folded by a
-worker process or by this one (which takes ranges no worker has started
-rather than wait: its results need no pickling back), so that every core
-decodes and folds its share; results come in customer order, as from one
-process.
+the cached fold grows by them (``projections.state.fold``). Every customer
+(``--all``): the global log is read once, in pages, and each stream is
+folded when the log is exhausted — never customer by customer. On a large
+store the customers are split into contiguous ranges of ids of about as
+many events each, each read in one pass (batched queries over its streams)
+and folded by a worker process or by this one (which takes ranges no worker
+has started rather than wait: its results need no pickling back), so that
+every core decodes and folds its share; results come in customer order, as
+from one process.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from timeline.store.port import EventStore
 PAGE = 20_000
 PARALLEL_FROM = 100_000
 """Stores with fewer events are evaluated in this process: starting workers would cost more."""
-SHARDS_PER_WORKER = 4
+RANGES_PER_PROCESS = 2
+"""Customer ranges per folding process: each range is one scan of the events table, so few, of even sizes.
+The first ``workers`` ranges go to the workers at once; this process takes the others from the last."""
 
 
 @dataclass
@@ -120,8 +123,8 @@ class StateReader:
         process takes the last shard no worker has started whenever the next one it needs is not done.
         """
         customers = sorted(self.store.customer_ids())
-        size = max(1, -(-len(customers) // (workers * SHARDS_PER_WORKER)))
-        shards = [customers[i : i + size] for i in range(0, len(customers), size)]
+        lengths = self.store.heads(customers)
+        shards = _shards(customers, [lengths.get(c, (1, ""))[0] for c in customers], workers * RANGES_PER_PROCESS)
         done = 0
         here: dict[int, tuple[int, list[CustomerState]]] = {}
         spawn = multiprocessing.get_context("spawn")  # no inherited database connections
@@ -162,6 +165,23 @@ class StateReader:
             if progress:
                 progress(after, head)
         return streams
+
+
+def _shards(customers: list[str], lengths: list[int], count: int) -> list[list[str]]:
+    """``customers`` cut into at most ``count`` contiguous ranges of about as many events each.
+
+    Each range costs one query, a scan of the events table: few ranges, but even ones, so that no process
+    is left with the heavy end (early customers have the longest histories).
+    """
+    total = sum(lengths)
+    shards: list[list[str]] = []
+    start = taken = 0
+    for index, length in enumerate(lengths):
+        taken += length
+        if taken * count >= total * (len(shards) + 1) or index == len(customers) - 1:
+            shards.append(customers[start : index + 1])
+            start = index + 1
+    return shards
 
 
 def _states_of(
