@@ -25,8 +25,10 @@ from hypothesis import strategies as st
 from projections.counted import counted
 from projections.policy import load_policy
 from projections.state import Folded, Projection, customer_state, fold
+from tests.factories import correction, deposit, registered, visit, withdrawal
 from timeline.errors import UnknownCustomer
 from timeline.recorded import RecordedEvent
+from timeline.states import StateReader
 
 POLICY = load_policy()
 START = dt.datetime(2023, 1, 1, 1, 0, tzinfo=dt.UTC)
@@ -238,3 +240,23 @@ def _counting(init: Callable, calls: list) -> Callable:
         init(self, *args)
 
     return counted_init
+
+
+def test_a_state_reader_asked_again_after_appends_answers_as_a_fresh_one(branch):
+    """StateReader grows its cached fold with what was stored since: in order, late, and corrected."""
+    reader = StateReader(branch.engine.store, branch.engine.policy)
+    small = deposit(at="2025-03-01T09:00:00+08:00", amount="100.00", account_id="A2")
+    steps = [
+        [registered(), deposit(at="2025-01-02T09:00:00+08:00", amount="60000.00")],
+        [deposit(at="2025-01-20T09:00:00+08:00", amount="500000.00"), visit(at="2025-01-20T09:00:00+08:00")],
+        [withdrawal(at="2025-01-10T09:00:00+08:00", amount="50000.00")],  # late: occurred before the last event
+        [small],
+        [correction(small["event_id"], at="2025-03-02T09:00:00+08:00")],
+        [visit(at="2025-03-03T09:00:00+08:00")],
+    ]
+    for step in steps:
+        branch.accept(*step)
+        for as_of in (branch.now, branch.now + dt.timedelta(days=400)):
+            fresh = StateReader(branch.engine.store, branch.engine.policy)
+            ours = reader.state("C1", as_of, branch.now).explain_json()
+            assert ours == fresh.state("C1", as_of, branch.now).explain_json()
