@@ -21,7 +21,6 @@ from projections.policy import Policy, days
 from timeline.recorded import RecordedEvent
 
 EARN, REDEEM = 0, 1
-NONE = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -182,10 +181,10 @@ class PointSources:
         first = bisect_left(instants, moment)
         last = bisect_right(instants, moment + days(self.policy.points.deposit_hold_days), lo=first)
         lowest = min(reversed(values[first:last]))
-        total = NONE
+        total = ZERO
         for event in group:
             total += Decimal(event.data["amount"])
-        return max(NONE, min(total, lowest - (values[first - 1] if first else ZERO)))
+        return max(ZERO, min(total, lowest - (values[first - 1] if first else ZERO)))
 
     def _vesting(self, group: list[RecordedEvent], account: str, moment: dt.datetime, held: Decimal) -> Vesting:
         """The group's vest lines: ``held`` shared among its deposits in stored order."""
