@@ -72,6 +72,9 @@ TOPIC = "customer-events"
 LAG_CONSUMER = """
 import sys, time
 from consumers.summary import SummaryConsumer
+from timeline.process import tune_gc_for_bulk_work
+
+tune_gc_for_bulk_work()  # as the `timeline` CLI does for `timeline consume summary`
 
 url, bootstrap, topic, group, out, max_batch = sys.argv[1:7]
 fh = open(out, "w", buffering=1)

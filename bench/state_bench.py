@@ -7,8 +7,9 @@ database, with the naive way: every event of the customer loaded through the
 eventsourcing library's recorder (``select_events``), decoded, and folded from
 scratch. Process start is excluded; the timeline reader is created once, as a
 service or a long-running CLI session would (its first, cold call is reported
-separately). ``state --all`` is timed twice: with a worker process per core
-(the default on a large store) and in one process (``workers=1``).
+separately). ``state --all`` is timed twice: with a folding process per core
+(the default on a large store: worker processes and the calling one) and in
+one process (``workers=1``).
 
 ``--repeat 0`` skips the one-customer part.
 """
@@ -167,7 +168,7 @@ def all_states(events: int, seed: int, repeat: int) -> None:
         naive = (time.perf_counter() - start) / len(sample) * len(answers[1])
         print(
             f"state --all over {count:,} events, {len(answers[1]):,} customers (medians of {repeat}): "
-            f"timeline, {WORKERS} workers {many:.1f} s ({count / many:,.0f} events/s); "
+            f"timeline, {WORKERS} folding processes {many:.1f} s ({count / many:,.0f} events/s); "
             f"timeline, one process {one:.1f} s ({count / one:,.0f} events/s); "
             f"naive customer by customer (extrapolated from {len(sample)}) {naive:.1f} s "
             f"({count / naive:,.0f} events/s); naive/timeline {naive / many:.1f}x (one process {naive / one:.1f}x)"

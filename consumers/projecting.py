@@ -5,9 +5,9 @@ The relay delivers at least once; this makes the *effect* exactly once:
 - Every poll batch is one database transaction: the batch's events go into
   the consumer's own copy (``{prefix}_events``, primary key ``event_id``: a
   repeat inserts nothing and changes nothing), the state of every customer
-  that got a new event is computed again with
-  :func:`projections.state.customer_state` over that copy, as of now, the
-  view rows are written, and the next offset of each partition is saved in
+  that got a new event is computed again from that copy, as of now (as
+  known now), the view rows are written, and the next offset of each
+  partition is saved in
   ``{prefix}_offsets`` — all or nothing.
 - On partition assignment the consumer seeks to the offsets saved in the
   database (a partition it never applied starts at the beginning), so a
@@ -26,8 +26,12 @@ The relay delivers at least once; this makes the *effect* exactly once:
 
 Histories are cached in memory per customer (bounded, least recently used)
 and read back from ``{prefix}_events`` on a miss, so a batch costs one fold
-per customer touched, not one per event. Subclasses decide what a state
-becomes (:meth:`ProjectingConsumer.write`).
+per customer touched, not one per event. With each history the cache keeps
+its fold (:func:`projections.state.fold`): events that come after every
+counted one — new activity, the usual case — extend it instead of folding
+the whole history again; a late event or a correction folds it again, so
+the state is exactly the one of folding from scratch. Subclasses decide
+what a state becomes (:meth:`ProjectingConsumer.write`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -49,7 +54,7 @@ from kafka.structs import OffsetAndMetadata
 from consumers import readmodel
 from consumers.cloudevents import NotACloudEvent, parse
 from projections.policy import Policy, load_policy
-from projections.state import CustomerState, customer_state
+from projections.state import CustomerState, Folded, customer_state, fold
 from timeline.errors import TimelineError, UnknownCustomer
 from timeline.recorded import RecordedEvent
 
@@ -109,7 +114,7 @@ class BatchResult:
     """``time.time()`` just after the database commit."""
     as_of: dt.datetime
     fold_seconds: float = 0.0
-    """Time spent computing states (``customer_state``) in this batch."""
+    """Time spent computing states (folding and asking) in this batch."""
 
 
 @dataclass
@@ -158,6 +163,8 @@ class HistoryCache:
         self._streams: OrderedDict[str, list[RecordedEvent]] = OrderedDict()
         self.memo: dict[str, Any] = {}
         """What a subclass remembers of a customer's last written row; forgotten with the history."""
+        self.folds: dict[str, Folded] = {}
+        """The last fold of each cached history (reused while the history only grows); forgotten with it."""
 
     def __contains__(self, customer_id: str) -> bool:
         return customer_id in self._streams
@@ -167,6 +174,7 @@ class HistoryCache:
         return self._streams[customer_id]
 
     def put(self, customer_id: str, history: list[RecordedEvent]) -> None:
+        self.folds.pop(customer_id, None)
         old = self._streams.pop(customer_id, None)
         self.size += len(history) - (len(old) if old else 0)
         self._streams[customer_id] = history
@@ -182,6 +190,7 @@ class HistoryCache:
     def discard(self, customer_ids: Iterable[str]) -> None:
         for c in customer_ids:
             self.memo.pop(c, None)
+            self.folds.pop(c, None)
             old = self._streams.pop(c, None)
             if old:
                 self.size -= len(old)
@@ -190,11 +199,13 @@ class HistoryCache:
         while self.size > self.limit and len(self._streams) > 1:
             customer_id, old = self._streams.popitem(last=False)
             self.memo.pop(customer_id, None)
+            self.folds.pop(customer_id, None)
             self.size -= len(old)
 
     def clear(self) -> None:
         self._streams.clear()
         self.memo.clear()
+        self.folds.clear()
         self.size = 0
 
 
@@ -647,7 +658,8 @@ class ProjectingConsumer:
                     history[-1].version,
                 )
             try:
-                out.append(evaluate(c, history, self.policy, as_of))
+                folded = self.cache.folds[c] = fold(history, self.policy, self.cache.folds.get(c))
+                out.append(evaluate(c, history, self.policy, as_of, folded))
             except Exception as exc:  # noqa: BLE001 - one customer's bad history must not stop the others
                 self.stats.errors += 1
                 self.stats.last_error = f"{c}: {type(exc).__name__}: {exc}"
@@ -815,20 +827,39 @@ class ProjectingConsumer:
         return done
 
 
-def evaluate(customer_id: str, history: Sequence[RecordedEvent], policy: Policy, as_of: dt.datetime) -> Evaluation:
-    """The state as of ``as_of`` (as known then), and the next instant at which it must be looked at again."""
+def evaluate(
+    customer_id: str,
+    history: Sequence[RecordedEvent],
+    policy: Policy,
+    as_of: dt.datetime,
+    folded: Folded | None = None,
+) -> Evaluation:
+    """The state as of ``as_of`` (as known then), and the next instant at which it must be looked at again.
+
+    ``folded``: the fold of this very history, when the caller keeps one.
+    """
     try:
-        state: CustomerState | None = customer_state(history, policy, as_of, as_of)
+        if folded is None:
+            state: CustomerState | None = customer_state(history, policy, as_of, as_of)
+        else:
+            state = folded.state(history, policy, as_of, as_of)
     except UnknownCustomer:
         state = None
-    later = [e.occurred_at for e in history if e.occurred_at > as_of]
-    later += [e.recorded_at for e in history if e.recorded_at > as_of]
+    if folded is not None and folded.occurred <= as_of and folded.recorded <= as_of:
+        later = []
+    else:
+        later = [e.occurred_at for e in history if e.occurred_at > as_of]
+        later += [e.recorded_at for e in history if e.recorded_at > as_of]
     if state is not None and state.next_change_at is not None:
         later.append(state.next_change_at)
     return Evaluation(
         customer_id,
         state,
-        max(e.version for e in history),
-        max(e.position for e in history),
+        max(map(_version, history)),
+        max(map(_position, history)),
         min(later) if later else None,
     )
+
+
+_version = attrgetter("version")
+_position = attrgetter("position")

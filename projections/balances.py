@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -43,6 +42,13 @@ class StepLine:
         self.instants.append(instant)
         self.values.append((self.values[-1] if self.values else ZERO) + delta)
         self.movers.append([event_id])
+
+    def copy(self) -> StepLine:
+        """A line that can grow without changing this one (``add`` only ever touches the last movers)."""
+        movers = self.movers.copy()
+        if movers:
+            movers[-1] = movers[-1].copy()
+        return StepLine(self.instants.copy(), self.values.copy(), movers)
 
     def at(self, moment: dt.datetime) -> Decimal:
         index = bisect_right(self.instants, moment) - 1
@@ -79,63 +85,66 @@ class StepLine:
         last = bisect_right(self.instants, end)
         return [event_id for ids in self.movers[first:last] for event_id in ids]
 
-    def sliding_min(self) -> MonotoneMin:
-        return MonotoneMin(self)
-
     def last_change_at_or_before(self, moment: dt.datetime) -> dt.datetime | None:
         index = bisect_right(self.instants, moment) - 1
         return self.instants[index] if index >= 0 else None
 
 
-class MonotoneMin:
-    """Minimum of a line over windows [start, end] whose ends never move back: amortised O(1) each.
-
-    The tier's hold windows and the points' holding periods slide forward in
-    time; a monotonic deque of change indices gives each minimum without
-    rescanning the window.
-    """
-
-    __slots__ = ("_line", "_queue", "_added")
-
-    def __init__(self, line: StepLine) -> None:
-        self._line = line
-        self._queue: deque[int] = deque()
-        self._added = -1
-
-    def over(self, start: dt.datetime, end: dt.datetime) -> Decimal:
-        instants, values, queue = self._line.instants, self._line.values, self._queue
-        while self._added + 1 < len(instants) and instants[self._added + 1] <= end:
-            self._added += 1
-            value = values[self._added]
-            while queue and values[queue[-1]] >= value:
-                queue.pop()
-            queue.append(self._added)
-        first = bisect_right(instants, start) - 1
-        while queue and queue[0] < first:
-            queue.popleft()
-        lowest = values[queue[0]] if queue else ZERO
-        return min(lowest, ZERO) if first < 0 else lowest
-
-
-@dataclass(slots=True)
 class Balances:
-    """Every account's balance line and their sum, the AUM line."""
+    """Every account's balance line and their sum, the AUM line; grown by counted money events in business order."""
 
-    accounts: dict[str, StepLine]
-    aum: StepLine
+    __slots__ = ("accounts", "aum", "_shared")
+
+    def __init__(self, accounts: dict[str, StepLine] | None = None, aum: StepLine | None = None) -> None:
+        self.accounts: dict[str, StepLine] = {} if accounts is None else accounts
+        self.aum = StepLine() if aum is None else aum
+        self._shared: set[str | None] = set()
+        """Lines (by account, None for AUM) still shared with the balances this was copied from."""
+
+    def add(self, event: RecordedEvent) -> None:
+        """Apply one deposit or withdrawal (at or after every instant applied so far).
+
+        ``StepLine.add`` on the account's line and on the AUM line, inlined: it runs for every money event.
+        """
+        amount = Decimal(event.data["amount"])
+        delta = amount if event.type == "deposit.made" else -amount
+        instant, event_id = event.occurred_at, event.event_id
+        account = event.data["account_id"]
+        if self._shared:
+            self._own(account)
+        line = self.accounts.get(account)
+        if line is None:
+            line = self.accounts[account] = StepLine()
+        for target in (line, self.aum):
+            instants, values = target.instants, target.values
+            if instants and instants[-1] == instant:
+                values[-1] += delta
+                target.movers[-1].append(event_id)
+            else:
+                instants.append(instant)
+                values.append((values[-1] if values else ZERO) + delta)
+                target.movers.append([event_id])
+
+    def copy(self) -> Balances:
+        """Balances that can grow without changing these: a line is copied when it first moves."""
+        other = Balances(self.accounts.copy(), self.aum)
+        other._shared = {*self.accounts, None}
+        return other
+
+    def _own(self, account: str) -> None:
+        shared = self._shared
+        if None in shared:
+            shared.discard(None)
+            self.aum = self.aum.copy()
+        if account in shared:
+            shared.discard(account)
+            self.accounts[account] = self.accounts[account].copy()
 
 
 def balances(events: Iterable[RecordedEvent]) -> Balances:
     """Fold counted events in business order into balance lines."""
-    accounts: dict[str, StepLine] = {}
-    aum = StepLine()
+    result = Balances()
     for event in events:
         if event.type in MONEY_TYPES:
-            delta = signed_amount(event)
-            account = event.data["account_id"]
-            line = accounts.get(account)
-            if line is None:
-                line = accounts[account] = StepLine()
-            line.add(event.occurred_at, delta, event.event_id)
-            aum.add(event.occurred_at, delta, event.event_id)
-    return Balances(accounts, aum)
+            result.add(event)
+    return result

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 from uuid import UUID
 
 from timeline.recorded import RecordedEvent
@@ -28,20 +30,19 @@ class Counted:
 
     def as_of(self, moment: dt.datetime) -> list[RecordedEvent]:
         """Counted events with ``occurred_at`` ≤ ``moment``."""
+        if not self.events or self.events[-1].occurred_at <= moment:
+            return self.events
         return self.events[: bisect_right(self.events, moment, key=_occurred)]
 
 
+business_order: Callable[[RecordedEvent], Any] = attrgetter("occurred_at", "position")
+"""The sort key of business order: ``(occurred_at, position)``."""
+_occurred = attrgetter("occurred_at")
+
+
 def counted(history: Iterable[RecordedEvent], known_at: dt.datetime | None = None) -> Counted:
-    known = [e for e in history if known_at is None or e.recorded_at <= known_at]
+    known = list(history) if known_at is None else [e for e in history if e.recorded_at <= known_at]
     voided_by = {UUID(e.data["voids_event_id"]): e for e in known if e.type == CORRECTION}
-    events = [e for e in known if e.type != CORRECTION and e.event_id not in voided_by]
-    events.sort(key=_business_order)
+    events = [e for e in known if e.type != CORRECTION and e.event_id not in voided_by] if voided_by else known
+    events.sort(key=business_order)
     return Counted(events, voided_by)
-
-
-def _business_order(event: RecordedEvent) -> tuple[dt.datetime, int]:
-    return event.occurred_at, event.position
-
-
-def _occurred(event: RecordedEvent) -> dt.datetime:
-    return event.occurred_at

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -45,38 +44,64 @@ class Assignment:
     relationship_manager: str | None
 
 
-def assignment_as_of(events: Sequence[RecordedEvent]) -> Assignment:
-    branch = manager = None
-    for event in events:
-        if event.type == "customer.registered":
-            branch, manager = event.data["branch_id"], event.data["relationship_manager"]
-        elif event.type == "customer.profile_updated" and event.data.get("relationship_manager"):
-            manager = event.data["relationship_manager"]
-    return Assignment(branch, manager)
+class FollowupBook:
+    """Whose customer it is and which follow-ups are open, from counted events in business order."""
 
+    __slots__ = ("branch_id", "relationship_manager", "scheduled", "completed", "erased")
 
-def open_followups(events: Sequence[RecordedEvent], policy: Policy, as_of: dt.datetime) -> list[Followup]:
-    """Open follow-ups at ``as_of`` from the events counted up to then; overdue if due before that date.
+    def __init__(self) -> None:
+        self.branch_id: str | None = None
+        self.relationship_manager: str | None = None
+        self.scheduled: list[RecordedEvent] = []
+        self.completed: set[str] = set()
+        self.erased = False
 
-    An erasure closes every follow-up it leaves open: nothing can complete them afterwards (RULES §2).
-    """
-    if any(e.type == "customer.erased" for e in events):
-        return []
-    today = as_of.astimezone(policy.zone).date()
-    who = assignment_as_of(events)
-    done = {e.data["followup_id"] for e in events if e.type == "followup.completed"}
-    return [
-        Followup(
-            customer_id=e.customer_id,
-            followup_id=e.data["followup_id"],
-            due_date=(due := dt.date.fromisoformat(e.data["due_date"])),
-            reason=e.data["reason"],
-            scheduled_at=e.occurred_at,
-            overdue=due < today,
-            relationship_manager=who.relationship_manager,
-            branch_id=who.branch_id,
-            event_id=e.event_id,
-        )
-        for e in events
-        if e.type == "followup.scheduled" and e.data["followup_id"] not in done
-    ]
+    def copy(self) -> FollowupBook:
+        other = FollowupBook()
+        other.branch_id, other.relationship_manager = self.branch_id, self.relationship_manager
+        other.scheduled, other.completed = self.scheduled.copy(), self.completed.copy()
+        other.erased = self.erased
+        return other
+
+    def add(self, event: RecordedEvent) -> None:
+        kind = event.type
+        if kind == "customer.registered":
+            self.branch_id, self.relationship_manager = event.data["branch_id"], event.data["relationship_manager"]
+        elif kind == "customer.profile_updated":
+            if event.data.get("relationship_manager"):
+                self.relationship_manager = event.data["relationship_manager"]
+        elif kind == "followup.scheduled":
+            self.scheduled.append(event)
+        elif kind == "followup.completed":
+            self.completed.add(event.data["followup_id"])
+        elif kind == "customer.erased":
+            self.erased = True
+
+    @property
+    def assignment(self) -> Assignment:
+        return Assignment(self.branch_id, self.relationship_manager)
+
+    def open_at(self, policy: Policy, as_of: dt.datetime) -> list[Followup]:
+        """Open follow-ups at ``as_of`` (every event taken is at or before it); overdue if due before that date.
+
+        An erasure closes every follow-up it leaves open: nothing can complete them afterwards (RULES §2).
+        """
+        if self.erased:
+            return []
+        today = as_of.astimezone(policy.zone).date()
+        done = self.completed
+        return [
+            Followup(
+                customer_id=e.customer_id,
+                followup_id=e.data["followup_id"],
+                due_date=(due := dt.date.fromisoformat(e.data["due_date"])),
+                reason=e.data["reason"],
+                scheduled_at=e.occurred_at,
+                overdue=due < today,
+                relationship_manager=self.relationship_manager,
+                branch_id=self.branch_id,
+                event_id=e.event_id,
+            )
+            for e in self.scheduled
+            if e.data["followup_id"] not in done
+        ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -44,26 +43,58 @@ class Facts:
     unresolved: tuple[RecordedEvent, ...]
     last_activity: RecordedEvent | None
     qualified: tuple[UUID, ...]
+    filings: tuple[RecordedEvent, ...]
+    """Every complaint filed, resolved or not (each turns 30 days old at its own instant)."""
 
-    @classmethod
-    def of(cls, events: Sequence[RecordedEvent]) -> Facts:
-        resolved = {e.data["complaint_id"] for e in events if e.type == "complaint.resolved"}
-        return cls(
-            registration=events[0],
-            first_deposit=next((e for e in events if e.type == "deposit.made"), None),
-            unresolved=tuple(
-                e for e in events if e.type == "complaint.filed" and e.data["complaint_id"] not in resolved
-            ),
-            last_activity=next((e for e in reversed(events) if e.type in ACTIVITY), None),
-            qualified=tuple(e.event_id for e in events if e.type == "referral.qualified"),
+
+class FactsFold:
+    """:class:`Facts` gathered one counted event at a time, in business order, from the registration on."""
+
+    __slots__ = ("registration", "first_deposit", "filings", "resolved", "last_activity", "qualified")
+
+    def __init__(self, registration: RecordedEvent) -> None:
+        self.registration = registration
+        self.first_deposit: RecordedEvent | None = None
+        self.filings: list[RecordedEvent] = []
+        self.resolved: set[str] = set()
+        self.last_activity: RecordedEvent | None = None
+        self.qualified: list[UUID] = []
+
+    def copy(self) -> FactsFold:
+        other = FactsFold(self.registration)
+        other.first_deposit, other.last_activity = self.first_deposit, self.last_activity
+        other.filings, other.qualified = self.filings.copy(), self.qualified.copy()
+        other.resolved = self.resolved.copy()
+        return other
+
+    def add(self, event: RecordedEvent) -> None:
+        kind = event.type
+        if kind in ACTIVITY:
+            self.last_activity = event
+            if kind == "deposit.made":
+                if self.first_deposit is None:
+                    self.first_deposit = event
+            elif kind == "complaint.filed":
+                self.filings.append(event)
+            elif kind == "complaint.resolved":
+                self.resolved.add(event.data["complaint_id"])
+        elif kind == "referral.qualified":
+            self.qualified.append(event.event_id)
+
+    def facts(self) -> Facts:
+        resolved = self.resolved
+        return Facts(
+            registration=self.registration,
+            first_deposit=self.first_deposit,
+            unresolved=tuple(e for e in self.filings if e.data["complaint_id"] not in resolved),
+            last_activity=self.last_activity,
+            qualified=tuple(self.qualified),
+            filings=tuple(self.filings),
         )
 
 
-def lifecycle_as_of(
-    events: Sequence[RecordedEvent] | Facts, aum: StepLine, tier_rank: int, policy: Policy, as_of: dt.datetime
-) -> StageResult:
-    """The stage at ``as_of`` from the events counted up to then (in business order) or their :class:`Facts`."""
-    facts = events if isinstance(events, Facts) else Facts.of(events)
+def lifecycle_as_of(facts: Facts, aum: StepLine, tier_rank: int, policy: Policy, as_of: dt.datetime) -> StageResult:
+    """The stage at ``as_of`` from the :class:`Facts` of the events counted up to then."""
     rules = policy.lifecycle
     first_deposit = facts.first_deposit
     if first_deposit is None:
@@ -126,23 +157,20 @@ def lifecycle_as_of(
     return StageResult("new", "6. new", f"tenure {tenure.days} days since the first deposit", (first_deposit.event_id,))
 
 
-def lifecycle_candidates(
-    events: Sequence[RecordedEvent], aum: StepLine, policy: Policy, after: dt.datetime
-) -> list[dt.datetime]:
+def lifecycle_candidates(facts: Facts, aum: StepLine, policy: Policy, after: dt.datetime) -> list[dt.datetime]:
     """Instants after ``after`` at which time alone may change the stage (no new events)."""
     rules = policy.lifecycle
     moments: set[dt.datetime] = set()
-    first_deposit = next((e for e in events if e.type == "deposit.made"), None)
+    first_deposit = facts.first_deposit
     if first_deposit is None:
         return []
     for tenure in (rules.established_tenure_days, rules.loyal_tenure_days, rules.silence_days):
         moments.add(first_deposit.occurred_at + days(tenure))
-    last_activity = next((e for e in reversed(events) if e.type in ACTIVITY), None)
+    last_activity = facts.last_activity
     if last_activity:
         moments.add(last_activity.occurred_at + days(rules.silence_days))
-    for event in events:
-        if event.type == "complaint.filed":
-            moments.add(event.occurred_at + days(rules.stale_complaint_days))
+    for event in facts.filings:
+        moments.add(event.occurred_at + days(rules.stale_complaint_days))
     for window in {rules.churn_window_days, rules.drop_window_days}:
         moments.update(_window_max_drops(aum, days(window), after))
     return sorted(m for m in moments if m > after)

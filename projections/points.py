@@ -7,13 +7,16 @@ with the events behind it — so that each balance can be explained.
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_right
-from collections.abc import Sequence
+import functools
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from operator import itemgetter
+from typing import NamedTuple
 from uuid import UUID
 
-from projections.balances import StepLine
+from projections.balances import ZERO, StepLine
 from projections.policy import Policy, days
 from timeline.recorded import RecordedEvent
 
@@ -53,6 +56,11 @@ class PointsResult:
     """When time alone next changes the points: a vesting or a bucket's expiry."""
 
 
+Item = tuple[dt.datetime, int, int, "LedgerLine | RecordedEvent"]
+"""An earning (a :class:`LedgerLine`) or a redemption (its event) in ledger order: instant, EARN before
+REDEEM, stored order."""
+
+
 def points_as_of(
     events: Sequence[RecordedEvent], accounts: dict[str, StepLine], policy: Policy, as_of: dt.datetime
 ) -> PointsResult:
@@ -60,74 +68,176 @@ def points_as_of(
     return settle(point_items(events, accounts, policy), policy, as_of)
 
 
-def point_items(
-    events: Sequence[RecordedEvent], accounts: dict[str, StepLine], policy: Policy
-) -> list[tuple[dt.datetime, int, int, LedgerLine | RecordedEvent]]:
+def point_items(events: Sequence[RecordedEvent], accounts: dict[str, StepLine], policy: Policy) -> list[Item]:
     """Every earning and redemption these events will ever make, in ledger order, assuming no further event.
 
     Deposits are vested at d + 30 days on the balance they keep over that
     period; with no later event the balance after the last event holds, so
     a vesting after the last event is what it will be "if the balance holds".
     """
-    rules = policy.points
-    zone = policy.zone
-    hold = days(rules.deposit_hold_days)
-    items: list[tuple[dt.datetime, int, int, LedgerLine | RecordedEvent]] = []
-    birthday_years: set[int] = set()
-    survey_months: set[tuple[int, int]] = set()
-    deposits: dict[tuple[str, dt.datetime], list[RecordedEvent]] = {}
+    sources = PointSources(policy)
     for event in events:
+        sources.add(event)
+    return sources.plan(accounts).items
+
+
+class PointSources:
+    """What earns and what redeems, gathered from counted events in business order (one :meth:`add` each)."""
+
+    __slots__ = ("policy", "deposits", "others", "birthday_years", "survey_months")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.deposits: dict[tuple[str, dt.datetime], list[RecordedEvent]] = {}
+        """Deposits by account and instant (in business order): each group vests together."""
+        self.others: list[Item] = []
+        """Earnings at their own instant and redemptions, in business order."""
+        self.birthday_years: set[int] = set()
+        self.survey_months: set[tuple[int, int]] = set()
+
+    def copy(self) -> PointSources:
+        """Sources that can grow without changing these (a deposit group grows into a new list)."""
+        other = PointSources(self.policy)
+        other.deposits = self.deposits.copy()
+        other.others = self.others.copy()
+        other.birthday_years = self.birthday_years.copy()
+        other.survey_months = self.survey_months.copy()
+        return other
+
+    def add(self, event: RecordedEvent) -> None:
+        """Take one counted event (at or after every event taken so far)."""
         kind = event.type
         if kind == "deposit.made":
-            deposits.setdefault((event.data["account_id"], event.occurred_at), []).append(event)
-        elif kind == "points.redeemed":
-            items.append((event.occurred_at, REDEEM, event.position, event))
+            key = (event.data["account_id"], event.occurred_at)
+            group = self.deposits.get(key)
+            self.deposits[key] = [event] if group is None else [*group, event]
+            return
+        rules, zone = self.policy.points, self.policy.zone
+        if kind == "points.redeemed":
+            self.others.append((event.occurred_at, REDEEM, event.position, event))
         elif kind == "referral.qualified":
-            items.append(
+            self.others.append(
                 _earn(event, rules.referral, f"referral of {event.data['referred_customer_id']} qualified", zone)
             )
         elif kind == "greeting.sent" and event.data["occasion"] == "birthday":
-            year = event.occurred_at.astimezone(zone).year
-            if year not in birthday_years:
-                birthday_years.add(year)
-                items.append(_earn(event, rules.birthday, f"birthday greeting, first of {year}", zone))
+            year = local_year(event.occurred_at, zone)
+            if year not in self.birthday_years:
+                self.birthday_years.add(year)
+                self.others.append(_earn(event, rules.birthday, f"birthday greeting, first of {year}", zone))
         elif kind == "survey.completed":
             local = event.occurred_at.astimezone(zone)
-            if (local.year, local.month) not in survey_months:
-                survey_months.add((local.year, local.month))
-                items.append(_earn(event, rules.survey, f"survey, first of {local.year}-{local.month:02d}", zone))
-    windows = {account: line.sliding_min() for account, line in accounts.items()}
-    for (account, moment), group in deposits.items():
-        line = accounts[account]
-        vests_at = moment + hold
-        total = sum((Decimal(e.data["amount"]) for e in group), Decimal(0))
-        held = max(Decimal(0), min(total, windows[account].over(moment, vests_at) - line.before(moment)))
+            if (local.year, local.month) not in self.survey_months:
+                self.survey_months.add((local.year, local.month))
+                self.others.append(_earn(event, rules.survey, f"survey, first of {local.year}-{local.month:02d}", zone))
+
+    def plan(self, accounts: dict[str, StepLine]) -> PointPlan:
+        """Every earning and redemption, in ledger order; ``accounts`` are the lines of the same events."""
+        vestings = {}
+        items = self.others.copy()
+        for key, group in self.deposits.items():
+            account, moment = key
+            vesting = vestings[key] = self._vesting(
+                group, account, moment, self._held(group, moment, accounts[account])
+            )
+            items.extend(vesting.items)
+        items.sort(key=_ledger_order)
+        return PointPlan(items, vestings)
+
+    def plan_since(
+        self, before: PointPlan, moment: dt.datetime, accounts: dict[str, StepLine], lowered: set[str]
+    ) -> PointPlan:
+        """What :meth:`plan` gives, reusing ``before``, the plan of these sources before events at ``moment`` or
+        later were added.
+
+        Items before ``moment`` stay, and so does every vesting whose 30 days end before it. A vesting reads
+        only its own deposits and its account's lowest balance over its 30 days. ``lowered``: the accounts
+        whose new events may lower that — a withdrawal, or a movement at the account's last instant; deposits
+        after it only add values above one already in every window that reaches them. A vesting of another
+        account, or that kept the same, is the same; the others are made again.
+        """
+        hold = days(self.policy.points.deposit_hold_days)
+        vestings = before.vestings.copy()
+        tail = self.others[bisect_left(self.others, moment, key=_moment) :]
+        for key in reversed(self.deposits):
+            account, start = key
+            if start + hold < moment:
+                break
+            group, previous = self.deposits[key], vestings.get(key)
+            if previous is None or previous.group is not group or account in lowered:
+                held = self._held(group, start, accounts[account])
+                if previous is None or previous.group is not group or previous.held.as_tuple() != held.as_tuple():
+                    previous = vestings[key] = self._vesting(group, account, start, held)
+            tail.extend(previous.items)
+        tail.sort(key=_ledger_order)
+        return PointPlan([*before.items[: bisect_left(before.items, moment, key=_moment)], *tail], vestings)
+
+    def _held(self, group: list[RecordedEvent], moment: dt.datetime, line: StepLine) -> Decimal:
+        """What the deposits of ``group`` kept over their 30 days (RULES §4), clamped to them.
+
+        ``moment``, their instant, is one of the line's: the lowest balance over [d, d + 30 days] is the
+        lowest of the values from there on (of equal ones the last: the same object every time).
+        """
+        instants, values = line.instants, line.values
+        first = bisect_left(instants, moment)
+        last = bisect_right(instants, moment + days(self.policy.points.deposit_hold_days), lo=first)
+        lowest = min(reversed(values[first:last]))
+        total = ZERO
+        for event in group:
+            total += Decimal(event.data["amount"])
+        return max(ZERO, min(total, lowest - (values[first - 1] if first else ZERO)))
+
+    def _vesting(self, group: list[RecordedEvent], account: str, moment: dt.datetime, held: Decimal) -> Vesting:
+        """The group's vest lines: ``held`` shared among its deposits in stored order."""
+        rules, zone = self.policy.points, self.policy.zone
+        vests_at = moment + days(rules.deposit_hold_days)
+        year = local_year(vests_at, zone)
+        items: list[Item] = []
+        left = held
         for event in group:
             amount = Decimal(event.data["amount"])
-            share = min(amount, held)
-            held -= share
+            share = min(amount, left)
+            left -= share
             earned = int((share / rules.deposit_unit).to_integral_value(ROUND_FLOOR))
             if event.data["product"] == "time" and event.data.get("term_months", 0) >= rules.long_time_deposit_months:
                 earned *= rules.long_time_deposit_multiplier
-            year = vests_at.astimezone(zone).year
             note = f"deposit of {amount} to {account} held {rules.deposit_hold_days} days ({share} kept)"
             items.append(
                 (vests_at, EARN, event.position, LedgerLine(vests_at, "vest", earned, year, (event.event_id,), note))
             )
-    items.sort(key=_ledger_order)
-    return items
+        return Vesting(group, held, items)
 
 
-def _moment(item: tuple) -> dt.datetime:
-    return item[0]
+class Vesting(NamedTuple):
+    """A deposit group's vest lines, and what it kept (they depend on nothing else)."""
+
+    group: list[RecordedEvent]
+    held: Decimal
+    items: list[Item]
 
 
-def _ledger_order(item: tuple) -> tuple[dt.datetime, int, int]:
-    return item[0], item[1], item[2]
+@dataclass(frozen=True, slots=True)
+class PointPlan:
+    """Every earning and redemption in ledger order, and each deposit group's vesting."""
+
+    items: list[Item]
+    vestings: dict[tuple[str, dt.datetime], Vesting]
 
 
-def _earn(event: RecordedEvent, points: int, note: str, zone: dt.tzinfo) -> tuple:
-    year = event.occurred_at.astimezone(zone).year
+_moment = itemgetter(0)
+_ledger_order = itemgetter(0, 1, 2)
+"""Instant, then earnings before redemptions, then stored order."""
+
+
+def local_year(moment: dt.datetime, zone: dt.tzinfo) -> int:
+    """``moment.astimezone(zone).year``: for a UTC instant more than two days from a new year, its UTC year
+    (no zone is that far from UTC), without the time zone's arithmetic."""
+    if moment.tzinfo is dt.UTC and (1 < moment.month < 12 or 2 < moment.day < 30):
+        return moment.year
+    return moment.astimezone(zone).year
+
+
+def _earn(event: RecordedEvent, points: int, note: str, zone: dt.tzinfo) -> Item:
+    year = local_year(event.occurred_at, zone)
     return (
         event.occurred_at,
         EARN,
@@ -136,101 +246,159 @@ def _earn(event: RecordedEvent, points: int, note: str, zone: dt.tzinfo) -> tupl
     )
 
 
-def settle(items: list[tuple], policy: Policy, as_of: dt.datetime) -> PointsResult:
+def settle(items: list[Item], policy: Policy, as_of: dt.datetime) -> PointsResult:
     """Run the ledger up to ``as_of``: at each instant its expiries, then earnings, then redemptions.
 
     Vestings after ``as_of`` are reported as pending.
     """
-    cut = bisect_right(items, as_of, key=_moment)
-    pending = tuple(
-        PendingVest(item[0], item[3].points, item[3].event_ids[0])
-        for item in items[cut:]
-        if item[1] == EARN and item[3].kind == "vest"
-    )
-    items = items[:cut]
-    years = policy.points.expiry_years
-    zone = policy.zone
-    buckets: dict[int, int] = {}
-    sources: dict[int, list[UUID]] = {}
-    ledger: list[LedgerLine] = []
-    overdraft = 0
+    cut = items_through(items, as_of)
+    run = LedgerRun(policy)
+    run.advance(items, cut)
+    return run.close(items, cut, as_of)
 
-    expiries: dict[int, dt.datetime] = {}
 
-    def expiry(year: int) -> dt.datetime:
-        found = expiries.get(year)
-        if found is None:
-            found = expiries[year] = dt.datetime(year + years, 1, 1, tzinfo=zone).astimezone(dt.UTC)
-        return found
+def items_before(items: list[Item], moment: dt.datetime) -> int:
+    """How many items come before ``moment``."""
+    return bisect_left(items, moment, key=_moment)
 
-    def expire_until(moment: dt.datetime) -> None:
-        if not buckets or expiry(min(buckets)) > moment:
-            return
+
+def items_through(items: list[Item], moment: dt.datetime) -> int:
+    """How many items come at or before ``moment``."""
+    return bisect_right(items, moment, key=_moment)
+
+
+class LedgerRun:
+    """The ledger run over the first ``done`` items: a point to go on from, for any later ``as_of``.
+
+    A projection keeps the run over its items before its last event (they
+    are the same for every question it answers), and the projection of more
+    events goes on from it: items before the first new event do not change.
+    """
+
+    __slots__ = ("policy", "expiry", "done", "buckets", "sources", "lines", "overdraft", "first_expiry")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.expiry = _expiries(policy.zone, policy.points.expiry_years)
+        self.done = 0
+        self.buckets: dict[int, int] = {}
+        self.sources: dict[int, list[UUID]] = {}
+        self.lines: list[LedgerLine] = []
+        self.overdraft = 0
+        self.first_expiry: dt.datetime | None = None
+        """When the oldest bucket expires (None: no bucket)."""
+
+    def copy(self) -> LedgerRun:
+        other = LedgerRun.__new__(LedgerRun)
+        other.policy, other.expiry, other.done = self.policy, self.expiry, self.done
+        other.buckets = self.buckets.copy()
+        other.sources = {year: ids.copy() for year, ids in self.sources.items()}
+        other.lines = self.lines.copy()
+        other.overdraft, other.first_expiry = self.overdraft, self.first_expiry
+        return other
+
+    def advance(self, items: list[Item], stop: int) -> None:
+        """Run ``items[done:stop]`` (``items`` starts with the ones already run)."""
+        buckets, sources, lines, expiry = self.buckets, self.sources, self.lines, self.expiry
+        for index in range(self.done, stop):
+            moment, kind, _position, item = items[index]
+            if self.first_expiry is not None and self.first_expiry <= moment:
+                self._expire_until(moment)
+            if kind == EARN:
+                if item.points:
+                    bucket = item.bucket
+                    if bucket in buckets:
+                        buckets[bucket] += item.points
+                        sources[bucket].extend(item.event_ids)
+                    else:
+                        buckets[bucket] = item.points
+                        sources.setdefault(bucket, []).extend(item.event_ids)
+                        self.first_expiry = expiry(min(buckets))
+                lines.append(item)
+                continue
+            wanted = item.data["points"]
+            taken: list[str] = []
+            for year in sorted(buckets):
+                if not wanted:
+                    break
+                take = min(wanted, buckets[year])
+                if take:
+                    buckets[year] -= take
+                    wanted -= take
+                    taken.append(f"{take} from {year}")
+            if taken:
+                lines.append(
+                    LedgerLine(
+                        moment,
+                        "redeem",
+                        -(item.data["points"] - wanted),
+                        None,
+                        (item.event_id,),
+                        f"{item.data['reward']}: " + ", ".join(taken),
+                    )
+                )
+            if wanted:
+                self.overdraft += wanted
+                lines.append(
+                    LedgerLine(
+                        moment,
+                        "overdraft",
+                        -wanted,
+                        None,
+                        (item.event_id,),
+                        f"{wanted} points not covered by any bucket (after a correction or a late withdrawal)",
+                    )
+                )
+        self.done = max(self.done, stop)
+
+    def close(self, items: list[Item], cut: int, as_of: dt.datetime) -> PointsResult:
+        """The points at ``as_of``, this run having done the ``cut`` items up to it; vestings after are pending."""
+        pending = tuple(
+            PendingVest(item[0], item[3].points, item[3].event_ids[0])
+            for item in items[cut:]
+            if item[1] == EARN and item[3].kind == "vest"
+        )
+        if self.first_expiry is not None and self.first_expiry <= as_of:
+            self._expire_until(as_of)
+        buckets, expiry = self.buckets, self.expiry
+        nonempty = [expiry(year) for year, left in buckets.items() if left]
+        upcoming = [p.vests_at for p in pending] + nonempty
+        return PointsResult(
+            available=sum(buckets.values()) - self.overdraft,
+            buckets={year: left for year, left in sorted(buckets.items())},
+            overdraft=self.overdraft,
+            ledger=tuple(self.lines),
+            pending=pending,
+            next_change_at=min(upcoming) if upcoming else None,
+        )
+
+    def _expire_until(self, moment: dt.datetime) -> None:
+        """Expire the buckets due by ``moment``, oldest first."""
+        buckets, expiry, years = self.buckets, self.expiry, self.policy.points.expiry_years
         for year in sorted(buckets):
             if expiry(year) > moment:
                 break
             left = buckets.pop(year)
             if left:
-                ledger.append(
+                self.lines.append(
                     LedgerLine(
                         expiry(year),
                         "expire",
                         -left,
                         year,
-                        tuple(sources[year]),
+                        tuple(self.sources[year]),
                         f"bucket {year} expired at the start of {year + years}",
                     )
                 )
+        self.first_expiry = expiry(min(buckets)) if buckets else None
 
-    for moment, kind, _position, item in items:
-        expire_until(moment)
-        if kind == EARN:
-            if item.points:
-                buckets[item.bucket] = buckets.get(item.bucket, 0) + item.points
-                sources.setdefault(item.bucket, []).extend(item.event_ids)
-            ledger.append(item)
-            continue
-        wanted = item.data["points"]
-        taken: list[str] = []
-        for year in sorted(buckets):
-            if not wanted:
-                break
-            take = min(wanted, buckets[year])
-            if take:
-                buckets[year] -= take
-                wanted -= take
-                taken.append(f"{take} from {year}")
-        if taken:
-            ledger.append(
-                LedgerLine(
-                    moment,
-                    "redeem",
-                    -(item.data["points"] - wanted),
-                    None,
-                    (item.event_id,),
-                    f"{item.data['reward']}: " + ", ".join(taken),
-                )
-            )
-        if wanted:
-            overdraft += wanted
-            ledger.append(
-                LedgerLine(
-                    moment,
-                    "overdraft",
-                    -wanted,
-                    None,
-                    (item.event_id,),
-                    f"{wanted} points not covered by any bucket (after a correction or a late withdrawal)",
-                )
-            )
-    expire_until(as_of)
-    nonempty = [expiry(year) for year, left in buckets.items() if left]
-    upcoming = [p.vests_at for p in pending] + nonempty
-    return PointsResult(
-        available=sum(buckets.values()) - overdraft,
-        buckets={year: left for year, left in sorted(buckets.items())},
-        overdraft=overdraft,
-        ledger=tuple(ledger),
-        pending=pending,
-        next_change_at=min(upcoming) if upcoming else None,
-    )
+
+@functools.cache
+def _expiries(zone: dt.tzinfo, years: int) -> Callable[[int], dt.datetime]:
+    """When the bucket of a year expires: the start of the year ``years`` later in ``zone``."""
+
+    @functools.cache
+    def expiry(year: int) -> dt.datetime:
+        return dt.datetime(year + years, 1, 1, tzinfo=zone).astimezone(dt.UTC)
+
+    return expiry

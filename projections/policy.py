@@ -117,8 +117,9 @@ class Policy(_Frozen):
         return ZoneInfo(self.time_zone)
 
 
+@functools.cache
 def days(n: int) -> dt.timedelta:
-    """Durations are exact (RULES §3): n × 24 hours."""
+    """Durations are exact (RULES §3): n × 24 hours. Cached: projections ask for the same few many times."""
     return dt.timedelta(days=n)
 
 

@@ -8,18 +8,19 @@ follow-ups. Pure: history in, state out.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
-from projections.balances import balances
-from projections.counted import counted
-from projections.followups import Assignment, Followup, assignment_as_of, open_followups
-from projections.lifecycle import Facts, StageResult, lifecycle_as_of, lifecycle_candidates
-from projections.points import PointsResult, point_items, settle
+from projections.balances import MONEY_TYPES, Balances
+from projections.counted import CORRECTION, business_order, counted
+from projections.followups import Assignment, Followup, FollowupBook
+from projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, lifecycle_candidates
+from projections.points import LedgerRun, PointPlan, PointSources, PointsResult, items_before, items_through
 from projections.policy import Policy
-from projections.tier import TierResult, tier_changes, tier_from_changes
+from projections.tier import TierResult, TierRun, tier_from_changes, tier_run
 from timeline.errors import UnknownCustomer
 from timeline.recorded import RecordedEvent, iso
 
@@ -129,26 +130,140 @@ def customer_state(
     return Projection(events, policy).at(as_of, known_at)
 
 
+class _Folds:
+    """The per-concern folds, each taking the counted events of its interest in business order."""
+
+    __slots__ = ("money", "points", "facts", "book", "erased", "_by_type")
+
+    def __init__(
+        self, money: Balances, points: PointSources, facts: FactsFold, book: FollowupBook, erased: bool
+    ) -> None:
+        self.money, self.points, self.facts, self.book, self.erased = money, points, facts, book, erased
+        self._by_type: dict[str, tuple[Callable[[RecordedEvent], None], ...]] = {}
+
+    @classmethod
+    def new(cls, registration: RecordedEvent, policy: Policy) -> _Folds:
+        return cls(Balances(), PointSources(policy), FactsFold(registration), FollowupBook(), False)
+
+    def copy(self) -> _Folds:
+        return _Folds(self.money.copy(), self.points.copy(), self.facts.copy(), self.book.copy(), self.erased)
+
+    def feed(self, events: Iterable[RecordedEvent]) -> None:
+        by_type = self._by_type
+        for event in events:
+            handlers = by_type.get(event.type)
+            if handlers is None:
+                handlers = by_type[event.type] = self._handlers(event.type)
+            for handle in handlers:
+                handle(event)
+
+    def _handlers(self, kind: str) -> tuple[Callable[[RecordedEvent], None], ...]:
+        handlers: list[Callable[[RecordedEvent], None]] = []
+        if kind in MONEY_TYPES:
+            handlers.append(self.money.add)
+        if kind in POINT_TYPES:
+            handlers.append(self.points.add)
+        if kind in ACTIVITY or kind == "referral.qualified":
+            handlers.append(self.facts.add)
+        if kind in BOOK_TYPES:
+            handlers.append(self.book.add)
+        if kind == "customer.erased":
+            handlers.append(self._erase)
+        return tuple(handlers)
+
+    def _erase(self, event: RecordedEvent) -> None:
+        self.erased = True
+
+
+POINT_TYPES = frozenset({"deposit.made", "points.redeemed", "referral.qualified", "greeting.sent", "survey.completed"})
+BOOK_TYPES = frozenset(
+    {"customer.registered", "customer.profile_updated", "followup.scheduled", "followup.completed", "customer.erased"}
+)
+
+
 class Projection:
     """What a customer's counted events imply at every instant from the last of them on.
 
     Built once (balances, the whole tier simulation, every earning and
     redemption), then asked at any business time at or after the last event in
-    little more than a binary search: this is what makes asking again cheap
-    (``timeline.states`` keeps one per stream version).
+    little more than a binary search: this is what makes asking again cheap.
+    :meth:`extended` grows it by later events without folding the earlier
+    ones again (:func:`fold` keeps one per stream that way).
     """
 
     def __init__(self, events: Sequence[RecordedEvent], policy: Policy) -> None:
+        folds = _Folds.new(events[0], policy)
+        folds.feed(events)
+        money = folds.money
+        plan = folds.points.plan(money.accounts)
+        self._settle(list(events), policy, folds, tier_run(money.aum, policy.tier), plan, LedgerRun(policy))
+
+    def _settle(
+        self,
+        events: list[RecordedEvent],
+        policy: Policy,
+        folds: _Folds,
+        tiers: TierRun,
+        plan: PointPlan,
+        ledger: LedgerRun,
+    ) -> None:
+        """Set the projection's parts; ``ledger`` is advanced over the items before the last event."""
+        items = plan.items
+        ledger.advance(items, items_before(items, events[-1].occurred_at))
         self.events = events
         self.policy = policy
         self.registration = events[0]
         self.horizon = events[-1].occurred_at
-        self.money = balances(events)
-        self.tier_changes = tier_changes(self.money.aum, policy.tier)
-        self.point_items = point_items(events, self.money.accounts, policy)
-        self.facts = Facts.of(events)
-        self.assignment = assignment_as_of(events)
-        self.erased = any(e.type == "customer.erased" for e in events)
+        self.money = folds.money
+        self.tier_changes = tiers.changes
+        self.point_items = items
+        self.facts = folds.facts.facts()
+        self.assignment = folds.book.assignment
+        self.erased = folds.erased
+        self._folds = folds
+        self._tiers = tiers
+        self._ledger = ledger
+        self._plan = plan
+
+    def extended(self, later: Sequence[RecordedEvent]) -> Projection:
+        """The projection of these events followed by ``later``: counted events in business order, all after
+        the last one here.
+
+        What an event changes it changes at its instant and after, so the folds
+        go on from where they stood, the tier simulation resumes before the
+        last movement, and only the vestings whose 30 days reach the first new
+        instant are computed again: the same answers as folding every event.
+        """
+        if not later:
+            return self
+        last, first = self.events[-1], later[0]
+        if (first.occurred_at, first.position) <= (last.occurred_at, last.position):
+            raise ValueError(f"event {first.event_id} does not come after the last one of the projection")
+        folds = self._folds.copy()
+        folds.feed(later)
+        money, policy = folds.money, self.policy
+        extended = Projection.__new__(Projection)
+        extended._settle(
+            [*self.events, *later],
+            policy,
+            folds,
+            tier_run(money.aum, policy.tier, since=self._tiers),
+            folds.points.plan_since(self._plan, first.occurred_at, money.accounts, self._lowered(later)),
+            self._ledger.copy(),
+        )
+        return extended
+
+    def _lowered(self, later: Sequence[RecordedEvent]) -> set[str]:
+        """Accounts that ``later`` may bring below a balance they had: a withdrawal, a move at their last instant."""
+        accounts = self.money.accounts
+        lowered = set()
+        for event in later:
+            if event.type in MONEY_TYPES:
+                account = event.data["account_id"]
+                line = accounts.get(account)
+                if event.type != "deposit.made" or (line is not None and event.occurred_at <= line.instants[-1]):
+                    lowered.add(account)
+        return lowered
 
     def at(self, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
         if as_of < self.horizon:
@@ -156,7 +271,10 @@ class Projection:
         policy, money, registration = self.policy, self.money, self.registration
         tier = tier_from_changes(self.tier_changes, registration.occurred_at, registration.event_id, policy.tier, as_of)
         stage = lifecycle_as_of(self.facts, money.aum, policy.tier.rank(tier.tier), policy, as_of)
-        points = settle(self.point_items, policy, as_of)
+        cut = items_through(self.point_items, as_of)
+        ledger = self._ledger.copy()
+        ledger.advance(self.point_items, cut)
+        points = ledger.close(self.point_items, cut, as_of)
         last_activity = self.facts.last_activity
         upcoming = [
             m for m in (tier.next_change_at, points.next_change_at, self._next_stage_change(tier, stage, as_of)) if m
@@ -173,7 +291,7 @@ class Projection:
             tier=tier,
             lifecycle=stage,
             points=points,
-            followups=tuple(open_followups(self.events, policy, as_of)),
+            followups=tuple(self._folds.book.open_at(policy, as_of)),
             last_activity_at=last_activity.occurred_at if last_activity else None,
             qualified_referrals=len(self.facts.qualified),
             erased=self.erased,
@@ -183,7 +301,7 @@ class Projection:
     def _next_stage_change(self, tier: TierResult, stage: StageResult, as_of: dt.datetime) -> dt.datetime | None:
         policy = self.policy
         current_rank = policy.tier.rank(tier.tier)
-        for moment in lifecycle_candidates(self.events, self.money.aum, policy, as_of)[:MAX_PROBES]:
+        for moment in lifecycle_candidates(self.facts, self.money.aum, policy, as_of)[:MAX_PROBES]:
             rank = current_rank
             for change in self.tier_changes:
                 if as_of < change.at <= moment:
@@ -191,3 +309,82 @@ class Projection:
             if lifecycle_as_of(self.facts, self.money.aum, rank, policy, moment).stage != stage.stage:
                 return moment
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """The projection of every event of a stream (what it answers as known from the latest recording on),
+    and which events it was folded from, so that a longer stream can reuse it."""
+
+    length: int
+    """How many events of the history were folded."""
+    last: RecordedEvent
+    """The last of them: the history still starts with them while it holds this very event there."""
+    recorded: dt.datetime
+    """The latest ``recorded_at`` among them."""
+    occurred: dt.datetime
+    """The latest ``occurred_at`` among them (corrections and voided events included)."""
+    voided: frozenset[UUID]
+    projection: Projection | None
+    """None when the counted events do not start with a registration."""
+
+    def state(
+        self, history: Sequence[RecordedEvent], policy: Policy, as_of: dt.datetime, known_at: dt.datetime
+    ) -> CustomerState:
+        """The state as of ``as_of`` as known at ``known_at`` (``history`` is the one folded): from the
+        projection when it can answer, else folded from scratch."""
+        projection = self.projection
+        if projection is not None and known_at >= self.recorded and as_of >= projection.horizon:
+            return projection.at(as_of, known_at)
+        return customer_state(history, policy, as_of, known_at)
+
+
+def fold(history: Sequence[RecordedEvent], policy: Policy, previous: Folded | None = None) -> Folded:
+    """Fold every event of ``history`` (stream order, not empty), reusing ``previous``, a fold of its first events.
+
+    Reuse needs the events since to be counted ones that come after every
+    counted event in business order — a stream growing the usual way. A
+    correction, or an event earlier than the last one (a late event), folds
+    everything again: that is exact whatever the arrival order.
+    """
+    later = _later(history, previous) if previous is not None else None
+    if previous is not None and previous.projection is not None and later is not None:
+        if not later:
+            return previous
+        return Folded(
+            len(history),
+            history[-1],
+            max(previous.recorded, *(e.recorded_at for e in later)),
+            max(previous.occurred, *(e.occurred_at for e in later)),
+            previous.voided,
+            previous.projection.extended(later),
+        )
+    included = counted(history)
+    events = included.events
+    registered = bool(events) and events[0].type == "customer.registered"
+    return Folded(
+        len(history),
+        history[-1],
+        max(e.recorded_at for e in history),
+        max(e.occurred_at for e in history),
+        frozenset(included.voided_by),
+        Projection(events, policy) if registered else None,
+    )
+
+
+def _later(history: Sequence[RecordedEvent], previous: Folded) -> list[RecordedEvent] | None:
+    """The events after those ``previous`` folded, in business order, if its projection can grow by them.
+
+    ``history`` must still start with the events folded (it holds the very last of them in its place); the
+    new ones must neither correct nor be voided, and must all come after the last counted event.
+    """
+    length, projection = previous.length, previous.projection
+    if projection is None or length > len(history) or history[length - 1] is not previous.last:
+        return None
+    later = sorted(history[length:], key=business_order)
+    if later and (
+        business_order(later[0]) <= business_order(projection.events[-1])
+        or any(e.type == CORRECTION or e.event_id in previous.voided for e in later)
+    ):
+        return None
+    return later

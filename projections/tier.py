@@ -5,17 +5,22 @@ registration over every instant at which something can happen — a movement
 of money, a movement plus the hold (when a raised balance has been held long
 enough), and a pending downgrade's due instant. Nothing else can change it,
 so the simulation is exact between those instants.
+
+A step of the simulation reads the line only up to its own instant, so the
+steps before the line's last instant do not change when the line grows
+after it: a :class:`TierRun` keeps where the simulation stood just before
+that instant, and the run of a longer line resumes from there.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_right
-from collections.abc import Iterator
+from bisect import bisect_left, bisect_right
+from collections import deque
 from dataclasses import dataclass
 from uuid import UUID
 
-from projections.balances import StepLine
+from projections.balances import ZERO, StepLine
 from projections.policy import TierPolicy
 
 
@@ -45,16 +50,40 @@ class TierResult:
         return self.pending.at if self.pending else None
 
 
-def tier_as_of(
-    aum: StepLine, registered_at: dt.datetime, registration_id: UUID, policy: TierPolicy, as_of: dt.datetime
-) -> TierResult:
-    """The tier at ``as_of`` from the AUM line of the events counted up to then."""
-    return tier_from_changes(tier_changes(aum, policy), registered_at, registration_id, policy, as_of)
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    """The simulation just before the step at ``moment``: the tier rank, a pending downgrade, changes so far."""
+
+    moment: dt.datetime
+    rank: int
+    pending_since: dt.datetime | None
+    changes: int
 
 
-def tier_changes(aum: StepLine, policy: TierPolicy) -> tuple[TierChange, ...]:
-    """Every change the AUM line brings, including those time alone brings after its last movement."""
-    return tuple(_simulate(aum, policy))
+@dataclass(frozen=True, slots=True)
+class TierRun:
+    """Every change an AUM line brings (including those time alone brings after it), and where to resume."""
+
+    changes: tuple[TierChange, ...]
+    resume: _Resume | None
+    """Just before the line's last instant; None for a line without movements."""
+
+
+def tier_run(aum: StepLine, policy: TierPolicy, since: TierRun | None = None) -> TierRun:
+    """Simulate the tier over ``aum``.
+
+    ``since``: the run of a line that ``aum`` extends (the same instants and
+    values before its last instant, later instants added); the simulation
+    resumes where that one stood before its last instant.
+    """
+    if since is None or since.resume is None:
+        changes: list[TierChange] = []
+        resume = _simulate(aum, policy, changes, None, 0, None)
+    else:
+        start = since.resume
+        changes = list(since.changes[: start.changes])
+        resume = _simulate(aum, policy, changes, start.moment, start.rank, start.pending_since)
+    return TierRun(tuple(changes), resume)
 
 
 def tier_from_changes(
@@ -87,59 +116,124 @@ def _at(change: TierChange) -> dt.datetime:
     return change.at
 
 
-def _simulate(aum: StepLine, policy: TierPolicy) -> Iterator[TierChange]:
+def _simulate(
+    aum: StepLine,
+    policy: TierPolicy,
+    changes: list[TierChange],
+    start: dt.datetime | None,
+    rank: int,
+    pending_since: dt.datetime | None,
+) -> _Resume | None:
+    """Run the steps at ``start`` and after (all of them if None) from that state; append the changes.
+
+    The steps are the union of every instant and every instant + hold, in
+    order, with a pending downgrade's due instant merged in. At one step: a
+    due downgrade first, then an upgrade, then the pending check. The lowest
+    AUM over the hold window comes from a monotonic deque of change indices:
+    the windows only slide forward, so each minimum costs O(1) amortised.
+    """
     hold, grace, levels = policy.hold, policy.grace, policy.tiers
-    candidates = sorted({*aum.instants, *(moment + hold for moment in aum.instants)})
-    window = aum.sliding_min()
-    rank = 0
-    pending_since: dt.datetime | None = None
-    index = 0
+    thresholds = [level.threshold for level in levels]
+    top = len(levels) - 1
+    instants, values = aum.instants, aum.values
+    count = len(instants)
+    if not count:
+        return None
+    mark = instants[-1]
+    resume: _Resume | None = None
+    moved = held = entered = 0
+    if start is not None:
+        moved = bisect_left(instants, start)
+        held = bisect_left(instants, start - hold)
+        entered = bisect_right(instants, start - hold)
+    # moved, held: the next instant, and the next instant + hold, that are not yet a step;
+    # reached: instants at or before the step (AUM there is values[reached - 1]);
+    # entered: instants at or before the window's start (the value held there has index entered - 1);
+    # queue: indices of the window's candidate minima from max(entered - 1, 0) on, values ascending.
+    reached = moved
+    queue: deque[int] = deque()
+    added = max(0, entered - 1) - 1
     while True:
+        upcoming: dt.datetime | None
+        if moved < count:
+            upcoming = instants[moved]
+            if held < count:
+                later = instants[held] + hold
+                if later < upcoming:
+                    upcoming = later
+        elif held < count:
+            upcoming = instants[held] + hold
+        else:
+            upcoming = None
         due = pending_since + grace if pending_since is not None else None
-        upcoming = candidates[index] if index < len(candidates) else None
         if upcoming is None and due is None:
-            return
+            return resume
         if due is not None and (upcoming is None or due <= upcoming):
             moment = due
-            if upcoming == due:
-                index += 1
         else:
             assert upcoming is not None
             moment = upcoming
-            index += 1
+        if moment == upcoming:
+            if moved < count and instants[moved] == moment:
+                moved += 1
+            if held < count and instants[held] + hold == moment:
+                held += 1
+        if resume is None and moment >= mark:
+            resume = _Resume(moment, rank, pending_since, len(changes))
+        while reached < count and instants[reached] <= moment:
+            reached += 1
+        current = values[reached - 1] if reached else ZERO
         if due is not None and moment == due:
             assert pending_since is not None
-            lower = min(rank, policy.met_by(aum.at(moment)))
+            lower = min(rank, policy.met_by(current))
             if lower != rank:
-                yield TierChange(
-                    moment,
-                    levels[rank].name,
-                    levels[lower].name,
-                    "downgrade after grace period",
-                    f"AUM fell below {levels[rank].threshold} at {_iso(pending_since)} and stayed below for "
-                    f"{policy.downgrade_grace_days} days; AUM then was {aum.at(moment)}",
-                    tuple(aum.movers_between(pending_since, moment)),
+                changes.append(
+                    TierChange(
+                        moment,
+                        levels[rank].name,
+                        levels[lower].name,
+                        "downgrade after grace period",
+                        f"AUM fell below {levels[rank].threshold} at {_iso(pending_since)} and stayed below for "
+                        f"{policy.downgrade_grace_days} days; AUM then was {current}",
+                        tuple(aum.movers_between(pending_since, moment)),
+                    )
                 )
                 rank = lower
             pending_since = None
-        lowest = window.over(moment - hold, moment)
-        higher = policy.met_by(lowest) if rank + 1 < len(levels) and lowest >= levels[rank + 1].threshold else rank
-        if higher > rank:
-            yield TierChange(
-                moment,
-                levels[rank].name,
-                levels[higher].name,
-                "upgrade after hold",
-                f"AUM stayed at or above {levels[higher].threshold} for {policy.upgrade_hold_days} days "
-                f"(lowest {lowest})",
-                tuple(aum.movers_between(moment - hold, moment)),
-            )
-            rank = higher
-            pending_since = None
-        current = aum.at(moment)
-        if pending_since is None and current < levels[rank].threshold:
-            pending_since = moment
-        elif pending_since is not None and current >= levels[rank].threshold:
+        if rank < top:
+            window_start = moment - hold
+            while added + 1 < reached:
+                added += 1
+                value = values[added]
+                while queue and values[queue[-1]] >= value:
+                    queue.pop()
+                queue.append(added)
+            while entered < count and instants[entered] <= window_start:
+                entered += 1
+            while queue and queue[0] < entered - 1:
+                queue.popleft()
+            lowest = values[queue[0]] if queue else ZERO
+            if not entered and ZERO < lowest:
+                lowest = ZERO
+            if lowest >= thresholds[rank + 1]:
+                higher = policy.met_by(lowest)
+                changes.append(
+                    TierChange(
+                        moment,
+                        levels[rank].name,
+                        levels[higher].name,
+                        "upgrade after hold",
+                        f"AUM stayed at or above {levels[higher].threshold} for {policy.upgrade_hold_days} days "
+                        f"(lowest {lowest})",
+                        tuple(aum.movers_between(window_start, moment)),
+                    )
+                )
+                rank = higher
+                pending_since = None
+        if pending_since is None:
+            if current < thresholds[rank]:
+                pending_since = moment
+        elif current >= thresholds[rank]:
             pending_since = None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -93,27 +93,59 @@ def decode(row: StoredRow, dek: bytes | None, erased: bool, with_hash: bool = Tr
     """A stored row as a reader sees it: PII opened, or marked erased or encrypted.
 
     Projections never read the chain hash; ``with_hash=False`` leaves it empty and saves a SHA-256 per event.
+    Readers decode every event of the store (``state --all``), so this stays lean: positional
+    construction, instants parsed in C, and the event id through :func:`event_uuid`.
     """
     obj = orjson.loads(row.state)
-    event_id = UUID(obj["event_id"])
+    kind = obj["type"]
+    event_id = event_uuid(obj["event_id"])
     data = obj["data"]
-    if PII_FIELDS.get(obj["type"]):
+    if PII_FIELDS.get(kind):
         data = {k: _open(v, dek, erased, event_id, k) for k, v in data.items()}
     return RecordedEvent(
-        position=row.position,
-        customer_id=obj["customer_id"],
-        version=row.version,
-        event_id=event_id,
-        type=obj["type"],
-        schema_version=obj["schema_version"],
-        occurred_at=dt.datetime.fromisoformat(obj["occurred_at"]),
-        recorded_at=dt.datetime.fromisoformat(obj["recorded_at"]),
-        source=obj["source"],
-        actor=obj["actor"],
-        data=data,
-        prev_hash=obj["prev_hash"],
-        hash=chain_hash(row.state) if with_hash else "",
+        row.position,
+        obj["customer_id"],
+        row.version,
+        event_id,
+        kind,
+        obj["schema_version"],
+        _instant(obj["occurred_at"]),
+        _instant(obj["recorded_at"]),
+        obj["source"],
+        obj["actor"],
+        data,
+        obj["prev_hash"],
+        chain_hash(row.state) if with_hash else "",
     )
+
+
+_instant = dt.datetime.fromisoformat
+
+
+def event_uuid(text: str) -> UUID:
+    """``UUID(text)``, three times as fast for the canonical form every stored event id has.
+
+    ``UUID.__init__`` parses and checks in Python (a microsecond and a half, a third of decoding an event);
+    32 ASCII hex digits in the 8-4-4-4-12 layout need only ``int(digits, 16)``. Anything else goes through
+    ``UUID`` itself, which accepts or rejects it as always.
+    """
+    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
+        digits = text.replace("-", "")
+        if len(digits) == 32 and digits.isascii() and digits.isalnum():
+            try:
+                value = int(digits, 16)
+            except ValueError:
+                return UUID(text)
+            made = _new_uuid(UUID)
+            _set(made, "int", value)
+            _set(made, "is_safe", _UNKNOWN)
+            return made
+    return UUID(text)
+
+
+_new_uuid = object.__new__
+_set = object.__setattr__
+_UNKNOWN = SafeUUID.unknown
 
 
 def _open(value: Any, dek: bytes | None, erased: bool, event_id: UUID, field: str) -> Any:

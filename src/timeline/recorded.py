@@ -14,14 +14,17 @@ ENCRYPTED = {"$encrypted": True}
 """What a PII field reads as when the reader was not given keys (e.g. the Kafka relay)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordedEvent:
-    """One stored event.
+    """One stored event: a value, never changed once made (``stored_at`` makes another).
 
     ``data`` is in JSON form: money as two-place decimal strings, dates as
     ``YYYY-MM-DD``; PII fields are plaintext, :data:`ERASED` or :data:`ENCRYPTED`.
     ``position`` is the global log position (commit order, gaps allowed);
     ``version`` is the 1-based position within the customer's stream.
+
+    Not ``frozen``: a frozen dataclass sets each field through ``object.__setattr__``, a microsecond
+    per event, a quarter of decoding one; readers decode every event of the store.
     """
 
     position: int

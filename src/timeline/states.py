@@ -1,13 +1,16 @@
 """Answering state questions from the store: one customer, or every customer in one pass.
 
 One customer: the stream is read once per process and cached by version;
-asking again reads only the events stored since (one indexed query), then
-folds. Every customer (``--all``): the global log is read once, in pages, and
-each stream is folded when the log is exhausted — never customer by customer.
-On a large store the customers are split into contiguous ranges of ids,
-each read in one pass (batched queries over its streams) and folded by a
-worker process, so that every core decodes and folds its share; results come
-back in customer order, as from one process.
+asking again reads only the events stored since (one indexed query), and
+the cached fold grows by them (``projections.state.fold``). Every customer
+(``--all``): the global log is read once, in pages, and each stream is
+folded when the log is exhausted — never customer by customer. On a large
+store the customers are split into contiguous ranges of ids of about as
+many events each, each read in one pass (batched queries over its streams)
+and folded by a worker process or by this one (which takes ranges no worker
+has started rather than wait: its results need no pickling back), so that
+every core decodes and folds its share; results come in customer order, as
+from one process.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from projections.counted import counted
 from projections.policy import Policy
-from projections.state import CustomerState, Projection, customer_state
+from projections.state import CustomerState, Folded, customer_state, fold
 from timeline.codec import decode
 from timeline.errors import UnknownCustomer
 from timeline.recorded import RecordedEvent
@@ -30,16 +32,18 @@ from timeline.store.port import EventStore
 PAGE = 20_000
 PARALLEL_FROM = 100_000
 """Stores with fewer events are evaluated in this process: starting workers would cost more."""
-SHARDS_PER_WORKER = 4
+RANGES_PER_PROCESS = 2
+"""Customer ranges per folding process: each range is one scan of the events table, so few, of even sizes.
+The first ``workers`` ranges go to the workers at once; this process takes the others from the last."""
 
 
 @dataclass
 class _Cached:
-    """A stream as read so far, and the projection of all of it (valid until the stream grows)."""
+    """A stream as read so far, and the fold of all of it (grown with the stream when asked "now")."""
 
     history: list[RecordedEvent] = field(default_factory=list)
     last_recorded: dt.datetime | None = None
-    projection: Projection | None = None
+    folded: Folded | None = None
 
 
 @dataclass
@@ -58,8 +62,9 @@ class StateReader:
         new = [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)]
         if new:
             cached.history.extend(new)
-            cached.last_recorded = max(e.recorded_at for e in cached.history)
-            cached.projection = None
+            latest = max(e.recorded_at for e in new)
+            if cached.last_recorded is None or latest > cached.last_recorded:
+                cached.last_recorded = latest
         if not cached.history:
             del self._cache[customer_id]
             raise UnknownCustomer(f"unknown customer {customer_id}: no events stored")
@@ -68,17 +73,13 @@ class StateReader:
     def state(
         self, customer_id: str, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None
     ) -> CustomerState:
-        """The state; asked at or after the last event and as known now, it comes from the cached projection."""
+        """The state; asked at or after the last event and as known now, it comes from the cached fold."""
         now = dt.datetime.now(dt.UTC)
         as_of, known_at = as_of or now, known_at or now
         cached = self._refresh(customer_id)
         if cached.last_recorded is not None and known_at >= cached.last_recorded:
-            if cached.projection is None:
-                events = counted(cached.history).events
-                if events and events[0].type == "customer.registered":
-                    cached.projection = Projection(events, self.policy)
-            if cached.projection is not None and as_of >= cached.projection.horizon:
-                return cached.projection.at(as_of, known_at)
+            cached.folded = fold(cached.history, self.policy, cached.folded)
+            return cached.folded.state(cached.history, self.policy, as_of, known_at)
         return customer_state(cached.history, self.policy, as_of, known_at)
 
     def all_states(
@@ -90,8 +91,8 @@ class StateReader:
     ) -> Iterator[CustomerState]:
         """Every registered customer's state, in customer order, from one pass over the log.
 
-        ``workers``: processes to fold in (default: one per core once the
-        store holds ``PARALLEL_FROM`` events; 1 keeps it in this process).
+        ``workers``: processes to fold in, this one included (default: one per
+        core once the store holds ``PARALLEL_FROM`` events; 1 reads the log here).
         """
         now = dt.datetime.now(dt.UTC)
         as_of, known_at = as_of or now, known_at or now
@@ -116,15 +117,29 @@ class StateReader:
         known_at: dt.datetime,
         progress: Callable[[int, int], None] | None,
     ) -> Iterator[CustomerState]:
+        """Shards of customers folded by ``workers - 1`` worker processes and by this one.
+
+        A shard folded here is not pickled back (for a worker that costs about as much as decoding): this
+        process takes the last shard no worker has started whenever the next one it needs is not done.
+        """
         customers = sorted(self.store.customer_ids())
-        size = max(1, -(-len(customers) // (workers * SHARDS_PER_WORKER)))
-        shards = [customers[i : i + size] for i in range(0, len(customers), size)]
+        lengths = self.store.heads(customers)
+        shards = _shards(customers, [lengths.get(c, (1, ""))[0] for c in customers], workers * RANGES_PER_PROCESS)
         done = 0
+        here: dict[int, tuple[int, list[CustomerState]]] = {}
         spawn = multiprocessing.get_context("spawn")  # no inherited database connections
-        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=spawn) as pool:
             futures = [pool.submit(_states_of, self.store.url, self.policy, s, as_of, known_at) for s in shards]
-            for future in futures:
-                events, states = future.result()
+            for index, future in enumerate(futures):
+                while index not in here and not future.done():
+                    stolen = next(
+                        (j for j in range(len(futures) - 1, index - 1, -1) if j not in here and futures[j].cancel()),
+                        None,
+                    )
+                    if stolen is None:
+                        break
+                    here[stolen] = _fold_shard(self.store, self.policy, shards[stolen], as_of, known_at)
+                events, states = here.pop(index) if index in here else future.result()
                 done += events
                 if progress:
                     progress(min(done, head), head)
@@ -152,19 +167,43 @@ class StateReader:
         return streams
 
 
+def _shards(customers: list[str], lengths: list[int], count: int) -> list[list[str]]:
+    """``customers`` cut into at most ``count`` contiguous ranges of about as many events each.
+
+    Each range costs one query, a scan of the events table: few ranges, but even ones, so that no process
+    is left with the heavy end (early customers have the longest histories).
+    """
+    total = sum(lengths)
+    shards: list[list[str]] = []
+    start = taken = 0
+    for index, length in enumerate(lengths):
+        taken += length
+        if taken * count >= total * (len(shards) + 1) or index == len(customers) - 1:
+            shards.append(customers[start : index + 1])
+            start = index + 1
+    return shards
+
+
 def _states_of(
     url: str, policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
 ) -> tuple[int, list[CustomerState]]:
-    """In a worker: read these customers' streams (batched queries), fold each; the event count for progress."""
+    """In a worker: :func:`_fold_shard` on a store of its own."""
     from timeline.process import tune_gc_for_bulk_work
     from timeline.store import open_store
 
     tune_gc_for_bulk_work()
     store = open_store(url)
     try:
-        rows = store.read_streams(customer_ids)
+        return _fold_shard(store, policy, customer_ids, as_of, known_at)
     finally:
         store.close()
+
+
+def _fold_shard(
+    store: EventStore, policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
+) -> tuple[int, list[CustomerState]]:
+    """Read these customers' streams (batched queries), fold each; the event count for progress."""
+    rows = store.read_streams(customer_ids)
     events = 0
     states = []
     for customer_id in customer_ids:

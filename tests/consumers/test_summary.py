@@ -21,6 +21,7 @@ from kafka import KafkaProducer
 
 from consumers import readmodel
 from consumers.summary import SummaryConsumer
+from projections import state as state_module
 from tests.consumers.pipeline import (
     NOW,
     ROOT,
@@ -118,6 +119,40 @@ def test_repeats_on_the_topic_are_applied_once(pg_url, kafka_broker, topic):
         assert (second.stats.applied, second.stats.duplicates) == (0, head)
         assert scalar(pg_url, "SELECT count(*) FROM summary_events") == head
         assert_read_model_exact(engine, pg_url)
+
+
+@pytest.mark.timeout(180)
+def test_a_running_consumer_grows_its_folds_and_stays_exact_as_events_keep_arriving(
+    pg_url, kafka_broker, topic, monkeypatch
+):
+    """The same consumer across rounds of arrivals: new activity extends the cached folds; late events and
+    corrections (the generated branch has both) fold again; after each round the view equals state --all."""
+    reuse: list[bool] = []
+    later_of = state_module._later
+
+    def watched(*args: Any) -> Any:
+        later = later_of(*args)
+        reuse.append(later is not None)
+        return later
+
+    monkeypatch.setattr(state_module, "_later", watched)
+    events = branch_events(30, 2, seed=11)
+    assert {"correction.recorded"} <= {e["type"] for e in events}
+    consumer = SummaryConsumer(
+        pg_url, kafka_broker.bootstrap, topic, group=group_of(topic), clock=lambda: NOW, tick_interval=0
+    )
+    try:
+        with pg_engine(pg_url) as engine:
+            rounds = 5
+            for part in range(rounds):
+                ingest(engine, events[part * len(events) // rounds : (part + 1) * len(events) // rounds])
+                relay_once(engine, kafka_broker, topic)
+                consumer.run(until_caught_up=True)
+                assert consumer.stats.errors == 0
+                assert_read_model_exact(engine, pg_url)
+    finally:
+        consumer.close()
+    assert True in reuse and False in reuse, "both paths: folds extended, and folded again"
 
 
 CRASHING_CONSUMER = """
