@@ -231,7 +231,7 @@ def _simulate(
                 rank = higher
                 pending_since = None
         if pending_since is None:
-            if current < thresholds[rank]:
+            if rank and current < thresholds[rank]:  # the lowest tier has nothing to fall to
                 pending_since = moment
         elif current >= thresholds[rank]:
             pending_since = None

@@ -11,8 +11,13 @@ Every test runs against both stores (SQLite and PostgreSQL) through ``branch``.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from projections.balances import StepLine
+from projections.policy import load_policy
+from projections.tier import tier_run
 from tests.factories import correction, deposit, registered, withdrawal
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -460,3 +465,10 @@ def test_a_pending_upgrade_and_a_pending_downgrade_say_when_they_take_effect(bra
     assert drop["event_id"] in set(map(str, downgrade.pending.event_ids))
 
     assert branch.state(as_of=at(T, days=110)).tier.pending is None
+
+
+def test_the_lowest_tier_has_no_downgrade_to_wait_for():
+    """Below the lowest threshold (AUM under 0, which acceptance never stores) nothing is pending: the fold ends."""
+    line = StepLine()
+    line.add(instant(T), Decimal("-1.00"), uuid.uuid4())
+    assert tier_run(line, load_policy().tier).changes == ()
