@@ -12,6 +12,11 @@ depend on where a line was read.
 
 Frames on the pipes are a 4-byte big-endian length and a pickle (between two
 processes of the same program); an empty frame ends the input.
+
+Not :mod:`multiprocessing`: its spawned children re-run the parent's
+``__main__`` module, so a script that calls the ingest API without an
+``if __name__ == "__main__"`` guard would run again, side effects and all,
+inside the worker (seen: a benchmark script ingesting a second time).
 """
 
 from __future__ import annotations
