@@ -221,3 +221,27 @@ def test_a_writer_whose_cached_stream_is_stale_still_recognises_a_duplicate(engi
     assert [o.status for o in a.ingest([(1, copy.deepcopy(theirs)), (2, mine)])] == ["duplicate", "accepted"]
     assert [r.version for r in engine.store.read_stream("C1")] == [1, 2, 3, 4]
     assert verify(engine.store).intact
+
+
+def _open_and_close(path: str, barrier: Any, results: Any) -> None:
+    barrier.wait(timeout=60)
+    try:
+        open_store(f"sqlite:///{path}").close()
+        results.put(None)
+    except BaseException as exc:  # report, so the test shows it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_get_the_store(tmp_path):
+    """The first to switch a new file to WAL locks the others out at once: each waits its turn and opens it."""
+    ctx = multiprocessing.get_context("spawn")
+    for round_ in range(5):
+        barrier, results = ctx.Barrier(3), ctx.Queue()
+        path = tmp_path / f"new-{round_}.db"
+        procs = [ctx.Process(target=_open_and_close, args=(str(path), barrier, results)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        errors = [error for error in (results.get(timeout=90) for _ in procs) if error]
+        for p in procs:
+            p.join(timeout=30)
+        assert errors == []

@@ -75,27 +75,33 @@ class SQLiteEventStore(SqlEventStore):
     def __init__(self, path: str) -> None:
         self.url = f"sqlite:///{path}"
         self.path = path
-        self._datastore = SQLiteDatastore(path, lock_timeout=LOCK_TIMEOUT, originator_id_type="text")
-        self._recorder = _Recorder(self._datastore, events_table_name=EVENTS_TABLE)
         self._create_schema()
+
+    def _connect(self) -> None:
+        self._datastore = SQLiteDatastore(self.path, lock_timeout=LOCK_TIMEOUT, originator_id_type="text")
+        self._recorder = _Recorder(self._datastore, events_table_name=EVENTS_TABLE)
 
     def _create_schema(self) -> None:
         """Create the tables, waiting out other processes doing the same.
 
         Switching a new file to WAL and upgrading the DDL transaction to a write
         lock both fail at once with "database is locked" when another process is
-        there first (SQLite does not call its busy handler for them), so retry.
+        there first (SQLite does not call its busy handler for them), so retry —
+        each time with a new datastore: when opening the connection fails, the
+        library's pool keeps its writer lock taken, and a second try on that
+        pool would wait for a writer that never returns.
         """
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
+            self._connect()
             try:
                 self._recorder.create_table()
                 return
             except (PersistenceError, sqlite3.Error) as exc:
+                self._datastore.close()
                 if "locked" in str(exc) and time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
-                self._datastore.close()
                 raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from None
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
