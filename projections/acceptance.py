@@ -13,10 +13,12 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
+from operator import attrgetter
 from uuid import UUID
 
 from projections.balances import ZERO, StepLine, signed_amount
-from projections.points import points_as_of
+from projections.counted import business_order
+from projections.points import POINT_TYPES, points_as_of
 from projections.policy import Policy
 from timeline.errors import RejectedEvent, UnknownTarget
 from timeline.identity import check_identity
@@ -30,8 +32,7 @@ LIFECYCLES = {
     "followup.completed": ("follow-up", "followup_id", "completed"),
 }
 OPENERS = frozenset({"complaint.filed", "followup.scheduled"})
-SCORED = frozenset({"deposit.made", "points.redeemed", "referral.qualified", "greeting.sent", "survey.completed"})
-"""The types the points projection reads (besides the balance lines, which the accounts give)."""
+_occurred = attrgetter("occurred_at")
 
 
 @dataclass(slots=True)
@@ -99,7 +100,7 @@ class Guard:
         self._ids: dict[tuple[str, str], _Lifecycle] = {}
         self._redemptions: list[dt.datetime] = []
         self._scored: list[RecordedEvent] = []
-        """Counted events of the :data:`SCORED` types in business order (occurred_at, position)."""
+        """Counted events that earn or redeem points (:data:`POINT_TYPES`), in business order."""
         self._registration: RecordedEvent | None = None
         """The stream's first event, if it is a registration."""
         self._started = False
@@ -152,18 +153,18 @@ class Guard:
             insort(self._redemptions, event.occurred_at)
         elif kind == "correction.recorded":
             self._void(self._events[UUID(event.data["voids_event_id"]).int])
-        if kind in SCORED:
+        if kind in POINT_TYPES:
             scored = self._scored
-            if scored and _business_order(event) < _business_order(scored[-1]):
-                insort(scored, event, key=_business_order)
+            if scored and business_order(event) < business_order(scored[-1]):
+                insort(scored, event, key=business_order)
             else:
                 scored.append(event)
 
     def _void(self, target: RecordedEvent) -> None:
         self._voided.add(target.event_id.int)
         kind = target.type
-        if kind in SCORED:
-            start = bisect_left(self._scored, _business_order(target), key=_business_order)
+        if kind in POINT_TYPES:
+            start = bisect_left(self._scored, business_order(target), key=business_order)
             del self._scored[next(i for i in range(start, len(self._scored)) if self._scored[i] is target)]
         if kind in ("deposit.made", "withdrawal.made"):
             self._account(target.data["account_id"]).move(target.occurred_at, -signed_amount(target))
@@ -242,14 +243,6 @@ class Guard:
                 -Decimal(target.data["amount"]),
                 f"voiding deposit {target_id}",
             )
-
-
-def _business_order(event: RecordedEvent) -> tuple[dt.datetime, int]:
-    return event.occurred_at, event.position
-
-
-def _occurred(event: RecordedEvent) -> dt.datetime:
-    return event.occurred_at
 
 
 def _key(event: RecordedEvent) -> tuple[str, str]:

@@ -56,6 +56,9 @@ class PointsResult:
     """When time alone next changes the points: a vesting or a bucket's expiry."""
 
 
+POINT_TYPES = frozenset({"deposit.made", "points.redeemed", "referral.qualified", "greeting.sent", "survey.completed"})
+"""The types that earn or redeem (deposits also need their account's balance line)."""
+
 Item = tuple[dt.datetime, int, int, "LedgerLine | RecordedEvent"]
 """An earning (a :class:`LedgerLine`) or a redemption (its event) in ledger order: instant, EARN before
 REDEEM, stored order."""

@@ -18,7 +18,15 @@ from projections.balances import MONEY_TYPES, Balances
 from projections.counted import CORRECTION, business_order, counted
 from projections.followups import Assignment, Followup, FollowupBook
 from projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, lifecycle_candidates
-from projections.points import LedgerRun, PointPlan, PointSources, PointsResult, items_before, items_through
+from projections.points import (
+    POINT_TYPES,
+    LedgerRun,
+    PointPlan,
+    PointSources,
+    PointsResult,
+    items_before,
+    items_through,
+)
 from projections.policy import Policy
 from projections.tier import TierResult, TierRun, tier_from_changes, tier_run
 from timeline.errors import UnknownCustomer
@@ -175,7 +183,6 @@ class _Folds:
         self.erased = True
 
 
-POINT_TYPES = frozenset({"deposit.made", "points.redeemed", "referral.qualified", "greeting.sent", "survey.completed"})
 BOOK_TYPES = frozenset(
     {"customer.registered", "customer.profile_updated", "followup.scheduled", "followup.completed", "customer.erased"}
 )

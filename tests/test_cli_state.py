@@ -69,6 +69,12 @@ class Cli:
             [TIMELINE, *args], input=stdin, capture_output=True, text=True, env=self.env, cwd=self.cwd, timeout=300
         )
 
+    def with_env(self, **extra: str) -> Cli:
+        """The same store and key, with more environment variables."""
+        other = Cli.__new__(Cli)
+        other.env, other.cwd = {**self.env, **extra}, self.cwd
+        return other
+
     def ok(self, *args: str, stdin: str | None = None) -> str:
         result = self(*args, stdin=stdin)
         assert result.returncode == 0, result.stderr
@@ -269,8 +275,7 @@ def test_followups_human_output(cli):
 
 def test_progress_bars_on_a_terminal_leave_stdout_to_the_answers(cli):
     """With stderr a terminal (rich told so by TTY_COMPATIBLE), the bars draw before any total is known."""
-    terminal = Cli.__new__(Cli)
-    terminal.env, terminal.cwd = {**cli.env, "TTY_COMPATIBLE": "1", "NO_COLOR": "1"}, cli.cwd
+    terminal = cli.with_env(TTY_COMPATIBLE="1", NO_COLOR="1")
     fixed = ("--as-of", Q)
     for args in (("state", "--all", *fixed, "--known-at", "2099-01-01", "--json"), ("followups", *fixed, "--json")):
         result = terminal(*args)

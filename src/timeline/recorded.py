@@ -16,7 +16,7 @@ ENCRYPTED = {"$encrypted": True}
 
 @dataclass(slots=True)
 class RecordedEvent:
-    """One stored event: a value, never changed once made (``stored_at`` makes another).
+    """One stored event: a value, never changed once made.
 
     ``data`` is in JSON form: money as two-place decimal strings, dates as
     ``YYYY-MM-DD``; PII fields are plaintext, :data:`ERASED` or :data:`ENCRYPTED`.
@@ -40,24 +40,6 @@ class RecordedEvent:
     data: dict[str, Any]
     prev_hash: str
     hash: str
-
-    def stored_at(self, position: int, hash: str) -> RecordedEvent:
-        """This event as stored: its final position and hash (cheaper than ``dataclasses.replace``)."""
-        return RecordedEvent(
-            position,
-            self.customer_id,
-            self.version,
-            self.event_id,
-            self.type,
-            self.schema_version,
-            self.occurred_at,
-            self.recorded_at,
-            self.source,
-            self.actor,
-            self.data,
-            self.prev_hash,
-            hash,
-        )
 
     def envelope(self) -> dict[str, Any]:
         """The event in its input JSON form (what a sender would have sent)."""

@@ -15,12 +15,10 @@ from projections.state import CustomerState
 from timeline.recorded import RecordedEvent, iso
 
 
-def listing(
-    title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], whole: Collection[str] = (), **options: Any
-) -> Table:
+def listing(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], whole: Collection[str] = ()) -> Table:
     """A table whose ``whole`` columns (instants, ids) are never cut or wrapped; other cells wrap or fold."""
     rows = list(rows)
-    table = Table(title=title, title_justify="left", **options)
+    table = Table(title=title, title_justify="left")
     for index, col in enumerate(columns):
         if col in whole:
             width = max([len(col), *(cell_len(row[index]) for row in rows)])
