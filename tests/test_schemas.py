@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +42,15 @@ def test_checked_in_schemas_match_the_event_models():
     assert not stale and not extra, (
         f"schemas/ is out of date (stale: {stale}, unknown: {extra}); run `timeline schemas export`"
     )
+
+
+def test_schemas_export_writes_every_file_of_schemas(tmp_path):
+    timeline = Path(sys.executable).with_name("timeline")
+    done = subprocess.run([timeline, "schemas", "export", "--dir", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    written = {p.relative_to(tmp_path).as_posix(): p.read_text(encoding="utf-8") for p in tmp_path.rglob("*.json")}
+    assert written == render_schemas()
+    assert {f"published/{t}.v1.json" for t in EVENT_TYPES} <= set(written)
 
 
 def test_every_event_type_has_a_draft_2020_12_schema_rejecting_unknown_fields():
