@@ -15,10 +15,11 @@ type           the event type, e.g. ``deposit.made``
 subject        ``customer_id`` (also the Kafka message key)
 time           ``occurred_at`` (business time), RFC 3339 in UTC
 datacontenttype ``application/json``
-dataschema     ``urn:timeline:schemas:deposit.made.v1.json``: the schema file of
-               that name in ``schemas/``. CloudEvents requires an absolute URI
-               here, so the file name is put under a base (``schema_base``);
-               the event's ``data`` is that schema's ``data`` property.
+dataschema     ``urn:timeline:schemas:published/deposit.made.v1.json``: the
+               schema of ``data`` as published, the file
+               ``schemas/published/deposit.made.v1.json`` (whose ``$id`` it is).
+               CloudEvents requires an absolute URI here, so the file's path
+               under ``schemas/`` is put under a base (``schema_base``).
 data           the event's data; PII fields never in clear: ``{"$encrypted": true}``
                (the relay has no keys) or ``{"$erased": true}`` (key destroyed)
 ============== ===============================================================
@@ -47,7 +48,7 @@ from timeline.codec import STATE_FORMAT, chain_hash, decode
 from timeline.crypto import is_sealed
 from timeline.events import PII_FIELDS
 from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent, iso
-from timeline.schemas import schema_filename
+from timeline.schemas import SCHEMA_BASE, published_path
 from timeline.store.port import StoredRow
 
 SPEC_VERSION = "1.0"
@@ -55,7 +56,6 @@ CONTENT_TYPE = "application/cloudevents+json"
 """The Kafka ``content-type`` header of a structured-mode message."""
 DATA_CONTENT_TYPE = "application/json"
 SOURCE_BASE = "urn:timeline"
-SCHEMA_BASE = "urn:timeline:schemas:"
 
 _MARKERS = (ENCRYPTED, ERASED)
 
@@ -71,7 +71,7 @@ def source_uri(source: str | None) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def dataschema_uri(event_type: str, schema_version: int, schema_base: str = SCHEMA_BASE) -> str:
-    return schema_base + schema_filename(event_type, schema_version)
+    return schema_base + published_path(event_type, schema_version)
 
 
 def redacted(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -217,10 +217,12 @@ def parse(message: bytes | str | dict[str, Any]) -> RecordedEvent:
         raise NotACloudEvent(f"missing or malformed attribute: {exc!r}") from None
 
 
-def schema_file(ce: dict[str, Any]) -> str:
-    """The file in ``schemas/`` that ``dataschema`` names, e.g. ``deposit.made.v1.json``."""
-    uri = ce["dataschema"]
-    return uri.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+def schema_file(ce: dict[str, Any], schema_base: str = SCHEMA_BASE) -> str:
+    """The path under ``schemas/`` of the file ``dataschema`` names, e.g. ``published/deposit.made.v1.json``."""
+    uri = ce.get("dataschema")
+    if not isinstance(uri, str) or not uri.startswith(schema_base):
+        raise NotACloudEvent(f"dataschema {uri!r} is not under {schema_base}")
+    return uri[len(schema_base) :]
 
 
 def _instant(text: str) -> dt.datetime:
@@ -246,37 +248,13 @@ def message_name(event_type: str) -> str:
 def render_asyncapi(topic: str = "customer-events", partitions: int = 3) -> str:
     """The AsyncAPI 3.0 document of the topic, as checked in at ``schemas/asyncapi.json``.
 
-    One message per event type: the CloudEvent envelope, with ``data``
-    referring to the type's schema file next to it; PII fields are
-    :data:`PiiMarker` objects instead of their values.
+    One message per event type: the CloudEvent envelope, with ``data`` referring to the type's
+    published-data schema (``published/<type>.v1.json`` next to it, the file its ``dataschema`` names).
     """
     from timeline.events import EVENT_TYPES
-    from timeline.schemas import render_schemas
 
-    schemas = {name: orjson.loads(text) for name, text in render_schemas().items()}
     messages: dict[str, Any] = {}
     for event_type in EVENT_TYPES:
-        file = schema_filename(event_type)
-        defs_pointer = schemas[file]["properties"]["data"]["$ref"]  # "#/$defs/DepositMade"
-        data_ref = f"./{file}{defs_pointer}"
-        pii = PII_FIELDS.get(event_type, frozenset())
-        if pii:
-            model = schemas[file]["$defs"][defs_pointer.rsplit("/", 1)[-1]]
-            data: dict[str, Any] = {
-                "type": "object",
-                "description": f"As {data_ref}, with each PII field (x-pii) a marker instead of its value.",
-                "additionalProperties": False,
-                "properties": {
-                    name: {"$ref": "#/components/schemas/PiiMarker"}
-                    if name in pii
-                    else {"$ref": f"{data_ref}/properties/{name}"}
-                    for name in model["properties"]
-                },
-            }
-            if model.get("required"):
-                data["required"] = model["required"]
-        else:
-            data = {"$ref": data_ref}
         messages[message_name(event_type)] = {
             "name": event_type,
             "title": f"{event_type} (CloudEvent)",
@@ -293,7 +271,7 @@ def render_asyncapi(topic: str = "customer-events", partitions: int = 3) -> str:
                         "properties": {
                             "type": {"const": event_type},
                             "dataschema": {"const": dataschema_uri(event_type, 1)},
-                            "data": data,
+                            "data": {"$ref": f"./{published_path(event_type)}"},
                         },
                     },
                 ]
@@ -311,8 +289,9 @@ def render_asyncapi(topic: str = "customer-events", partitions: int = 3) -> str:
                 "is the customer id, so one customer's events stay in order on one partition; `streamversion` "
                 "counts them (1, 2, 3, ...) and `position` orders all events globally. PII is never published: "
                 'personal fields read {"$encrypted": true} (the relay holds no keys) or {"$erased": true} '
-                "(the customer was erased). `dataschema` ends in the name of the JSON Schema file next to "
-                "this document; `data` is that schema's `data` property."
+                "(the customer was erased). `dataschema` is `urn:timeline:schemas:` followed by the path, "
+                "relative to this document, of the JSON Schema of `data` as published (that file's `$id`), "
+                "e.g. `published/deposit.made.v1.json`."
             ),
         },
         "defaultContentType": CONTENT_TYPE,
@@ -349,23 +328,6 @@ def render_asyncapi(topic: str = "customer-events", partitions: int = 3) -> str:
                     "type": "object",
                     "properties": {"content-type": {"const": CONTENT_TYPE}},
                     "required": ["content-type"],
-                },
-                "PiiMarker": {
-                    "description": "A personal field without its value.",
-                    "oneOf": [
-                        {
-                            "type": "object",
-                            "properties": {"$encrypted": {"const": True}},
-                            "required": ["$encrypted"],
-                            "additionalProperties": False,
-                        },
-                        {
-                            "type": "object",
-                            "properties": {"$erased": {"const": True}},
-                            "required": ["$erased"],
-                            "additionalProperties": False,
-                        },
-                    ],
                 },
                 "CloudEvent": _cloudevent_schema(),
             },

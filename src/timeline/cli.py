@@ -367,7 +367,7 @@ class _log_progress:
 def schemas_export(
     directory: Annotated[Path, typer.Option("--dir", help="Where to write the schema files.")] = Path("schemas"),
 ) -> None:
-    """Write one JSON Schema (draft 2020-12) per event type."""
+    """Write the JSON Schemas (draft 2020-12) of every event type: the input event and the published data."""
     from timeline.schemas import export_schemas
 
     for path in export_schemas(directory):

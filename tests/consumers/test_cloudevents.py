@@ -69,7 +69,7 @@ def test_the_envelope_maps_every_field():
     assert ce["source"] == "urn:timeline:core-banking"
     assert ce["time"] == "2025-03-01T01:30:00Z"
     assert ce["datacontenttype"] == "application/json"
-    assert ce["dataschema"] == "urn:timeline:schemas:customer.registered.v1.json"
+    assert ce["dataschema"] == "urn:timeline:schemas:published/customer.registered.v1.json"
     assert ce["position"] == 42 and ce["streamversion"] == 1 and ce["schemaversion"] == 1
     assert ce["recordedat"] == "2025-03-01T02:00:00.123456Z"
     assert ce["actor"] == "RM007" and ce["partitionkey"] == "C000123"
@@ -82,10 +82,20 @@ def test_extension_names_follow_the_spec_and_do_not_shadow_core_attributes():
         assert re.fullmatch(r"[a-z0-9]{1,20}", name), name
 
 
-def test_every_type_names_an_existing_schema_file():
+def test_every_type_names_its_published_data_schema_file_by_its_id():
     for event_type in EVENT_TYPES:
         ce = to_cloudevent(recorded(event_type, data={}))
-        assert (SCHEMAS / schema_file(ce)).is_file(), ce["dataschema"]
+        assert schema_file(ce) == f"published/{event_type}.v1.json"
+        path = SCHEMAS / schema_file(ce)
+        assert orjson.loads(path.read_bytes())["$id"] == ce["dataschema"]
+
+
+def test_a_dataschema_under_another_base_is_not_a_schema_file():
+    ce = to_cloudevent(recorded(), schema_base="https://schemas.bank.example/timeline/")
+    assert ce["dataschema"] == "https://schemas.bank.example/timeline/published/customer.registered.v1.json"
+    assert schema_file(ce, "https://schemas.bank.example/timeline/") == "published/customer.registered.v1.json"
+    with pytest.raises(NotACloudEvent, match="not under urn:timeline:schemas:"):
+        schema_file(ce)
 
 
 def test_no_source_and_no_actor():
