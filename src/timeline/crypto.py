@@ -60,33 +60,43 @@ def parse_kek(text: str) -> bytes:
     return kek
 
 
-def configured_kek() -> bytes | None:
-    """``TIMELINE_KEK``, checked, if set."""
+def configured_kek(embedded: bool) -> bytes | None:
+    """The KEK configuration names (``TIMELINE_KEK``, else an existing ``TIMELINE_KEK_FILE``), checked.
+
+    ``None`` only for an embedded store, whose key file lives beside its database (:func:`kek_for_store`).
+    """
     value = os.environ.get("TIMELINE_KEK")
-    return parse_kek(value) if value else None
+    if value:
+        return parse_kek(value)
+    named = os.environ.get("TIMELINE_KEK_FILE")
+    if named and Path(named).exists():
+        return parse_kek(Path(named).read_text())
+    if not embedded:
+        raise ConfigurationError(
+            f"no key-encryption key: set TIMELINE_KEK (base64 of {KEY_BYTES} bytes) or TIMELINE_KEK_FILE to an "
+            "existing key file; a key file is generated only for the embedded SQLite store"
+        )
+    return None
 
 
 def kek_for_store(store: EventStore, may_create: bool) -> bytes:
-    """The KEK for ``store``: ``TIMELINE_KEK``, else its key file (``TIMELINE_KEK_FILE`` or beside the database).
+    """The KEK for ``store``: :func:`configured_kek`, else the key file beside its database.
 
     A key file is generated only for an embedded store that has no key yet
     (no data key, no check value) and only by a command that may create
     the store: a fresh key made for a store that has keys would wrap some
     customers' keys with a key the others are not wrapped with.
     """
-    kek = configured_kek()
+    default = store.default_key_file()
+    kek = configured_kek(embedded=default is not None)
     if kek is not None:
         return kek
     named = os.environ.get("TIMELINE_KEK_FILE")
-    path = Path(named) if named else store.default_key_file()
-    if path is None:
-        raise ConfigurationError(
-            f"no key-encryption key: set TIMELINE_KEK (base64 of {KEY_BYTES} bytes) or TIMELINE_KEK_FILE to an "
-            "existing key file; a key file is generated only for the embedded SQLite store"
-        )
+    path = Path(named) if named else default
+    assert path is not None
     if path.exists():
         return parse_kek(path.read_text())
-    if not may_create or store.default_key_file() is None or not _unbound(store):
+    if not may_create or not _unbound(store):
         raise ConfigurationError(
             f"no key-encryption key for the store at {store.url}: its key file {path} is missing and TIMELINE_KEK "
             "is not set; restore the key file or set TIMELINE_KEK to the key the store was created with"

@@ -81,9 +81,10 @@ def open_engine(
     KEK is an error.
     """
     chosen = load_policy(policy) if policy else load_policy()
-    if kek is None:
-        kek = configured_kek()  # a malformed TIMELINE_KEK is refused before the store is touched
-    store = open_store(resolve_url(db), create=create, alongside_other_tables=alongside_other_tables)
+    url = resolve_url(db)
+    if kek is None and keys:  # a malformed or missing KEK is refused before the store is touched
+        kek = configured_kek(embedded=url.startswith("sqlite:"))
+    store = open_store(url, create=create, alongside_other_tables=alongside_other_tables)
     try:
         wrapper = KeyWrapper(kek if kek is not None else partial(kek_for_store, store, create), store)
         if keys:

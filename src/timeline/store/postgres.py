@@ -176,9 +176,11 @@ def _schema_present(conn: psycopg.Connection) -> bool:
 
 
 def _tables(conn: psycopg.Connection) -> set[str]:
-    """The tables visible on the connection's search path."""
+    """The user tables visible on the connection's search path."""
     rows = conn.execute(
-        "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid)"
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid) "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -206,7 +208,7 @@ class PostgresEventStore(SqlEventStore):
             probe = psycopg.connect(url, connect_timeout=5, autocommit=True)
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if f'database "{params.get("dbname", "")}" does not exist' in first:
+            if not create and f'database "{params.get("dbname", "")}" does not exist' in first:
                 raise NoStore(f"no timeline store at {shown_url(url)}: {first}") from None
             raise StoreUnavailable(f"cannot reach PostgreSQL at {_safe(url)}: {first}; {START_HINT}") from None
         try:
