@@ -89,6 +89,32 @@ def test_ingest_from_another_directory_without_a_kek_reuses_the_key_file_beside_
         assert json.loads(shown.stdout.splitlines()[0])["data"]["name"] == name
 
 
+def test_writers_starting_a_new_store_at_once_without_a_kek_share_one_key_file(tmp_path):
+    url = f"sqlite:///{tmp_path / 'timeline.db'}"
+    names = {f"C{i}": f"客户{i}" for i in range(1, 5)}
+    started = []
+    for customer, name in names.items():
+        (tmp_path / customer).mkdir()
+        started.append(
+            subprocess.Popen(
+                [TIMELINE, "ingest", "-", "--db", url],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=tmp_path / customer,
+                env=_env(),
+            )
+        )
+        started[-1].stdin.write(jsonl(registered(customer, name=name)).encode())  # type: ignore[union-attr]
+        started[-1].stdin.close()  # type: ignore[union-attr]
+    for process in started:
+        assert process.wait(timeout=120) == 0, process.stderr.read()  # type: ignore[union-attr]
+    assert [p.name for p in tmp_path.rglob("*.kek")] == ["timeline.db.kek"]
+    for customer, name in names.items():
+        shown = timeline("history", customer, "--json", "--db", url, cwd=tmp_path)
+        assert json.loads(shown.stdout.splitlines()[0])["data"]["name"] == name
+
+
 def test_a_store_whose_key_file_is_missing_is_refused_and_no_new_key_is_made(tmp_path):
     db = tmp_path / "timeline.db"
     url = f"sqlite:///{db}"

@@ -109,15 +109,19 @@ def _unbound(store: EventStore) -> bool:
 
 
 def _create_key_file(path: Path) -> bytes:
-    """A new key file; one made by another process at the same moment wins, and is read."""
+    """A new key file, complete or not at all; one made by another process at the same moment wins, and is read."""
     kek = AESGCM.generate_key(bit_length=256)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return parse_kek(path.read_text())
+    draft = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(_b64e(kek) + "\n")
+    try:
+        os.link(draft, path)  # fails if the file exists: never a half-written key file, never a replaced one
+    except FileExistsError:
+        return parse_kek(path.read_text())
+    finally:
+        draft.unlink()
     log.warning("created a new key-encryption key in %s; keep it safe and apart from the database", path)
     return kek
 
