@@ -81,6 +81,12 @@ def test_init_creates_a_store_that_readers_then_find(db_url, tmp_path):
     assert timeline("init", "--db", db_url, cwd=tmp_path, TIMELINE_KEK=_b64e(KEK)).returncode == 0, "idempotent"
 
 
+def test_init_of_an_existing_store_with_another_kek_is_refused(db_url, tmp_path):
+    assert timeline("init", "--db", db_url, cwd=tmp_path, TIMELINE_KEK=_b64e(KEK)).returncode == 0
+    refused = timeline("init", "--db", db_url, cwd=tmp_path, TIMELINE_KEK=_b64e(bytes(32)))
+    assert one_error_line(refused) == "TIMELINE_KEK does not match the key-encryption key this store was created with"
+
+
 def test_init_of_an_embedded_store_makes_its_key_file_beside_it(tmp_path):
     url = f"sqlite:///{tmp_path / 'branch.db'}"
     assert timeline("init", "--db", url, cwd=tmp_path).returncode == 0

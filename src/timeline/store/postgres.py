@@ -123,8 +123,9 @@ class _Recorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[]) RETURNING notification_id",
             [customers, versions, types, states],
         )
-        with curs.connection.cursor() as keys:  # its own cursor: the library fetches the positions from ``curs``
-            destroy_keys(keys, batch, "%s")
+        if batch.destroy_keys:  # after the events (the keys' trigger wants the erasure stored), on a cursor
+            with curs.connection.cursor() as keys:  # of its own: the library fetches the positions from ``curs``
+                destroy_keys(keys, batch, "%s")
 
 
 def _columns(events: list[NewEvent]) -> list[list[Any]]:
