@@ -5,8 +5,9 @@ sealed with AES-GCM under it, bound (as associated data) to the event id and
 field name, so a ciphertext cannot be moved to another event or field. DEKs
 are stored wrapped by a key-encryption key (KEK) from configuration, bound to
 the customer id; the store records a check value of the KEK it was created
-with and any other KEK is refused. Erasure destroys the wrapped DEK: the ciphertexts stay
-byte-for-byte (the hash chain still verifies) but can never be read again.
+with and any other KEK is refused. Erasure destroys the wrapped DEK: the
+ciphertexts stay byte-for-byte (the hash chain still verifies) but can never
+be read again.
 """
 
 from __future__ import annotations
