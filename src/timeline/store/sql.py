@@ -91,7 +91,7 @@ def destroy_keys(curs: Any, batch: AppendBatch, mark: str) -> None:
     """Null the erased customers' keys: after the events, as the keys' trigger wants the erasure stored first."""
     if batch.destroy_keys:
         curs.executemany(
-            f"UPDATE timeline_keys SET wrapped_key = NULL WHERE customer_id = {mark}",
+            f"UPDATE timeline_keys SET wrapped_key = NULL WHERE customer_id = {mark} AND wrapped_key IS NOT NULL",
             [(c,) for c in batch.destroy_keys],
         )
 
