@@ -36,7 +36,7 @@ def store_status(store_url: str) -> dict[str, Any]:
     """The head position and every relay's position, from the store's database."""
     from timeline.store import open_store
 
-    store = open_store(store_url)
+    store = open_store(store_url, create=False)
     try:
         head = store.head_position()
     finally:

@@ -197,7 +197,7 @@ def _read_store(store_url: str, progress: Progress | None) -> tuple[dict[str, li
     from timeline.states import PAGE
     from timeline.store import open_store
 
-    store = open_store(store_url)
+    store = open_store(store_url, create=False)
     try:
         ring = KeyRing(store, None)
         head = store.head_position()

@@ -59,7 +59,7 @@ def test_a_file_that_is_not_utf8_is_refused_whole_in_one_line(run, tmp_path):
     offset = len(jsonl(registered()).encode())
     expected = f"timeline: error: {path} is not UTF-8 (invalid byte at offset {offset})"
     assert result.stderr.strip().splitlines() == [expected]
-    assert run("verify").stdout.startswith("verified 0 customers")
+    assert run("verify").stderr.startswith("timeline: error: no timeline store at"), "nothing stored, nothing created"
 
 
 def test_an_unreachable_database_is_one_clear_line(run):
@@ -103,6 +103,7 @@ def test_history_for_people_shows_whole_instants_at_80_columns(run):
 
 
 def test_history_of_an_unknown_customer_is_an_error(run):
+    assert run("init").returncode == 0
     result = run("history", "NOBODY")
     assert result.returncode == 2
     assert result.stderr.strip() == "timeline: error: unknown customer NOBODY: no events stored"

@@ -58,7 +58,7 @@ def ingest(
         if not Path(path).is_file():
             raise TimelineError(f"no such file: {path}")
         check_utf8(path)
-    engine = open_engine(db)
+    engine = open_engine(db, alongside_other_tables=False)
     summary = Summary()
     try:
         with _input(path) as lines:
@@ -104,7 +104,7 @@ class _input:
 @app.command()
 def history(customer_id: str, db: Db = None, json_out: Json = False) -> None:
     """A customer's events in business order, with recorded_at, position and PII as stored."""
-    engine = open_engine(db)
+    engine = open_engine(db, keys=False, create=False)
     try:
         from timeline.keyring import load_history
 
@@ -132,7 +132,7 @@ def verify(
     """Recompute every hash chain; name the first altered, inserted or missing event."""
     from timeline.verify import verify as run_verify
 
-    engine = open_engine(db, keys=False)
+    engine = open_engine(db, keys=False, create=False)
     try:
         report = run_verify(engine.store, customer)
     finally:
@@ -219,7 +219,7 @@ def state(
 
     if all_customers == (customer_id is not None):
         raise TimelineError("give a CUSTOMER_ID or --all")
-    engine = open_engine(db, policy=policy, keys=False)
+    engine = open_engine(db, policy=policy, keys=False, create=False)
     try:
         q, k = _times(engine.policy, as_of, known_at)
         reader = StateReader(engine.store, engine.policy)
@@ -253,7 +253,7 @@ def explain(
     """Why: the rule behind tier, stage and points, the events it rests on, and the points ledger."""
     from timeline.states import StateReader
 
-    engine = open_engine(db, policy=policy, keys=False)
+    engine = open_engine(db, policy=policy, keys=False, create=False)
     try:
         q, k = _times(engine.policy, as_of, known_at)
         result = StateReader(engine.store, engine.policy).state(customer_id, q, k)
@@ -280,7 +280,7 @@ def followups(
     """Open follow-ups per relationship manager and branch; overdue when due before today."""
     from timeline.states import StateReader
 
-    engine = open_engine(db, policy=policy, keys=False)
+    engine = open_engine(db, policy=policy, keys=False, create=False)
     try:
         q, k = _times(engine.policy, as_of, None)
         with _log_progress("reading the log") as advance:
@@ -308,7 +308,7 @@ def followups(
 @app.command()
 def requalify(db: Db = None, json_out: Json = False) -> None:
     """Decide every referral qualification again (RULES §5) and append any that is missing."""
-    engine = open_engine(db)
+    engine = open_engine(db, create=False)
     try:
         outcomes = engine.requalify()
     finally:
@@ -318,6 +318,21 @@ def requalify(db: Db = None, json_out: Json = False) -> None:
         _emit({"appended": [str(o.event_id) for o in appended]})
     else:
         out.print(f"{len(appended)} referral qualification(s) appended")
+
+
+@app.command()
+def init(
+    db: Db = None,
+    alongside_other_tables: Annotated[
+        bool,
+        typer.Option("--alongside-other-tables", help="Add timeline's tables to a database that holds other tables."),
+    ] = False,
+) -> None:
+    """Create a timeline store (tables, triggers, the check value of its key-encryption key), or check one."""
+    from timeline.store import resolve_url, shown_url
+
+    open_engine(db, alongside_other_tables=alongside_other_tables).close()
+    out.print(f"timeline store ready at {shown_url(resolve_url(db))}", highlight=False)
 
 
 @app.command()

@@ -19,7 +19,10 @@ from timeline.engine import open_engine
 from timeline.errors import TimelineError
 from timeline.ingest import Summary
 from timeline.states import StateReader
+from timeline.store import open_store
 
+DEMO_MARK = "demo"
+"""The store metadata marking a store the demo made, and so may delete and make again."""
 STAGES = ("prospect", "new", "established", "loyal", "at_risk", "churned")
 
 
@@ -29,11 +32,10 @@ def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out
     if not db.startswith("sqlite:///"):
         raise TimelineError("the demo recreates its database: give a sqlite:/// URL")
     path = db[len("sqlite:///") :]
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
+    remove_demo_store(path)
     last_day = last_full_day(dt.datetime.now(dt.UTC))
-    engine = open_engine(db)
+    engine = open_engine(db, alongside_other_tables=False)
+    engine.store.record_metadata(DEMO_MARK, "created by timeline demo")
     started = time.perf_counter()
     summary = Summary()
     try:
@@ -73,6 +75,28 @@ def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out
     for table in branch_report(states, now, engine.policy):
         out.print(table)
     out.print(f"Explore: timeline explain {states[0].customer_id} --db {db}", highlight=False)
+
+
+def remove_demo_store(path: str) -> None:
+    """Delete the store at ``path`` if it is a demo store; refuse to replace anything else."""
+    if not os.path.exists(path):
+        return
+    try:
+        store = open_store(f"sqlite:///{path}", create=False)
+    except TimelineError:
+        store = None
+    try:
+        marked = store is not None and store.metadata(DEMO_MARK) is not None
+    finally:
+        if store is not None:
+            store.close()
+    if not marked:
+        raise TimelineError(
+            f"{path} exists and is not a store made by `timeline demo`: refusing to replace it; give --db a new path"
+        )
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
 
 
 def branch_report(states: Sequence[CustomerState], now: dt.datetime, policy: Policy) -> list[Table]:

@@ -7,7 +7,7 @@ from functools import partial
 
 from projections.acceptance import Guard
 from projections.policy import Policy, load_policy
-from timeline.crypto import KeyWrapper, load_kek
+from timeline.crypto import KeyWrapper, configured_kek, kek_for_store
 from timeline.ingest import Clock, Ingestor, Rules, utcnow
 from timeline.keyring import KeyRing
 from timeline.qualify import Qualifier, referred_customers
@@ -30,6 +30,9 @@ class Engine:
     store: EventStore
     wrapper: KeyWrapper
     policy: Policy = field(default_factory=load_policy)
+
+    def __post_init__(self) -> None:
+        self.wrapper = self.wrapper.bound(self.store)  # refuses a KEK the store was not created with
 
     def ingestor(self, clock: Clock = utcnow, batch_size: int = 1000) -> Ingestor:
         qualifier = Qualifier(self.store, self.policy)
@@ -60,18 +63,33 @@ class Engine:
 
 
 def open_engine(
-    db: str | None = None, kek: bytes | None = None, policy: str | None = None, keys: bool = True
+    db: str | None = None,
+    kek: bytes | None = None,
+    policy: str | None = None,
+    keys: bool = True,
+    create: bool = True,
+    alongside_other_tables: bool = True,
 ) -> Engine:
-    """The engine on a store. ``keys=False``: the command never decrypts (state, explain), so no KEK is needed.
+    """The engine on a store.
 
-    Without ``TIMELINE_KEK`` a key file is generated for the embedded SQLite
-    store only; on PostgreSQL a missing KEK is an error before anything is done.
+    ``keys=True``: the KEK is loaded and checked against the store before
+    anything is done; ``keys=False``: only if a key is wrapped or unwrapped
+    (state, explain, verify never do, so they need no KEK). ``create=False``:
+    the store must exist (commands that read); then no key file is made either.
+    Without ``TIMELINE_KEK`` the key file beside an embedded SQLite database is
+    used, generated with a store that has no key yet; on PostgreSQL a missing
+    KEK is an error.
     """
     chosen = load_policy(policy) if policy else load_policy()
     url = resolve_url(db)
-    if kek is None:
-        load = partial(load_kek, create=url.startswith("sqlite:"))
-        wrapper = KeyWrapper(load() if keys else load)
-    else:
-        wrapper = KeyWrapper(kek)
-    return Engine(open_store(url), wrapper, chosen)
+    if kek is None and keys:  # a malformed or missing KEK is refused before the store is touched
+        kek = configured_kek(embedded=url.startswith("sqlite:"))
+    store = open_store(url, create=create, alongside_other_tables=alongside_other_tables)
+    try:
+        wrapper = KeyWrapper(kek if kek is not None else partial(kek_for_store, store, create), store)
+        if keys:
+            wrapper.check(writing=create)
+    except BaseException:
+        store.close()
+        raise
+    return Engine(store, wrapper, chosen)

@@ -15,6 +15,10 @@ class ConfigurationError(TimelineError):
     """A setting (database URL, key, policy) is missing or unusable."""
 
 
+class NoStore(ConfigurationError):
+    """The URL names no timeline store, and the command only reads one."""
+
+
 class StoreUnavailable(TimelineError):
     """The database cannot be reached."""
 

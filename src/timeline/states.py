@@ -192,7 +192,7 @@ def _states_of(
     from timeline.store import open_store
 
     tune_gc_for_bulk_work()
-    store = open_store(url)
+    store = open_store(url, create=False)
     try:
         return _fold_shard(store, policy, customer_ids, as_of, known_at)
     finally:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from eventsourcing.persistence import PersistenceError
 
 from timeline.errors import ConcurrencyConflict
 from timeline.store.port import AppendBatch, NewEvent
 
 
-def new(customer: str, version: int, state: bytes = b"{}", event_id: uuid.UUID | None = None) -> NewEvent:
-    return NewEvent(customer, version, event_id or uuid.uuid4(), "visit.recorded", state, f"h-{customer}-{version}")
+def new(
+    customer: str, version: int, state: bytes = b"{}", event_id: uuid.UUID | None = None, kind: str = "visit.recorded"
+) -> NewEvent:
+    return NewEvent(customer, version, event_id or uuid.uuid4(), kind, state, f"h-{customer}-{version}")
 
 
 def test_an_empty_store_has_no_head_and_no_customers(store):
@@ -86,8 +89,16 @@ def test_the_index_finds_events_by_id_with_their_hash(store):
 def test_keys_are_stored_with_the_batch_and_destroyed_by_erasure(store):
     store.append(AppendBatch(events=[new("C1", 1)], new_keys={"C1": b"wrapped"}))
     assert store.wrapped_keys(["C1", "C2"]) == {"C1": b"wrapped"}
-    store.append(AppendBatch(events=[new("C1", 2)], destroy_keys=["C1"]))
+    store.append(AppendBatch(events=[new("C1", 2, kind="customer.erased")], destroy_keys=["C1"]))
     assert store.wrapped_keys(["C1"]) == {"C1": None}
+
+
+def test_a_key_is_destroyed_only_with_a_stored_erasure(store):
+    store.append(AppendBatch(events=[new("C1", 1)], new_keys={"C1": b"wrapped"}))
+    with pytest.raises((PersistenceError, ConcurrencyConflict), match="a data key is destroyed only by an erasure"):
+        store.append(AppendBatch(events=[new("C1", 2)], destroy_keys=["C1"]))
+    assert store.wrapped_keys(["C1"]) == {"C1": b"wrapped"}
+    assert store.read_stream("C1")[-1].version == 1, "nothing of the batch is stored"
 
 
 def test_customer_ids_are_sorted_and_distinct(store):

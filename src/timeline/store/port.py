@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 from uuid import UUID
 
@@ -122,6 +123,22 @@ class EventStore(LogReader):
     @abc.abstractmethod
     def wrapped_keys(self, customer_ids: Iterable[str]) -> dict[str, bytes | None]:
         """Wrapped data keys; ``None`` for a destroyed (erased) key."""
+
+    @abc.abstractmethod
+    def any_key(self) -> tuple[str, bytes | None] | None:
+        """One stored (customer, wrapped key), a present key before a destroyed one; ``None`` if there are none."""
+
+    @abc.abstractmethod
+    def metadata(self, name: str) -> str | None:
+        """A fact recorded about the store (``timeline_meta``), ``None`` if never recorded."""
+
+    @abc.abstractmethod
+    def record_metadata(self, name: str, value: str) -> str:
+        """Record a fact unless one is recorded already (facts never change); return the value that stands."""
+
+    def default_key_file(self) -> Path | None:
+        """Where the key-encryption key lives when nothing is configured: beside an embedded database only."""
+        return None
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -16,9 +16,19 @@ import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL
 
-from timeline.errors import StoreUnavailable
+from timeline.errors import NoStore, StoreUnavailable
 from timeline.store.port import AppendBatch, IndexEntry, NewEvent, StoredRow
-from timeline.store.sql import EVENTS_TABLE, IMMUTABLE_TABLES, SqlEventStore, side_writes
+from timeline.store.sql import (
+    EVENTS_TABLE,
+    IMMUTABLE_TABLES,
+    KEY_GUARD,
+    KEY_REFUSED,
+    META_TABLE,
+    SqlEventStore,
+    destroy_keys,
+    other_tables_refused,
+    side_writes,
+)
 
 START_HINT = (
     "start one with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start "
@@ -37,9 +47,17 @@ SIDE_TABLES = [
     "CREATE TABLE IF NOT EXISTS timeline_keys (customer_id text PRIMARY KEY, wrapped_key bytea)",
     "CREATE TABLE IF NOT EXISTS timeline_referrals (event_id uuid PRIMARY KEY, referred_customer_id text NOT NULL)",
     "CREATE INDEX IF NOT EXISTS timeline_referrals_referred ON timeline_referrals (referred_customer_id)",
+    f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name text PRIMARY KEY, value text NOT NULL)",
     "CREATE OR REPLACE FUNCTION timeline_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
     "BEGIN RAISE EXCEPTION 'timeline: % is append-only (% refused)', TG_TABLE_NAME, TG_OP "
     "USING ERRCODE = 'insufficient_privilege'; END $$",
+    "CREATE OR REPLACE FUNCTION timeline_guard_key() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    f"BEGIN IF TG_OP = 'UPDATE' AND {KEY_GUARD} THEN RETURN NEW; END IF; "
+    f"RAISE EXCEPTION '{KEY_REFUSED} (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege'; END $$",
+    "CREATE OR REPLACE TRIGGER timeline_keys_only_erasure BEFORE UPDATE OR DELETE ON timeline_keys "
+    "FOR EACH ROW EXECUTE FUNCTION timeline_guard_key()",
+    "CREATE OR REPLACE TRIGGER timeline_keys_no_truncate BEFORE TRUNCATE ON timeline_keys "
+    "FOR EACH STATEMENT EXECUTE FUNCTION timeline_refuse_change()",
     *(
         stmt
         for table in IMMUTABLE_TABLES
@@ -75,7 +93,7 @@ class _Recorder(PostgresApplicationRecorder):
         referrals = [e for e in batch.events if e.refers_to]
         side_writes(
             curs,
-            AppendBatch(events=referrals, new_keys=batch.new_keys, destroy_keys=batch.destroy_keys),
+            AppendBatch(events=referrals, new_keys=batch.new_keys),
             "%s",
             index_and_heads=False,
         )
@@ -105,6 +123,9 @@ class _Recorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bytea[]) RETURNING notification_id",
             [customers, versions, types, states],
         )
+        if batch.destroy_keys:  # after the events (the keys' trigger wants the erasure stored), on a cursor
+            with curs.connection.cursor() as keys:  # of its own: the library fetches the positions from ``curs``
+                destroy_keys(keys, batch, "%s")
 
 
 def _columns(events: list[NewEvent]) -> list[list[Any]]:
@@ -144,15 +165,25 @@ def _schema_present(conn: psycopg.Connection) -> bool:
         "timeline_keys",
         "timeline_referrals",
         "timeline_referrals_referred",
+        META_TABLE,
     ]
     row = conn.execute(
         "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) AS name", (objects,)
     ).fetchone()
-    triggers = conn.execute(
-        "SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s)",
-        ([f"{t}_{kind}" for t in IMMUTABLE_TABLES for kind in ("immutable", "no_truncate")],),
-    ).fetchone()
-    return bool(row and row[0]) and bool(triggers and triggers[0] == 2 * len(IMMUTABLE_TABLES))
+    names = [f"{t}_{kind}" for t in IMMUTABLE_TABLES for kind in ("immutable", "no_truncate")]
+    names += ["timeline_keys_only_erasure", "timeline_keys_no_truncate"]
+    triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s)", (names,)).fetchone()
+    return bool(row and row[0]) and bool(triggers and triggers[0] == len(names))
+
+
+def _tables(conn: psycopg.Connection) -> set[str]:
+    """The user tables visible on the connection's search path."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid) "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 STREAMS_PER_QUERY = 5000
@@ -170,20 +201,32 @@ class PostgresEventStore(SqlEventStore):
     mark = "%s"
     _position = "notification_id"
 
-    def __init__(self, url: str, pool_size: int = 2) -> None:
+    def __init__(self, url: str, pool_size: int = 2, create: bool = True, alongside_other_tables: bool = True) -> None:
+        """``create=False``: open only an existing store, adding nothing (no table, no trigger)."""
         self.url = url
         params = psycopg.conninfo.conninfo_to_dict(url)
         try:
             probe = psycopg.connect(url, connect_timeout=5, autocommit=True)
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if not create and f'database "{params.get("dbname", "")}" does not exist' in first:
+                raise NoStore(f"no timeline store at {shown_url(url)}: {first}") from None
             raise StoreUnavailable(f"cannot reach PostgreSQL at {_safe(url)}: {first}; {START_HINT}") from None
         try:
-            self._create(url, params, pool_size, probe)
+            tables = _tables(probe)
+            if EVENTS_TABLE not in tables:
+                if not create:
+                    raise NoStore(f"no timeline store at {shown_url(url)}")
+                if not alongside_other_tables:
+                    other_tables_refused(shown_url(url), tables)
+            self._open(params, pool_size, probe, create)
         finally:
             probe.close()
 
-    def _create(self, url: str, params: dict[str, Any], pool_size: int, probe: psycopg.Connection) -> None:
+    def _has_table(self, name: str) -> bool:
+        return bool(self._rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0])
+
+    def _open(self, params: dict[str, Any], pool_size: int, probe: psycopg.Connection, create: bool) -> None:
         self._datastore = _Datastore(
             dbname=str(params.get("dbname", "postgres")),
             host=str(params.get("host", "127.0.0.1")),
@@ -199,7 +242,7 @@ class PostgresEventStore(SqlEventStore):
         # threads waiting at once trip psycopg_pool's assertion: open it once, here, instead.
         self._datastore.pool.open(wait=True, timeout=10)
         self._recorder = _Recorder(self._datastore)
-        if _schema_present(probe):
+        if not create or _schema_present(probe):
             return
         # Two processes creating the schema of a new database at once collide in the catalogs
         # (duplicate pg_type rows, concurrently updated functions): one at a time.
@@ -268,6 +311,14 @@ class PostgresEventStore(SqlEventStore):
 
     def close(self) -> None:
         self._datastore.close()
+
+
+def shown_url(url: str) -> str:
+    """The URL as given, without its password."""
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    user = f"{params['user']}@" if params.get("user") else ""
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"postgresql://{user}{params.get('host', 'localhost')}{port}/{params.get('dbname', '')}"
 
 
 def _safe(url: str) -> str:

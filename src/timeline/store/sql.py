@@ -11,10 +11,13 @@ hook, live:
   newest event is detected too);
 - ``timeline_keys``: each customer's wrapped data key; erasure nulls it;
 - ``timeline_referrals``: referred customer → ``referral.made`` event id, so
-  that qualification (RULES §5) finds every referral naming a customer.
+  that qualification (RULES §5) finds every referral naming a customer;
+- ``timeline_meta``: facts about the store itself, written once (the check
+  value of its key-encryption key, the mark of a demo store).
 
-Events and the index are immutable: triggers refuse UPDATE, DELETE and
-TRUNCATE, whoever asks.
+Events, the index and the metadata are immutable: triggers refuse UPDATE,
+DELETE and TRUNCATE, whoever asks. A data key may only be nulled, and only
+for a customer whose stream holds a stored ``customer.erased``.
 """
 
 from __future__ import annotations
@@ -26,18 +29,37 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from timeline.errors import ConcurrencyConflict
+from timeline.errors import ConcurrencyConflict, ConfigurationError
 from timeline.store.port import AppendBatch, EventStore, IndexEntry, StoredRow
 
 EVENTS_TABLE = "timeline_events"
-IMMUTABLE_TABLES = (EVENTS_TABLE, "timeline_event_index")
+META_TABLE = "timeline_meta"
+IMMUTABLE_TABLES = (EVENTS_TABLE, "timeline_event_index", META_TABLE)
+KEY_GUARD = (
+    "OLD.wrapped_key IS NOT NULL AND NEW.wrapped_key IS NULL AND NEW.customer_id = OLD.customer_id "
+    f"AND EXISTS (SELECT 1 FROM {EVENTS_TABLE} WHERE originator_id = OLD.customer_id AND topic = 'customer.erased')"
+)
+"""The one change a data key may undergo: erasure nulls it once its ``customer.erased`` is stored."""
+KEY_REFUSED = "timeline: a data key is destroyed only by an erasure stored in the same transaction"
+
+
+def other_tables_refused(url: str, tables: Iterable[str]) -> None:
+    """Refuse to add timeline's tables to a database that holds other tables, unless asked to."""
+    others = sorted(t for t in tables if not t.startswith(("timeline_", "sqlite_")))
+    if others:
+        listed = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        raise ConfigurationError(
+            f"the database at {url} holds other tables ({listed}) and no timeline store; "
+            f"to add timeline's tables beside them run: timeline init --db URL --alongside-other-tables"
+        )
 
 
 def side_writes(curs: Any, batch: AppendBatch, mark: str, index_and_heads: bool = True) -> None:
-    """Index, heads and key rows of a batch, in the transaction of its events.
+    """Index, heads, referral and new key rows of a batch, in the transaction of its events.
 
     The portable form, one statement per row; PostgreSQL overrides the index
-    and heads with array inserts for speed.
+    and heads with array inserts for speed. Keys are destroyed after the
+    events are inserted (:func:`destroy_keys`).
     """
     p = mark
     if batch.events and index_and_heads:
@@ -63,9 +85,13 @@ def side_writes(curs: Any, batch: AppendBatch, mark: str, index_and_heads: bool 
             f"INSERT INTO timeline_keys (customer_id, wrapped_key) VALUES ({p}, {p})",
             list(batch.new_keys.items()),
         )
+
+
+def destroy_keys(curs: Any, batch: AppendBatch, mark: str) -> None:
+    """Null the erased customers' keys: after the events, as the keys' trigger wants the erasure stored first."""
     if batch.destroy_keys:
         curs.executemany(
-            f"UPDATE timeline_keys SET wrapped_key = NULL WHERE customer_id = {p}",
+            f"UPDATE timeline_keys SET wrapped_key = NULL WHERE customer_id = {mark} AND wrapped_key IS NOT NULL",
             [(c,) for c in batch.destroy_keys],
         )
 
@@ -81,6 +107,7 @@ class SqlEventStore(EventStore):
     """Queries common to both backends; subclasses give the cursor and placeholder."""
 
     mark = "?"
+    _datastore: Any
 
     @abc.abstractmethod
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
@@ -193,6 +220,34 @@ class SqlEventStore(EventStore):
             ):
                 found[r[0]] = None if r[1] is None else bytes(r[1])
         return found
+
+    def any_key(self) -> tuple[str, bytes | None] | None:
+        rows = self._rows("SELECT customer_id, wrapped_key FROM timeline_keys ORDER BY wrapped_key IS NULL LIMIT 1")
+        return (rows[0][0], None if rows[0][1] is None else bytes(rows[0][1])) if rows else None
+
+    def metadata(self, name: str) -> str | None:
+        if not self._has_table(META_TABLE):
+            return None  # a store made before the table existed, opened by a reader (which adds no table)
+        rows = self._rows(f"SELECT value FROM {META_TABLE} WHERE name = {self.mark}", (name,))
+        return rows[0][0] if rows else None
+
+    def record_metadata(self, name: str, value: str) -> str:
+        p = self.mark
+        try:
+            with self._datastore.transaction(commit=True) as c:
+                c.execute(
+                    f"INSERT INTO {META_TABLE} (name, value) SELECT {p}, {p} "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM {META_TABLE} WHERE name = {p})",
+                    (name, value, name),
+                )
+        except IntegrityError:
+            pass  # another writer recorded it first: theirs stands
+        stored = self.metadata(name)
+        assert stored is not None, f"{name} was just recorded"
+        return stored
+
+    @abc.abstractmethod
+    def _has_table(self, name: str) -> bool: ...
 
     @property
     @abc.abstractmethod

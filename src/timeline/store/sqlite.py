@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from timeline.errors import StoreUnavailable
+from timeline.errors import NoStore, StoreUnavailable
 from timeline.store.port import AppendBatch
-from timeline.store.sql import EVENTS_TABLE, IMMUTABLE_TABLES, SqlEventStore, side_writes, to_stored_events
+from timeline.store.sql import (
+    EVENTS_TABLE,
+    IMMUTABLE_TABLES,
+    KEY_GUARD,
+    KEY_REFUSED,
+    META_TABLE,
+    SqlEventStore,
+    destroy_keys,
+    other_tables_refused,
+    side_writes,
+    to_stored_events,
+)
 
 LOCK_TIMEOUT = 30
 SIDE_TABLES = [
@@ -24,6 +37,11 @@ SIDE_TABLES = [
     "CREATE TABLE IF NOT EXISTS timeline_keys ( customer_id TEXT PRIMARY KEY, wrapped_key BLOB)",
     "CREATE TABLE IF NOT EXISTS timeline_referrals ( event_id TEXT PRIMARY KEY, referred_customer_id TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS timeline_referrals_referred ON timeline_referrals (referred_customer_id)",
+    f"CREATE TABLE IF NOT EXISTS {META_TABLE} ( name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS timeline_keys_no_delete BEFORE DELETE ON timeline_keys "
+    f"BEGIN SELECT RAISE(ABORT, '{KEY_REFUSED} (DELETE refused)'); END",
+    f"CREATE TRIGGER IF NOT EXISTS timeline_keys_only_erasure BEFORE UPDATE ON timeline_keys WHEN NOT ({KEY_GUARD}) "
+    f"BEGIN SELECT RAISE(ABORT, '{KEY_REFUSED} (UPDATE refused)'); END",
     *(
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
         f"BEGIN SELECT RAISE(ABORT, 'timeline: {table} is append-only ({op} refused)'); END"
@@ -47,6 +65,8 @@ SIDE_TABLES = [
                 "OR EXISTS (SELECT 1 FROM timeline_event_index "
                 "WHERE customer_id = NEW.customer_id AND version = NEW.version)",
             ),
+            ("timeline_keys", "EXISTS (SELECT 1 FROM timeline_keys WHERE customer_id = NEW.customer_id)"),
+            (META_TABLE, f"EXISTS (SELECT 1 FROM {META_TABLE} WHERE name = NEW.name)"),
         )
     ),
 ]
@@ -65,17 +85,48 @@ class _Recorder(SQLiteApplicationRecorder):
         if batch.destroy_keys:
             c.execute("PRAGMA secure_delete = ON")
         side_writes(c, batch, "?")
-        return super()._insert_events(c, stored_events)
+        positions = super()._insert_events(c, stored_events)
+        destroy_keys(c, batch, "?")
+        return positions
 
 
 class SQLiteEventStore(SqlEventStore):
     mark = "?"
     _position = "rowid"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, create: bool = True, alongside_other_tables: bool = True) -> None:
+        """``create=False``: open only an existing store, adding nothing (not even the file)."""
         self.url = f"sqlite:///{path}"
         self.path = path
-        self._create_schema()
+        tables = self._existing_tables()
+        if EVENTS_TABLE not in tables:
+            if not create:
+                raise NoStore(f"no timeline store at {self.url}")
+            if not alongside_other_tables:
+                other_tables_refused(self.url, tables)
+        if create:
+            self._create_schema()
+        else:
+            self._connect()
+
+    def _existing_tables(self) -> set[str]:
+        """The tables already in the file (none if there is no file), read without writing to it."""
+        if not os.path.exists(self.path):
+            return set()
+        try:
+            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT)
+            try:
+                return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from None
+
+    def default_key_file(self) -> Path:
+        return Path(self.path + ".kek")
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
 
     def _connect(self) -> None:
         self._datastore = SQLiteDatastore(self.path, lock_timeout=LOCK_TIMEOUT, originator_id_type="text")
