@@ -129,30 +129,54 @@ def verify(
     customer: Annotated[str | None, typer.Option("--customer", help="Verify one customer only.")] = None,
     json_out: Json = False,
 ) -> None:
-    """Recompute every hash chain; name the first altered, inserted or missing event."""
+    """Recompute every hash chain and check every key; name the first altered, inserted or missing event."""
     from timeline.verify import verify as run_verify
 
+    wrapper = _verify_wrapper()
     engine = open_engine(db, keys=False)
     try:
-        report = run_verify(engine.store, customer)
+        report = run_verify(engine.store, customer, wrapper)
     finally:
         engine.close()
+    unchecked = "PII readability not checked: no key-encryption key (set TIMELINE_KEK or TIMELINE_KEK_FILE)"
     if json_out:
         _emit(
             {
                 "intact": report.intact,
                 "customers": report.customers,
                 "events": report.events,
+                "pii_checked": report.pii_checked,
                 "findings": [f.to_json() for f in report.findings],
             }
         )
     else:
         for finding in report.findings:
             err.print(f"TAMPERED {finding}", highlight=False, soft_wrap=True)
-        state = "intact" if report.intact else f"{len(report.findings)} customer(s) with broken chains"
+        broken = len({f.customer_id for f in report.findings})
+        state = "intact" if report.intact else f"{broken} customer(s) with findings"
         out.print(f"verified {report.customers} customers, {report.events} events: {state}")
+        if not report.pii_checked:
+            out.print(unchecked)
     if not report.intact:
         raise typer.Exit(1)
+
+
+def _verify_wrapper() -> Any:
+    """The key-encryption key's wrapper if one is configured, else ``None`` (verify then skips PII).
+
+    Never creates a key file; a ``TIMELINE_KEK`` that is set but unusable is an error, not "no key".
+    """
+    import os
+
+    from timeline.crypto import KeyWrapper, load_kek
+    from timeline.errors import ConfigurationError
+
+    try:
+        return KeyWrapper(load_kek(create=False))
+    except ConfigurationError:
+        if os.environ.get("TIMELINE_KEK"):
+            raise
+        return None
 
 
 @app.command()

@@ -15,9 +15,11 @@ from typing import Any
 from uuid import UUID, SafeUUID
 
 import orjson
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from timeline.crypto import is_sealed, open_sealed, seal
+from timeline.errors import CorruptEvent
 from timeline.events import PII_FIELDS, Envelope
 from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent
 from timeline.store.port import StoredRow
@@ -95,28 +97,74 @@ def decode(row: StoredRow, dek: bytes | None, erased: bool, with_hash: bool = Tr
     Projections never read the chain hash; ``with_hash=False`` leaves it empty and saves a SHA-256 per event.
     Readers decode every event of the store (``state --all``), so this stays lean: positional
     construction, instants parsed in C, and the event id through :func:`event_uuid`.
+
+    Bytes that are not an event as the engine writes it (not JSON, not an object, a field missing or of
+    the wrong type, a sealed field that does not open) raise :class:`CorruptEvent` naming the row: the one
+    place every reader (states, history, ingestion, qualification, the relay, verify) learns of it.
     """
-    obj = orjson.loads(row.state)
-    kind = obj["type"]
-    event_id = event_uuid(obj["event_id"])
-    data = obj["data"]
-    if PII_FIELDS.get(kind):
-        data = {k: _open(v, dek, erased, event_id, k) for k, v in data.items()}
-    return RecordedEvent(
-        row.position,
-        obj["customer_id"],
-        row.version,
-        event_id,
-        kind,
-        obj["schema_version"],
-        _instant(obj["occurred_at"]),
-        _instant(obj["recorded_at"]),
-        obj["source"],
-        obj["actor"],
-        data,
-        obj["prev_hash"],
-        chain_hash(row.state) if with_hash else "",
-    )
+    try:
+        obj = orjson.loads(row.state)
+        if type(obj) is not dict:
+            raise CorruptEvent(row.customer_id, row.version, "not a JSON object")
+        kind = obj["type"]
+        event_id = event_uuid(obj["event_id"])
+        data = obj["data"]
+        if type(data) is not dict:
+            raise CorruptEvent(row.customer_id, row.version, "its data is not a JSON object")
+        if PII_FIELDS.get(kind):
+            data = {k: _open(v, dek, erased, event_id, k) for k, v in data.items()}
+        event = RecordedEvent(
+            row.position,
+            obj["customer_id"],
+            row.version,
+            event_id,
+            kind,
+            obj["schema_version"],
+            _instant(obj["occurred_at"]),
+            _instant(obj["recorded_at"]),
+            obj["source"],
+            obj["actor"],
+            data,
+            obj["prev_hash"],
+            chain_hash(row.state) if with_hash else "",
+        )
+    except KeyError as exc:
+        raise CorruptEvent(row.customer_id, row.version, f"no {exc.args[0]!r} field") from None
+    except InvalidTag:
+        raise CorruptEvent(row.customer_id, row.version, "a sealed field does not decrypt") from None
+    except orjson.JSONDecodeError:
+        raise CorruptEvent(row.customer_id, row.version, "not JSON") from None
+    except (ValueError, TypeError, AttributeError):
+        raise CorruptEvent(row.customer_id, row.version, "a field has the wrong type or value") from None
+    if not (
+        type(kind) is str
+        and event.customer_id == row.customer_id
+        and type(event.schema_version) is int
+        and type(event.prev_hash) is str
+        and event.occurred_at.tzinfo is not None
+        and event.recorded_at.tzinfo is not None
+        and (event.source is None or type(event.source) is str)
+        and (event.actor is None or type(event.actor) is str)
+    ):
+        raise CorruptEvent(row.customer_id, row.version, _shape_problem(event, row))
+    return event
+
+
+def _shape_problem(event: RecordedEvent, row: StoredRow) -> str:
+    """Which envelope field of a decoded row is wrong (only asked once one is)."""
+    if event.customer_id != row.customer_id:
+        return f"it names customer {event.customer_id!r}"
+    for name, ok in (
+        ("type", type(event.type) is str),
+        ("schema_version", type(event.schema_version) is int),
+        ("prev_hash", type(event.prev_hash) is str),
+        ("occurred_at", event.occurred_at.tzinfo is not None),
+        ("recorded_at", event.recorded_at.tzinfo is not None),
+        ("source", event.source is None or type(event.source) is str),
+    ):
+        if not ok:
+            return f"its {name} has the wrong type or value"
+    return "its actor has the wrong type or value"
 
 
 _instant = dt.datetime.fromisoformat

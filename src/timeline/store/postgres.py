@@ -18,7 +18,7 @@ from psycopg.sql import SQL
 
 from timeline.errors import StoreUnavailable
 from timeline.store.port import AppendBatch, IndexEntry, NewEvent, StoredRow
-from timeline.store.sql import EVENTS_TABLE, IMMUTABLE_TABLES, SqlEventStore, side_writes
+from timeline.store.sql import EVENTS_TABLE, IMMUTABLE_TABLES, SqlEventStore, side_writes, state_bytes
 
 START_HINT = (
     "start one with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start "
@@ -253,7 +253,7 @@ class PostgresEventStore(SqlEventStore):
                 "WHERE originator_id = ANY(%b::text[])",
                 (ids[i : i + STREAMS_PER_QUERY],),
             ):
-                result[r[1]].append(StoredRow(r[0], r[1], r[2], bytes(r[3])))
+                result[r[1]].append(StoredRow(r[0], r[1], r[2], state_bytes(r[3])))
         for rows in result.values():
             rows.sort(key=_version)
         return result
