@@ -339,7 +339,13 @@ def test_the_command_names_the_altered_event_and_exits_1(engine, raw, ids, run):
 
     other = run("verify", "--customer", "C2", "--json")
     assert other.returncode == 0, other.stderr
-    assert json.loads(other.stdout) == {"intact": True, "customers": 1, "events": 2, "pii_checked": True, "findings": []}
+    assert json.loads(other.stdout) == {
+        "intact": True,
+        "customers": 1,
+        "events": 2,
+        "pii_checked": True,
+        "findings": [],
+    }
 
 
 def test_the_command_names_missing_and_inserted_events(engine, raw, ids, run):
@@ -361,7 +367,13 @@ def test_the_command_verifies_an_erased_customer_clean(engine, clock, ids, run):
     list(engine.ingestor(clock=clock).ingest(list(enumerate(events, 1))))
     result = run("verify", "--customer", "C1", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"intact": True, "customers": 1, "events": 5, "pii_checked": True, "findings": []}
+    assert json.loads(result.stdout) == {
+        "intact": True,
+        "customers": 1,
+        "events": 5,
+        "pii_checked": True,
+        "findings": [],
+    }
 
 
 def test_the_command_refuses_an_unknown_customer_in_one_line(engine, ids, run):

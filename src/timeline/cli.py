@@ -156,7 +156,7 @@ def verify(
         state = "intact" if report.intact else f"{broken} customer(s) with findings"
         out.print(f"verified {report.customers} customers, {report.events} events: {state}")
         if not report.pii_checked:
-            out.print(unchecked)
+            out.print(unchecked, soft_wrap=True)
     if not report.intact:
         raise typer.Exit(1)
 
