@@ -113,6 +113,7 @@ MALFORMED = {
     "missing-field": lambda state: canonical_bytes({k: v for k, v in json.loads(state).items() if k != "occurred_at"}),
     "wrong-type": lambda state: canonical_bytes({**json.loads(state), "schema_version": "1"}),
     "data-not-an-object": lambda state: canonical_bytes({**json.loads(state), "data": "x"}),
+    "data-value-of-no-model": lambda state: state.replace(b'"amount":"', b'"amount":"x'),
 }
 
 
@@ -169,6 +170,19 @@ def test_a_reader_of_a_stored_event_turned_into_text_fails_in_one_line(engine, r
         "timeline: error: stored event of customer C1 at version 2 is unreadable (not JSON): "
         "the store was changed outside the engine; run `timeline verify`"
     ]
+
+
+def test_a_reader_of_a_value_no_event_model_allows_fails_in_one_line(engine, raw, ids, run):
+    """The envelope is well-formed, so decoding passes; the fold fails, and the stored event is named."""
+    set_state(raw, "C1", 2, MALFORMED["data-value-of-no-model"](state_of(raw, "C1", 2)))
+    for args in (("state", "C1"), ("state", "--all", "--json")):
+        result = run(*args)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            "timeline: error: stored event of customer C1 at version 2 is unreadable (its content breaks the event "
+            "model: data.amount: not a plain decimal amount: 'x1000.00'): the store was changed outside the engine; "
+            "run `timeline verify`"
+        ]
 
 
 def test_a_corrupt_event_error_crosses_process_boundaries_whole():

@@ -19,8 +19,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from timeline.crypto import is_sealed, open_sealed, seal
-from timeline.errors import CorruptEvent
-from timeline.events import PII_FIELDS, Envelope
+from timeline.errors import CorruptEvent, RejectedEvent
+from timeline.events import PII_FIELDS, Envelope, parse_event
 from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent
 from timeline.store.port import StoredRow
 
@@ -168,6 +168,28 @@ def _shape_problem(event: RecordedEvent, row: StoredRow) -> str:
 
 
 _instant = dt.datetime.fromisoformat
+
+_PII_STAND_INS = {"name": "x", "birth_date": "2000-01-01", "phone": "+1 000"}
+"""Valid values put in place of sealed, erased or encrypted PII, so that the rest of an event can be validated."""
+
+STORED_VALUE_ERRORS = (ArithmeticError, ValueError, TypeError, KeyError, AttributeError, IndexError)
+"""What a projection raises when an event's data holds a value no model allows (a decimal that is not one...)."""
+
+
+def first_invalid(history: list[RecordedEvent]) -> CorruptEvent | None:
+    """The first decoded event that the event models refuse, as the :class:`CorruptEvent` to raise.
+
+    :func:`decode` checks only the envelope (every read pays for it); the values inside ``data`` are validated
+    here, when a projection has failed on a history, to name the stored event that made it fail.
+    """
+    for event in history:
+        pii = PII_FIELDS.get(event.type, frozenset())
+        data = {k: _PII_STAND_INS.get(k, v) if k in pii and type(v) is dict else v for k, v in event.data.items()}
+        try:
+            parse_event({**event.envelope(), "data": data})
+        except RejectedEvent as exc:
+            return CorruptEvent(event.customer_id, event.version, f"its content breaks the event model: {exc}")
+    return None
 
 
 def event_uuid(text: str) -> UUID:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
-from timeline.codec import GENESIS_HASH, chain_hash, decode
+from timeline.codec import GENESIS_HASH, chain_hash, decode, first_invalid
 from timeline.crypto import KeyWrapper
 from timeline.errors import CorruptEvent, TimelineError
 from timeline.recorded import RecordedEvent
@@ -98,6 +98,7 @@ def verify(store: EventStore, customer_id: str | None = None, wrapper: KeyWrappe
             key = keys.get(cid, NO_KEY_ROW)
             chain = next(_breaks(cid, rows, decoded, indexes[cid], heads.get(cid)), None)
             chain = chain or _traces(cid, rows, indexes[cid], heads.get(cid), key, dangling.get(cid, []))
+            chain = chain or _newest_invalid(cid, decoded)
             if chain:
                 findings.append(chain)
             problem = key_finding(cid, [e for e in decoded if isinstance(e, RecordedEvent)], rows, key, wrapper)
@@ -240,6 +241,25 @@ def _traces(
             customer_id, "missing", 1, None, "a data key is stored but no event: the customer's stream was deleted"
         )
     return None
+
+
+def _newest_invalid(customer_id: str, decoded: list[RecordedEvent | CorruptEvent]) -> Finding | None:
+    """The newest event's content against the event models, once its chain is intact.
+
+    An older event cannot be rewritten unnoticed (its successor holds its hash); the newest one can, with its
+    index entry and head, and its envelope may still be well-formed: validating it costs one model per customer.
+    """
+    newest = decoded[-1] if decoded else None
+    corrupt = first_invalid([newest]) if isinstance(newest, RecordedEvent) else None
+    if corrupt is None:
+        return None
+    return Finding(
+        customer_id,
+        "altered",
+        corrupt.version,
+        str(newest.event_id),  # type: ignore[union-attr]
+        f"its stored value is malformed ({corrupt.reason}), though its hash matches the index and head",
+    )
 
 
 def _id(entry: IndexEntry | None) -> str | None:
