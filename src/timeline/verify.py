@@ -238,7 +238,7 @@ def _traces(
         )
     if not rows and not index and head is None and key is not NO_KEY_ROW:
         return Finding(
-            customer_id, "missing", 1, None, "a data key is stored but no event: the customer's stream was deleted"
+            customer_id, "missing", 1, None, "a key row is stored but no event: the customer's stream was deleted"
         )
     return None
 
