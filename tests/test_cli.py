@@ -113,4 +113,10 @@ def test_verify_says_intact_and_exits_0(run):
     run("ingest", "-", stdin=jsonl(registered(), deposit()))
     result = run("verify", "--json")
     assert result.returncode == 0
-    assert json.loads(result.stdout) == {"intact": True, "customers": 1, "events": 2, "findings": []}
+    assert json.loads(result.stdout) == {
+        "intact": True,
+        "customers": 1,
+        "events": 2,
+        "pii_checked": True,
+        "findings": [],
+    }

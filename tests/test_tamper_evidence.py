@@ -9,6 +9,7 @@ and the ``timeline verify`` command are checked, on both backends.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import KEK
 from tests.factories import deposit, erased, registered, visit, withdrawal
 from tests.test_immutability import Raw
 from timeline.codec import content_of, encode
-from timeline.crypto import new_kek_text
 from timeline.errors import TimelineError
 from timeline.events import parse_event
 from timeline.verify import verify
@@ -73,6 +74,11 @@ def ids(engine, clock) -> dict[tuple[str, int], str]:
         versions[o.customer_id] += 1
         found[(o.customer_id, versions[o.customer_id])] = str(o.event_id)
     return found
+
+
+def kek_text(kek: bytes) -> str:
+    """A KEK as ``TIMELINE_KEK`` takes it."""
+    return base64.urlsafe_b64encode(kek).decode()
 
 
 def state_of(raw: Raw, customer: str, version: int) -> bytes:
@@ -300,7 +306,7 @@ def test_only_the_first_break_of_each_chain_is_named(engine, raw, ids):
 
 @pytest.fixture
 def run(tmp_path, db_url):
-    env = {**os.environ, "TIMELINE_DB": db_url, "TIMELINE_KEK": new_kek_text()}
+    env = {**os.environ, "TIMELINE_DB": db_url, "TIMELINE_KEK": kek_text(KEK)}
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([TIMELINE, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
@@ -316,12 +322,12 @@ def test_the_command_names_the_altered_event_and_exits_1(engine, raw, ids, run):
         f"TAMPERED customer C1: altered event at version 2 (event {ids['C1', 2]}): "
         "stored bytes do not match the hash recorded when it was written"
     ]
-    assert text.stdout.strip() == "verified 2 customers, 5 events: 1 customer(s) with broken chains"
+    assert text.stdout.strip() == "verified 2 customers, 5 events: 1 customer(s) with findings"
 
     as_json = run("verify", "--json")
     assert as_json.returncode == 1
     body = json.loads(as_json.stdout)
-    assert (body["intact"], body["customers"], body["events"]) == (False, 2, 5)
+    assert (body["intact"], body["customers"], body["events"], body["pii_checked"]) == (False, 2, 5, True)
     [finding] = body["findings"]
     assert finding | {"detail": None} == {
         "customer_id": "C1",
@@ -333,7 +339,13 @@ def test_the_command_names_the_altered_event_and_exits_1(engine, raw, ids, run):
 
     other = run("verify", "--customer", "C2", "--json")
     assert other.returncode == 0, other.stderr
-    assert json.loads(other.stdout) == {"intact": True, "customers": 1, "events": 2, "findings": []}
+    assert json.loads(other.stdout) == {
+        "intact": True,
+        "customers": 1,
+        "events": 2,
+        "pii_checked": True,
+        "findings": [],
+    }
 
 
 def test_the_command_names_missing_and_inserted_events(engine, raw, ids, run):
@@ -355,7 +367,13 @@ def test_the_command_verifies_an_erased_customer_clean(engine, clock, ids, run):
     list(engine.ingestor(clock=clock).ingest(list(enumerate(events, 1))))
     result = run("verify", "--customer", "C1", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"intact": True, "customers": 1, "events": 5, "findings": []}
+    assert json.loads(result.stdout) == {
+        "intact": True,
+        "customers": 1,
+        "events": 5,
+        "pii_checked": True,
+        "findings": [],
+    }
 
 
 def test_the_command_refuses_an_unknown_customer_in_one_line(engine, ids, run):

@@ -129,30 +129,56 @@ def verify(
     customer: Annotated[str | None, typer.Option("--customer", help="Verify one customer only.")] = None,
     json_out: Json = False,
 ) -> None:
-    """Recompute every hash chain; name the first altered, inserted or missing event."""
+    """Recompute every hash chain and check every key; name the first altered, inserted or missing event."""
     from timeline.verify import verify as run_verify
 
     engine = open_engine(db, keys=False, create=False)
     try:
-        report = run_verify(engine.store, customer)
+        report = run_verify(engine.store, customer, _verify_wrapper(engine.store))
     finally:
         engine.close()
+    unchecked = "PII readability not checked: no key-encryption key (set TIMELINE_KEK or TIMELINE_KEK_FILE)"
     if json_out:
         _emit(
             {
                 "intact": report.intact,
                 "customers": report.customers,
                 "events": report.events,
+                "pii_checked": report.pii_checked,
                 "findings": [f.to_json() for f in report.findings],
             }
         )
     else:
         for finding in report.findings:
             err.print(f"TAMPERED {finding}", highlight=False, soft_wrap=True)
-        state = "intact" if report.intact else f"{len(report.findings)} customer(s) with broken chains"
+        broken = len({f.customer_id for f in report.findings})
+        state = "intact" if report.intact else f"{broken} customer(s) with findings"
         out.print(f"verified {report.customers} customers, {report.events} events: {state}")
+        if not report.pii_checked:
+            out.print(unchecked, soft_wrap=True)
     if not report.intact:
         raise typer.Exit(1)
+
+
+def _verify_wrapper(store: Any) -> Any:
+    """The store's key-encryption key's wrapper if one is configured, else ``None`` (verify then skips PII).
+
+    Never creates a key file; a ``TIMELINE_KEK`` that is set but unusable, or not the store's, is an error.
+    """
+    import os
+
+    from timeline.crypto import KeyWrapper, kek_for_store
+    from timeline.errors import ConfigurationError
+
+    try:
+        kek = kek_for_store(store, may_create=False)
+    except ConfigurationError:
+        if os.environ.get("TIMELINE_KEK"):
+            raise
+        return None
+    wrapper = KeyWrapper(kek, store)
+    wrapper.check(writing=False)
+    return wrapper
 
 
 @app.command()

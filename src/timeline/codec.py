@@ -15,10 +15,12 @@ from typing import Any
 from uuid import UUID, SafeUUID
 
 import orjson
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from timeline.crypto import is_sealed, open_sealed, seal
-from timeline.events import PII_FIELDS, Envelope
+from timeline.errors import CorruptEvent, RejectedEvent
+from timeline.events import PII_FIELDS, Envelope, parse_event
 from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent
 from timeline.store.port import StoredRow
 
@@ -95,31 +97,99 @@ def decode(row: StoredRow, dek: bytes | None, erased: bool, with_hash: bool = Tr
     Projections never read the chain hash; ``with_hash=False`` leaves it empty and saves a SHA-256 per event.
     Readers decode every event of the store (``state --all``), so this stays lean: positional
     construction, instants parsed in C, and the event id through :func:`event_uuid`.
+
+    Bytes that are not an event as the engine writes it (not JSON, not an object, a field missing or of
+    the wrong type, a sealed field that does not open) raise :class:`CorruptEvent` naming the row: the one
+    place every reader (states, history, ingestion, qualification, the relay, verify) learns of it.
     """
-    obj = orjson.loads(row.state)
-    kind = obj["type"]
-    event_id = event_uuid(obj["event_id"])
-    data = obj["data"]
-    if PII_FIELDS.get(kind):
-        data = {k: _open(v, dek, erased, event_id, k) for k, v in data.items()}
-    return RecordedEvent(
-        row.position,
-        obj["customer_id"],
-        row.version,
-        event_id,
-        kind,
-        obj["schema_version"],
-        _instant(obj["occurred_at"]),
-        _instant(obj["recorded_at"]),
-        obj["source"],
-        obj["actor"],
-        data,
-        obj["prev_hash"],
-        chain_hash(row.state) if with_hash else "",
-    )
+    try:
+        obj = orjson.loads(row.state)
+        if type(obj) is not dict:
+            raise CorruptEvent(row.customer_id, row.version, "not a JSON object")
+        kind = obj["type"]
+        event_id = event_uuid(obj["event_id"])
+        data = obj["data"]
+        if type(data) is not dict:
+            raise CorruptEvent(row.customer_id, row.version, "its data is not a JSON object")
+        if PII_FIELDS.get(kind):
+            data = {k: _open(v, dek, erased, event_id, k) for k, v in data.items()}
+        event = RecordedEvent(
+            row.position,
+            obj["customer_id"],
+            row.version,
+            event_id,
+            kind,
+            obj["schema_version"],
+            _instant(obj["occurred_at"]),
+            _instant(obj["recorded_at"]),
+            obj["source"],
+            obj["actor"],
+            data,
+            obj["prev_hash"],
+            chain_hash(row.state) if with_hash else "",
+        )
+    except KeyError as exc:
+        raise CorruptEvent(row.customer_id, row.version, f"no {exc.args[0]!r} field") from None
+    except InvalidTag:
+        raise CorruptEvent(row.customer_id, row.version, "a sealed field does not decrypt") from None
+    except orjson.JSONDecodeError:
+        raise CorruptEvent(row.customer_id, row.version, "not JSON") from None
+    except (ValueError, TypeError, AttributeError):
+        raise CorruptEvent(row.customer_id, row.version, "a field has the wrong type or value") from None
+    if not (
+        type(kind) is str
+        and event.customer_id == row.customer_id
+        and type(event.schema_version) is int
+        and type(event.prev_hash) is str
+        and event.occurred_at.tzinfo is not None
+        and event.recorded_at.tzinfo is not None
+        and (event.source is None or type(event.source) is str)
+        and (event.actor is None or type(event.actor) is str)
+    ):
+        raise CorruptEvent(row.customer_id, row.version, _shape_problem(event, row))
+    return event
+
+
+def _shape_problem(event: RecordedEvent, row: StoredRow) -> str:
+    """Which envelope field of a decoded row is wrong (only asked once one is)."""
+    if event.customer_id != row.customer_id:
+        return f"it names customer {event.customer_id!r}"
+    for name, ok in (
+        ("type", type(event.type) is str),
+        ("schema_version", type(event.schema_version) is int),
+        ("prev_hash", type(event.prev_hash) is str),
+        ("occurred_at", event.occurred_at.tzinfo is not None),
+        ("recorded_at", event.recorded_at.tzinfo is not None),
+        ("source", event.source is None or type(event.source) is str),
+    ):
+        if not ok:
+            return f"its {name} has the wrong type or value"
+    return "its actor has the wrong type or value"
 
 
 _instant = dt.datetime.fromisoformat
+
+_PII_STAND_INS = {"name": "x", "birth_date": "2000-01-01", "phone": "+1 000"}
+"""Valid values put in place of sealed, erased or encrypted PII, so that the rest of an event can be validated."""
+
+STORED_VALUE_ERRORS = (ArithmeticError, ValueError, TypeError, KeyError, AttributeError, IndexError)
+"""What a projection raises when an event's data holds a value no model allows (a decimal that is not one...)."""
+
+
+def first_invalid(history: list[RecordedEvent]) -> CorruptEvent | None:
+    """The first decoded event that the event models refuse, as the :class:`CorruptEvent` to raise.
+
+    :func:`decode` checks only the envelope (every read pays for it); the values inside ``data`` are validated
+    here, when a projection has failed on a history, to name the stored event that made it fail.
+    """
+    for event in history:
+        pii = PII_FIELDS.get(event.type, frozenset())
+        data = {k: _PII_STAND_INS.get(k, v) if k in pii and type(v) is dict else v for k, v in event.data.items()}
+        try:
+            parse_event({**event.envelope(), "data": data})
+        except RejectedEvent as exc:
+            return CorruptEvent(event.customer_id, event.version, f"its content breaks the event model: {exc}")
+    return None
 
 
 def event_uuid(text: str) -> UUID:

@@ -41,3 +41,18 @@ class UnknownTarget(RejectedEvent):
     def __init__(self, target: object) -> None:
         super().__init__(f"correction names an unknown event {target}")
         self.target = target
+
+
+class CorruptEvent(TimelineError):
+    """A stored event cannot be read as the engine wrote it: the store was changed behind its back."""
+
+    def __init__(self, customer_id: str, version: int, reason: str) -> None:
+        super().__init__(
+            f"stored event of customer {customer_id} at version {version} is unreadable ({reason}): "
+            "the store was changed outside the engine; run `timeline verify`"
+        )
+        self.customer_id, self.version, self.reason = customer_id, version, reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, str]]:
+        """Pickled with its fields: a worker process of ``state --all`` raises it to the parent."""
+        return type(self), (self.customer_id, self.version, self.reason)

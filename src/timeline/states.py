@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from projections.policy import Policy
 from projections.state import CustomerState, Folded, customer_state, fold
-from timeline.codec import decode
+from timeline.codec import STORED_VALUE_ERRORS, decode, first_invalid
 from timeline.errors import UnknownCustomer
 from timeline.recorded import RecordedEvent
 from timeline.store.port import EventStore
@@ -77,10 +77,16 @@ class StateReader:
         now = dt.datetime.now(dt.UTC)
         as_of, known_at = as_of or now, known_at or now
         cached = self._refresh(customer_id)
-        if cached.last_recorded is not None and known_at >= cached.last_recorded:
-            cached.folded = fold(cached.history, self.policy, cached.folded)
-            return cached.folded.state(cached.history, self.policy, as_of, known_at)
-        return customer_state(cached.history, self.policy, as_of, known_at)
+        try:
+            if cached.last_recorded is not None and known_at >= cached.last_recorded:
+                cached.folded = fold(cached.history, self.policy, cached.folded)
+                return cached.folded.state(cached.history, self.policy, as_of, known_at)
+            return customer_state(cached.history, self.policy, as_of, known_at)
+        except STORED_VALUE_ERRORS:
+            corrupt = first_invalid(cached.history)
+            if corrupt is None:
+                raise
+            raise corrupt from None
 
     def all_states(
         self,
@@ -105,7 +111,7 @@ class StateReader:
         streams = self.read_all(progress)
         for customer_id in sorted(streams):
             try:
-                yield customer_state(streams[customer_id], self.policy, as_of, known_at)
+                yield _state_of(streams[customer_id], self.policy, as_of, known_at)
             except UnknownCustomer:
                 continue
 
@@ -167,6 +173,17 @@ class StateReader:
         return streams
 
 
+def _state_of(history: list[RecordedEvent], policy: Policy, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
+    """:func:`customer_state`, naming the stored event when a value in it made the fold fail."""
+    try:
+        return customer_state(history, policy, as_of, known_at)
+    except STORED_VALUE_ERRORS:
+        corrupt = first_invalid(history)
+        if corrupt is None:
+            raise  # no stored event is at fault: a bug, with its traceback
+        raise corrupt from None
+
+
 def _shards(customers: list[str], lengths: list[int], count: int) -> list[list[str]]:
     """``customers`` cut into at most ``count`` contiguous ranges of about as many events each.
 
@@ -210,7 +227,7 @@ def _fold_shard(
         history = [decode(row, None, False, with_hash=False) for row in rows[customer_id]]
         events += len(history)
         try:
-            states.append(customer_state(history, policy, as_of, known_at))
+            states.append(_state_of(history, policy, as_of, known_at))
         except UnknownCustomer:
             continue
     return events, states

@@ -113,12 +113,24 @@ class EventStore(LogReader):
         """Every index entry of one customer, by version (for verification)."""
 
     @abc.abstractmethod
+    def indexes_of(self, customer_ids: Iterable[str]) -> dict[str, list[IndexEntry]]:
+        """:meth:`index_of` for many customers in few queries (absent customers: empty)."""
+
+    @abc.abstractmethod
+    def dangling_referrals(self, customer_ids: Iterable[str]) -> dict[str, list[UUID]]:
+        """Event ids of referral-index rows naming each customer whose event the event-id index lacks."""
+
+    @abc.abstractmethod
     def heads(self, customer_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
         """(last version, last hash) of each named customer that has events."""
 
     @abc.abstractmethod
     def customer_ids(self) -> list[str]:
-        """Every customer with at least one stored event, sorted."""
+        """Every customer any table names (events, event-id index, heads, keys, referrals), sorted.
+
+        All of them, not only those with events: a customer whose rows were deleted from one table still
+        shows in another, and ``verify`` must see it.
+        """
 
     @abc.abstractmethod
     def wrapped_keys(self, customer_ids: Iterable[str]) -> dict[str, bytes | None]:

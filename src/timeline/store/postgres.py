@@ -28,6 +28,7 @@ from timeline.store.sql import (
     destroy_keys,
     other_tables_refused,
     side_writes,
+    state_bytes,
 )
 
 START_HINT = (
@@ -296,7 +297,7 @@ class PostgresEventStore(SqlEventStore):
                 "WHERE originator_id = ANY(%b::text[])",
                 (ids[i : i + STREAMS_PER_QUERY],),
             ):
-                result[r[1]].append(StoredRow(r[0], r[1], r[2], bytes(r[3])))
+                result[r[1]].append(StoredRow(r[0], r[1], r[2], state_bytes(r[3])))
         for rows in result.values():
             rows.sort(key=_version)
         return result

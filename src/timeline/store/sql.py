@@ -133,7 +133,7 @@ class SqlEventStore(EventStore):
             f"ORDER BY {self._position} LIMIT {self.mark}",
             (after, limit),
         )
-        return [StoredRow(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+        return [StoredRow(r[0], r[1], r[2], state_bytes(r[3])) for r in rows]
 
     def head_position(self) -> int:
         rows = self._rows(f"SELECT MAX({self._position}) FROM {EVENTS_TABLE}")
@@ -150,7 +150,7 @@ class SqlEventStore(EventStore):
                 chunk,
             )
             for r in rows:
-                result[r[1]].append(StoredRow(r[0], r[1], r[2], bytes(r[3])))
+                result[r[1]].append(StoredRow(r[0], r[1], r[2], state_bytes(r[3])))
         return result
 
     def read_stream(self, customer_id: str, after_version: int = 0) -> list[StoredRow]:
@@ -159,7 +159,7 @@ class SqlEventStore(EventStore):
             f"WHERE originator_id = {self.mark} AND originator_version > {self.mark} ORDER BY originator_version",
             (customer_id, after_version),
         )
-        return [StoredRow(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+        return [StoredRow(r[0], r[1], r[2], state_bytes(r[3])) for r in rows]
 
     def lookup_events(self, event_ids: Sequence[UUID]) -> dict[UUID, IndexEntry]:
         found: dict[UUID, IndexEntry] = {}
@@ -205,9 +205,34 @@ class SqlEventStore(EventStore):
                 found[r[0]] = (r[1], r[2])
         return found
 
+    def indexes_of(self, customer_ids: Iterable[str]) -> dict[str, list[IndexEntry]]:
+        found: dict[str, list[IndexEntry]] = {c: [] for c in customer_ids}
+        for chunk in _chunks(list(found), 500):
+            for r in self._rows(
+                "SELECT event_id, customer_id, version, hash FROM timeline_event_index "
+                f"WHERE customer_id IN ({self._in(chunk)}) ORDER BY customer_id, version",
+                chunk,
+            ):
+                found[r[1]].append(IndexEntry(UUID(str(r[0])), r[1], r[2], r[3]))
+        return found
+
+    def dangling_referrals(self, customer_ids: Iterable[str]) -> dict[str, list[UUID]]:
+        found: dict[str, list[UUID]] = {}
+        for chunk in _chunks(list(dict.fromkeys(customer_ids)), 500):
+            for r in self._rows(
+                "SELECT r.referred_customer_id, r.event_id FROM timeline_referrals r "
+                f"WHERE r.referred_customer_id IN ({self._in(chunk)}) AND NOT EXISTS "
+                "(SELECT 1 FROM timeline_event_index i WHERE i.event_id = r.event_id) ORDER BY 1, 2",
+                chunk,
+            ):
+                found.setdefault(r[0], []).append(UUID(str(r[1])))
+        return found
+
     def customer_ids(self) -> list[str]:
         rows = self._rows(
-            f"SELECT DISTINCT originator_id FROM {EVENTS_TABLE} UNION SELECT customer_id FROM timeline_heads ORDER BY 1"
+            f"SELECT originator_id FROM {EVENTS_TABLE} UNION SELECT customer_id FROM timeline_event_index "
+            "UNION SELECT customer_id FROM timeline_heads UNION SELECT customer_id FROM timeline_keys "
+            "UNION SELECT referred_customer_id FROM timeline_referrals ORDER BY 1"
         )
         return [r[0] for r in rows]
 
@@ -218,7 +243,7 @@ class SqlEventStore(EventStore):
                 f"SELECT customer_id, wrapped_key FROM timeline_keys WHERE customer_id IN ({self._in(chunk)})",
                 chunk,
             ):
-                found[r[0]] = None if r[1] is None else bytes(r[1])
+                found[r[0]] = None if r[1] is None else state_bytes(r[1])
         return found
 
     def any_key(self) -> tuple[str, bytes | None] | None:
@@ -252,6 +277,20 @@ class SqlEventStore(EventStore):
     @property
     @abc.abstractmethod
     def _position(self) -> str: ...
+
+
+def state_bytes(value: Any) -> bytes:
+    """A stored state as bytes, whatever the database hands back.
+
+    The engine writes bytes; a value changed behind its back may come back as text (SQLite's
+    ``replace()`` returns TEXT) or a number. Bytes stay as they are; anything else is its UTF-8 text,
+    which the codec then refuses as no event it wrote — never ``bytes(5)``, five zero bytes.
+    """
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogatepass") if value is not None else b""
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
