@@ -75,7 +75,10 @@ def encode(content: dict[str, Any], recorded_at: str, prev_hash: str, dek: bytes
     fields = _PII_OF_TYPE.get(content["type"])
     if fields is not None and not fields.isdisjoint(data):
         if dek is None:
-            raise ValueError(f"no data key for the PII of customer {content['customer_id']}")
+            raise RejectedEvent(
+                f"customer {content['customer_id']} has no data key to seal this event's personal data, though "
+                "no erasure is stored: the key table was changed outside the engine; run `timeline verify`"
+            )
         event_id = UUID(content["event_id"])
         cipher = AESGCM(dek)
         data = {k: (seal(cipher, event_id, k, v) if k in fields else v) for k, v in data.items()}

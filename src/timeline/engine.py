@@ -10,8 +10,9 @@ from projections.policy import Policy, load_policy
 from timeline.crypto import KeyWrapper, configured_kek, kek_for_store
 from timeline.ingest import Clock, Ingestor, Rules, utcnow
 from timeline.keyring import KeyRing
-from timeline.qualify import Qualifier, referred_customers
+from timeline.qualify import Qualifier
 from timeline.recorded import RecordedEvent
+from timeline.referral_watch import ReferralWatch
 from timeline.store import open_store, resolve_url
 from timeline.store.port import EventStore
 
@@ -35,18 +36,14 @@ class Engine:
         self.wrapper = self.wrapper.bound(self.store)  # refuses a KEK the store was not created with
 
     def ingestor(self, clock: Clock = utcnow, batch_size: int = 1000) -> Ingestor:
-        qualifier = Qualifier(self.store, self.policy)
-
-        def qualify(stored: list[RecordedEvent], targets: dict) -> list[dict]:
-            return qualifier.qualifications(referred_customers(stored, targets))
-
+        """Ingestion with every rule, referral qualification decided in place."""
         return Ingestor(
             self.store,
             self.wrapper,
             acceptance_rules(self.policy),
             clock=clock,
             batch_size=batch_size,
-            qualify=qualify,
+            referrals=ReferralWatch(self.store, self.policy),
         )
 
     def requalify(self, clock: Clock = utcnow) -> list:

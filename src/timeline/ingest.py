@@ -1,12 +1,17 @@
 """Ingestion: every event is accepted, a duplicate, or rejected with a reason.
 
 The shell around the pure acceptance rules. Events are taken in batches; for
-each batch the customers' streams are loaded (and cached across batches),
-every event is checked against its customer's history as it stands with the
-batch's earlier events applied, and all accepted events are appended in one
-transaction. A concurrent writer that took a stream version first makes the
-append fail whole; the batch is then re-checked against fresh streams and
-retried, so nothing is lost and nothing is stored twice.
+each batch the customers' streams are loaded (and cached across batches, up
+to a bound), every event is checked against its customer's history as it
+stands with the batch's earlier events applied, referral qualifications are
+decided at the event that makes them hold (:mod:`timeline.referral_watch`),
+and all accepted events are appended in one transaction. Every verdict's
+view is checked when that transaction commits: a stream the batch appends to
+by its primary key, every other stream or referral count a verdict read by
+the batch's read set. If another writer moved any of them, the append fails
+whole and the batch is decided again against fresh streams, so no verdict
+rests on a view that was stale at commit, nothing is lost and nothing is
+stored twice.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from timeline.jsonl import JsonLines
 from timeline.keyring import KeyRing
 from timeline.prepare import Prepared, Refused, claimed_id, prepare, prepared_lines
 from timeline.recorded import RecordedEvent, iso
+from timeline.referral_watch import ReferralWatch, first_deposit
 from timeline.store.port import AppendBatch, EventStore, NewEvent
 
 log = logging.getLogger(__name__)
@@ -50,8 +56,6 @@ class StreamGuard(Protocol):
 
 Rules = Callable[[list[RecordedEvent]], StreamGuard]
 """Builds the guard of a stream from its history list (which the ingestor keeps growing)."""
-Qualify = Callable[[list[RecordedEvent], dict[uuid.UUID, RecordedEvent]], list[dict[str, Any]]]
-"""Engine-written events that committed events call for: referral qualifications (RULES §5)."""
 Clock = Callable[[], dt.datetime]
 
 MAX_RETRIES = 12
@@ -60,6 +64,10 @@ CAREFUL_BATCHES_AFTER_CONFLICT = 20
 PROVISIONAL_POSITIONS = 1 << 62
 """Above every position a store gives: where provisional positions start (see :class:`_Stream`)."""
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+MAX_CACHED_EVENTS = 100_000
+"""Cached events above which the stream cache is halved, oldest-loaded first: memory does not grow with
+the history. Evicting is always safe (the read set catches a stale view), only a reload costs."""
+_UNKNOWN: Any = object()
 
 
 def utcnow() -> dt.datetime:
@@ -116,6 +124,8 @@ class _Stream:
     dek: bytes | None
     erased: bool
     guard: StreamGuard
+    first_deposit: Any = _UNKNOWN
+    """The instant of the first counted deposit (``None``: none yet), worked out when first needed."""
 
 
 @dataclass(slots=True)
@@ -123,46 +133,44 @@ class _Checked:
     """A checked batch: what to append, and the outcomes to report once it is appended."""
 
     outcomes: list[Outcome | None]
-    """``None`` for an accepted event: its outcome needs the position the append gives it."""
+    """One per input event; ``None`` for an accepted one: its outcome needs the position the append gives it."""
     lines: list[int | None]
     """The input line of each event of ``batch``, in order."""
+    slots: list[int | None]
+    """The index in ``outcomes`` of each event of ``batch``, in order; ``None`` for an engine-written one."""
     batch: AppendBatch
-    recorded: list[RecordedEvent] = field(default_factory=list)
-    """Each event of ``batch`` as the rules saw it, in order."""
-    voided: dict[uuid.UUID, RecordedEvent] = field(default_factory=dict)
-    """The events that corrections in ``batch`` void."""
+    recorded_at: str
+    """The batch's ``recorded_at``, in canonical text."""
+    referrals: dict[str, int] = field(default_factory=dict)
+    """How many ``referral.made`` events of ``batch`` name each referred customer."""
 
     def applied(self, positions: list[int]) -> list[Outcome]:
-        """The outcomes, accepted events with their positions."""
-        appended = iter(zip(self.lines, self.batch.events, positions, strict=True))
-        result = []
-        for outcome in self.outcomes:
-            if outcome is None:
-                line, new, position = next(appended)
-                outcome = Outcome(line, "accepted", new.event_id, new.customer_id, position)
-            result.append(outcome)
-        return result
+        """The outcomes, accepted events with their positions; engine-written events' last."""
+        return self._settled(positions, "accepted", None)
 
     def refused(self, error: str) -> list[Outcome]:
         """The outcomes, accepted events reported as rejected with ``error`` (nothing was stored)."""
-        appended = iter(zip(self.lines, self.batch.events, strict=True))
-        result = []
-        for outcome in self.outcomes:
-            if outcome is None:
-                line, new = next(appended)
-                outcome = Outcome(line, "rejected", new.event_id, new.customer_id, error=error)
-            result.append(outcome)
-        return result
+        return self._settled([None] * len(self.slots), "rejected", error)
+
+    def _settled(self, positions: list[Any], status: Status, error: str | None) -> list[Outcome]:
+        result = list(self.outcomes)
+        engine = []
+        for slot, line, new, position in zip(self.slots, self.lines, self.batch.events, positions, strict=True):
+            outcome = Outcome(line, status, new.event_id, new.customer_id, position, error)
+            if slot is None:
+                engine.append(outcome)
+            else:
+                result[slot] = outcome
+        return result + engine  # type: ignore[operator]
 
 
 @dataclass(slots=True)
 class _Inflight:
-    """A checked batch whose append, then the decisions it calls for, run in the writer thread."""
+    """A checked batch whose append runs in the writer thread."""
 
     items: list[tuple[int | None, Any]]
     checked: _Checked
     future: Future[list[int]]
-    consequences: Future[list[tuple[int | None, Any]]]
 
 
 class _Pending(NamedTuple):
@@ -184,24 +192,25 @@ class Ingestor:
         rules: Rules,
         clock: Clock = utcnow,
         batch_size: int = 1000,
-        future_tolerance: dt.timedelta = FUTURE_TOLERANCE,
-        qualify: Qualify | None = None,
+        referrals: ReferralWatch | None = None,
         validation_worker: bool = True,
     ) -> None:
-        """``validation_worker``: validate large :class:`~timeline.jsonl.JsonLines` inputs in a worker process."""
+        """``referrals``: decide referral qualifications in place (RULES §5); ``validation_worker``: validate
+        large :class:`~timeline.jsonl.JsonLines` inputs in a worker process."""
         self.store = store
         self.wrapper = wrapper
         self.rules = rules
         self.clock = clock
         self.batch_size = batch_size
-        self.future_tolerance = future_tolerance
-        self.qualify = qualify
+        self.referrals = referrals
         self.validation_worker = validation_worker
         self.engine_events: list[Outcome] = []
         """Outcomes of the events the engine wrote itself (qualifications)."""
         self._engine_ids: set[uuid.UUID] = set()
         self._ring = KeyRing(store, wrapper)
         self._streams: dict[str, _Stream] = {}
+        self._cached_events = 0
+        """Events held by ``_streams`` (kept under :data:`MAX_CACHED_EVENTS` between batches)."""
         self._unsettled: dict[int, dict[str, Any]] = {}
         """Content of accepted events not yet known to be stored, by event id as an integer (duplicates across
         batches; an integer hashes in C, a UUID in Python)."""
@@ -216,9 +225,7 @@ class Ingestor:
         Batches are pipelined: while one is appended by a writer thread (the
         database works on another core), the next is checked against the
         streams as they will be. If the append in flight fails, both batches
-        are redone one after the other against fresh streams. The writer
-        thread also reads what a committed batch calls for (referral
-        qualifications), so those round trips leave the checking thread alone.
+        are redone one after the other against fresh streams.
 
         With ``atomic`` the whole input is one transaction: if any event is
         rejected, nothing is stored and accepted events are reported as rejected
@@ -245,9 +252,7 @@ class Ingestor:
     def _pipelined(self, items: Iterable[tuple[int | None, Any]]) -> Iterator[Outcome]:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeline-append") as writer:
             inflight: _Inflight | None = None
-            deferred: list[tuple[int | None, Any]] = []
-            for chunk in _chunks(items, self.batch_size):
-                work, deferred = deferred + chunk, []
+            for work in _chunks(items, self.batch_size):
                 checked = self._check(work, assume_new=self._careful_batches == 0)
                 self._careful_batches = max(0, self._careful_batches - 1)
                 if inflight is not None:
@@ -260,19 +265,13 @@ class Ingestor:
                     except BaseException:
                         self._forget(checked.batch)
                         raise
-                    else:
-                        deferred = inflight.consequences.result()
-                appended = writer.submit(self.store.append, checked.batch)
-                inflight = _Inflight(work, checked, appended, writer.submit(self._consequences_of, appended, checked))
+                self._trim(checked.batch)
+                inflight = _Inflight(work, checked, writer.submit(self.store.append, checked.batch))
             if inflight is not None:
                 try:
                     yield from self._report(self._settle(inflight))
                 except ConcurrencyConflict:
                     yield from self._report(self._commit(inflight.items))
-                else:
-                    deferred += inflight.consequences.result()
-            if deferred:
-                yield from self._report(self._commit(deferred))
 
     def append_engine_events(self, events: list[dict[str, Any]]) -> list[Outcome]:
         """Store events the engine decided on (e.g. a qualification found by a repair run)."""
@@ -282,19 +281,6 @@ class Ingestor:
 
     def ingest_one(self, raw: Any) -> Outcome:
         return next(iter(self._report(self._commit([(None, raw)]))))
-
-    def _consequences(self, checked: _Checked) -> list[tuple[int | None, Any]]:
-        """Engine-written events that a committed batch calls for (read fresh from the store).
-
-        Reads nothing the checking thread changes, so the writer thread can run it.
-        """
-        if self.qualify is None or not checked.recorded:
-            return []
-        return [(None, _EngineEvent(e)) for e in self.qualify(checked.recorded, checked.voided)]
-
-    def _consequences_of(self, appended: Future[list[int]], checked: _Checked) -> list[tuple[int | None, Any]]:
-        """:meth:`_consequences` once ``appended`` (which the writer ran just before) succeeded."""
-        return [] if appended.exception() is not None else self._consequences(checked)
 
     def _report(self, outcomes: list[Outcome]) -> list[Outcome]:
         """The outcomes of input events; those of engine-written events are kept aside.
@@ -326,10 +312,7 @@ class Ingestor:
                 log.info("concurrent append; retrying atomic input (attempt %d)", attempt + 1)
                 _back_off(attempt)
                 continue
-            consequences = self._consequences(checked)
-            yield from applied
-            if consequences:
-                yield from self._report(self._commit(consequences))
+            yield from self._report(applied)
             return
         raise ConcurrencyConflict(f"gave up after {MAX_RETRIES} concurrent conflicts")
 
@@ -338,15 +321,10 @@ class Ingestor:
         for attempt in range(MAX_RETRIES):
             checked = self._check(items)
             try:
-                applied = self._applied(checked, self._append(checked.batch))
+                return self._applied(checked, self._append(checked.batch))
             except ConcurrencyConflict:
                 log.info("concurrent append; retrying batch (attempt %d)", attempt + 1)
                 _back_off(attempt)
-                continue
-            consequences = self._consequences(checked)
-            if consequences:
-                applied += self._report(self._commit(consequences))
-            return applied
         raise ConcurrencyConflict(f"gave up after {MAX_RETRIES} concurrent conflicts")
 
     def _append(self, batch: AppendBatch) -> list[int]:
@@ -369,11 +347,35 @@ class Ingestor:
         return self._applied(inflight.checked, positions)
 
     def _forget(self, batch: AppendBatch) -> None:
-        """Drop the cached streams a failed batch touched: they may hold events never stored."""
+        """Drop what a failed batch touched or read: it may hold events never stored, or be stale."""
         for new in batch.events:
-            self._streams.pop(new.customer_id, None)
-            self._ring.forget(new.customer_id)
+            self._evict(new.customer_id)
             self._unsettled.pop(new.event_id.int, None)
+            if new.refers_to and self.referrals is not None:
+                self.referrals.forget([new.refers_to])
+        for customer in batch.read_versions:
+            self._evict(customer)
+        if self.referrals is not None:
+            self.referrals.forget(batch.read_referrals)
+
+    def _evict(self, customer_id: str) -> None:
+        stream = self._streams.pop(customer_id, None)
+        if stream is not None:
+            self._cached_events -= len(stream.history)
+        self._ring.forget(customer_id)
+
+    def _trim(self, batch: AppendBatch) -> None:
+        """Keep the cache under its bound, sparing the streams of ``batch`` (about to be appended)."""
+        if self._cached_events <= MAX_CACHED_EVENTS:
+            return
+        keep = {e.customer_id for e in batch.events} | set(batch.read_versions)
+        for customer_id in list(self._streams):
+            if self._cached_events <= MAX_CACHED_EVENTS // 2:
+                break
+            if customer_id not in keep:
+                self._evict(customer_id)
+        if self.referrals is not None:
+            self.referrals.trim(set(self._streams) | set(batch.read_referrals))
 
     def _applied(self, checked: _Checked, positions: list[int]) -> list[Outcome]:
         """The batch is stored: its events are no longer unsettled; report each outcome with its position."""
@@ -391,7 +393,7 @@ class Ingestor:
         input rarely repeats itself, so this saves a round trip per batch.
         """
         now = self.clock()
-        latest = now + self.future_tolerance
+        latest = now + FUTURE_TOLERANCE
         outcomes: list[Outcome | None] = [None] * len(items)
         pending: list[tuple[int, _Pending]] = []
         for index, (line, raw) in enumerate(items):
@@ -402,19 +404,36 @@ class Ingestor:
         stored = {} if assume_new else self.store.lookup_events([p.event_id for _, p in pending if p.sent_id])
         self._drop_stale(stored.values())
         self._load({p.content["customer_id"] for _, p in pending} | {e.customer_id for e in stored.values()})
-        checked = _Checked(outcomes, [], AppendBatch())
-        now_text = iso(now)
+        if self.referrals is not None:
+            self._load_referrals(pending)
+        checked = _Checked(outcomes, [], [], AppendBatch(), iso(now))
         refused: list[tuple[int, _Pending]] = []
         for index, p in pending:
             try:
-                outcomes[index] = self._accept(p, stored, checked, now, now_text)
+                outcomes[index] = self._accept(p, stored, checked, now, latest, index)
             except RejectedEvent as exc:
                 outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.content["customer_id"], error=str(exc))
                 if assume_new and p.sent_id:
                     refused.append((index, p))
         if refused:
             self._recheck_as_duplicates(refused, outcomes)
+        reads = checked.batch.read_versions
+        for new in checked.batch.events:  # a stream the batch appends to is checked by its primary key
+            reads.pop(new.customer_id, None)
         return checked
+
+    def _load_referrals(self, pending: list[tuple[int, _Pending]]) -> None:
+        """Have at hand what qualification may read for this batch: one round trip for the whole batch."""
+        assert self.referrals is not None
+        referred = set()
+        for _, p in pending:
+            kind = p.content["type"]
+            if kind == "customer.registered" or kind == "deposit.made":
+                referred.add(p.content["customer_id"])
+            elif kind == "referral.made":
+                referred.add(p.content["data"]["referred_customer_id"])
+        referrers = self.referrals.load(referred)
+        self._load(referrers | {r for r in referred if self.referrals.count(r)})
 
     def _recheck_as_duplicates(self, refused: list[tuple[int, _Pending]], outcomes: list[Outcome | None]) -> None:
         """A refused event that is already stored is a duplicate (or a conflicting reuse of its id).
@@ -454,7 +473,7 @@ class Ingestor:
         if event.occurred_at > latest:
             raise RejectedEvent(
                 f"occurred_at {event.occurred_at.isoformat()} is more than "
-                f"{self.future_tolerance} after the time of recording"
+                f"{FUTURE_TOLERANCE} after the time of recording"
             )
         return _Pending(line, event.content, event.event_id, event.sent_id, event.occurred_at)
 
@@ -463,8 +482,7 @@ class Ingestor:
         for entry in entries:
             cached = self._streams.get(entry.customer_id)
             if cached is not None and len(cached.history) < entry.version:
-                del self._streams[entry.customer_id]
-                self._ring.forget(entry.customer_id)
+                self._evict(entry.customer_id)
 
     def _load(self, customer_ids: set[str]) -> None:
         missing = [c for c in customer_ids if c not in self._streams]
@@ -475,6 +493,7 @@ class Ingestor:
         for customer_id in missing:
             stream = rows[customer_id]
             history = self._ring.decode(stream, with_hash=False)
+            self._cached_events += len(history)
             self._streams[customer_id] = _Stream(
                 history=history,
                 version=history[-1].version if history else 0,
@@ -485,9 +504,18 @@ class Ingestor:
             )
 
     def _accept(
-        self, p: _Pending, stored: dict[uuid.UUID, Any], checked: _Checked, now: dt.datetime, now_text: str
+        self,
+        p: _Pending,
+        stored: dict[uuid.UUID, Any],
+        checked: _Checked,
+        now: dt.datetime,
+        latest: dt.datetime,
+        slot: int | None,
     ) -> Outcome | None:
-        """``None`` if the event is accepted (added to the batch), its outcome if a duplicate; raises if rejected."""
+        """``None`` if the event is accepted (added to the batch), its outcome if a duplicate; raises if rejected.
+
+        ``slot``: the event's index among the batch's input events (``None`` for an engine-written one).
+        """
         content = p.content
         customer_id = content["customer_id"]
         key = p.event_id.int
@@ -499,6 +527,8 @@ class Ingestor:
         if previous is not None:
             return self._duplicate(p, previous)
         stream = self._streams[customer_id]
+        batch = checked.batch
+        batch.read_versions.setdefault(customer_id, stream.version)
         event_type = content["type"]
         data = content["data"]
         version = stream.version + 1
@@ -521,27 +551,84 @@ class Ingestor:
             stream.guard.check(candidate)
         except UnknownTarget as exc:
             raise RejectedEvent(self._unknown_target(exc.target)) from None
-        self._provisional += 1
-        batch = checked.batch
+        new_key = None
         if event_type == "customer.registered" and stream.dek is None:
-            stream.dek, wrapped = self.wrapper.new_data_key(customer_id)
-            batch.new_keys[customer_id] = wrapped
-        state, digest = encode(content, now_text, stream.head_hash, stream.dek)
-        refers_to = data["referred_customer_id"] if event_type == "referral.made" else None
+            new_key = self.wrapper.new_data_key(customer_id)
+        state, digest = encode(content, checked.recorded_at, stream.head_hash, stream.dek or (new_key and new_key[0]))
+        self._provisional += 1
+        if new_key is not None:
+            stream.dek, batch.new_keys[customer_id] = new_key
+        refers_to = None
+        if event_type == "referral.made":
+            refers_to = data["referred_customer_id"]
+            checked.referrals[refers_to] = checked.referrals.get(refers_to, 0) + 1
         batch.events.append(NewEvent(customer_id, version, p.event_id, event_type, state, digest, refers_to))
         checked.lines.append(p.line)
-        checked.recorded.append(candidate)
-        if event_type == "correction.recorded":
-            target_id = uuid.UUID(data["voids_event_id"])
-            checked.voided.update((e.event_id, e) for e in stream.history if e.event_id == target_id)
+        checked.slots.append(slot)
+        subjects = self._subjects(candidate, stream) if self.referrals is not None else ()
         if event_type == "customer.erased":
             batch.destroy_keys.append(customer_id)
             stream.dek, stream.erased = None, True
         stream.history.append(candidate)
+        self._cached_events += 1
         stream.guard.record(candidate)
         stream.version, stream.head_hash = version, digest
         self._unsettled[key] = content
+        for referred in subjects:
+            self._qualify(referred, candidate, checked, now, latest)
         return None
+
+    def _subjects(self, event: RecordedEvent, stream: _Stream) -> list[str]:
+        """The referred customers whose qualification this event (not yet in ``stream``) may decide."""
+        kind = event.type
+        if kind == "deposit.made":
+            first = stream.first_deposit
+            if first is _UNKNOWN:
+                first = first_deposit(stream.history)
+            stream.first_deposit = event.occurred_at if first is None else min(first, event.occurred_at)
+            return [event.customer_id] if first is None or event.occurred_at <= first else []
+        if kind == "customer.registered":
+            return [event.customer_id]
+        if kind == "referral.made":
+            return [event.data["referred_customer_id"]]
+        if kind == "correction.recorded":
+            stream.first_deposit = _UNKNOWN
+            target_id = uuid.UUID(event.data["voids_event_id"])
+            target = next((e for e in stream.history if e.event_id == target_id), None)
+            if target is not None and target.type == "referral.made":
+                return [target.data["referred_customer_id"]]
+            if target is not None and target.type in ("customer.registered", "deposit.made"):
+                return [target.customer_id]
+        return []
+
+    def _qualify(
+        self, referred: str, trigger: RecordedEvent, checked: _Checked, now: dt.datetime, latest: dt.datetime
+    ) -> None:
+        """Decide R's qualification after ``trigger``; append it right behind its trigger if it now holds."""
+        watch = self.referrals
+        assert watch is not None
+        if not watch.known(referred):
+            self._load(watch.load([referred]) | {referred})
+        if trigger.type == "referral.made":
+            watch.referred(trigger)
+        if watch.decided(referred):
+            return
+        batch = checked.batch
+        batch.read_referrals.setdefault(referred, watch.count(referred) - checked.referrals.get(referred, 0))
+        readers = watch.referrers_of(referred) | {referred}
+        self._load(readers)
+        for customer in readers:
+            batch.read_versions.setdefault(customer, self._streams[customer].version)
+        decision = watch.decide(referred, lambda c: self._streams[c].history)
+        if decision is None:
+            return
+        p = self._parse(None, _EngineEvent(decision.event()), latest)
+        try:
+            self._accept(p, {}, checked, now, latest, None)
+        except RejectedEvent as exc:
+            log.warning("qualification of the referral of %s not stored: %s", referred, exc)
+            return
+        watch.settled(referred)
 
     def _unknown_target(self, target: Any) -> str:
         unsettled = self._unsettled.get(target.int)

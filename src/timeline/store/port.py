@@ -60,6 +60,12 @@ class AppendBatch:
     events: list[NewEvent] = field(default_factory=list)
     new_keys: dict[str, bytes] = field(default_factory=dict)
     destroy_keys: list[str] = field(default_factory=list)
+    read_versions: dict[str, int] = field(default_factory=dict)
+    """The read set: streams the batch's verdicts read but it does not append to, with the version read
+    (0: no events). The append checks them under the write lock, so no verdict rests on a stale view."""
+    read_referrals: dict[str, int] = field(default_factory=dict)
+    """Referred customer → how many ``referral.made`` events naming them were stored when qualification
+    read them (before this batch's own)."""
 
 
 class LogReader(abc.ABC):
@@ -89,7 +95,9 @@ class EventStore(LogReader):
         """Write the batch in one transaction; return the positions of its events.
 
         Raises :class:`timeline.errors.ConcurrencyConflict` (and writes
-        nothing) if any (customer, version) or event id is already taken.
+        nothing) if any (customer, version) or event id is already taken, or
+        if anything of the batch's read set changed since it was read. A batch
+        that writes nothing still has its read set checked.
         """
 
     @abc.abstractmethod

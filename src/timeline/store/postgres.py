@@ -25,6 +25,7 @@ from timeline.store.sql import (
     KEY_REFUSED,
     META_TABLE,
     SqlEventStore,
+    check_reads,
     destroy_keys,
     other_tables_refused,
     side_writes,
@@ -85,6 +86,7 @@ class _Recorder(PostgresApplicationRecorder):
             # The library locks the events table only after this hook; take it first, so that concurrent
             # writers queue here instead of deadlocking on the index's and heads' rows (taken in any order).
             self._lock_table(curs)
+            check_reads(curs, batch, "%s", own_written=False)
             customers, versions, ids, _, _, hashes, _ = _columns(batch.events)
             curs.execute(
                 "INSERT INTO timeline_event_index (event_id, customer_id, version, hash) "
@@ -249,6 +251,10 @@ class PostgresEventStore(SqlEventStore):
         # (duplicate pg_type rows, concurrently updated functions): one at a time.
         probe.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
         self._recorder.create_table()
+
+    def _check_reads(self, batch: AppendBatch) -> None:
+        with self._datastore.get_connection() as conn, conn.cursor() as c:
+            check_reads(c, batch, "%s", own_written=False)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows as tuples, fetched in binary format: twice as fast for event bytes as hex text."""

@@ -96,6 +96,50 @@ def destroy_keys(curs: Any, batch: AppendBatch, mark: str) -> None:
         )
 
 
+def check_reads(curs: Any, batch: AppendBatch, mark: str, own_written: bool) -> None:
+    """Raise :class:`ConcurrencyConflict` if a stream or referral count of the batch's read set moved.
+
+    Run under the write lock, so what it reads is what the batch commits
+    against. ``own_written``: the batch's own referral rows are already
+    inserted (they are not a change by another writer).
+    """
+    versions, referrals = batch.read_versions, batch.read_referrals
+    for chunk in _chunks(list(versions), 500):
+        curs.execute(
+            f"SELECT customer_id, version FROM timeline_heads WHERE customer_id IN ({', '.join([mark] * len(chunk))})",
+            chunk,
+        )
+        heads = dict(_tuple(r) for r in curs.fetchall())
+        for customer in chunk:
+            if heads.get(customer, 0) != versions[customer]:
+                raise ConcurrencyConflict(
+                    f"stream {customer} moved from version {versions[customer]} to {heads.get(customer, 0)} "
+                    "while the batch was decided"
+                )
+    if not referrals:
+        return
+    own: dict[str, int] = {}
+    if own_written:
+        for e in batch.events:
+            if e.refers_to in referrals:
+                own[e.refers_to] = own.get(e.refers_to, 0) + 1
+    for chunk in _chunks(list(referrals), 500):
+        curs.execute(
+            "SELECT referred_customer_id, count(*) FROM timeline_referrals "
+            f"WHERE referred_customer_id IN ({', '.join([mark] * len(chunk))}) GROUP BY referred_customer_id",
+            chunk,
+        )
+        counts = dict(_tuple(r) for r in curs.fetchall())
+        for referred in chunk:
+            if counts.get(referred, 0) - own.get(referred, 0) != referrals[referred]:
+                raise ConcurrencyConflict(f"another writer stored a referral naming {referred} meanwhile")
+
+
+def _tuple(row: Any) -> tuple[Any, ...]:
+    """A row as a tuple, whatever the cursor's row factory (the library's PostgreSQL cursor gives dicts)."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
 def to_stored_events(batch: AppendBatch) -> list[StoredEvent]:
     return [
         StoredEvent(originator_id=e.customer_id, originator_version=e.version, topic=e.type, state=e.state)
@@ -120,11 +164,17 @@ class SqlEventStore(EventStore):
 
     def append(self, batch: AppendBatch) -> list[int]:
         if not batch.events and not batch.new_keys and not batch.destroy_keys:
+            if batch.read_versions or batch.read_referrals:
+                self._check_reads(batch)
             return []
         try:
             return list(self._insert(batch) or [])
         except IntegrityError as exc:
             raise ConcurrencyConflict(f"another writer got there first: {exc}") from exc
+
+    @abc.abstractmethod
+    def _check_reads(self, batch: AppendBatch) -> None:
+        """:func:`check_reads` for a batch that writes nothing: what it read still holds after it decided."""
 
     def read_log(self, after: int, limit: int) -> list[StoredRow]:
         rows = self._rows(

@@ -21,6 +21,7 @@ from timeline.store.sql import (
     KEY_REFUSED,
     META_TABLE,
     SqlEventStore,
+    check_reads,
     destroy_keys,
     other_tables_refused,
     side_writes,
@@ -87,6 +88,7 @@ class _Recorder(SQLiteApplicationRecorder):
         side_writes(c, batch, "?")
         positions = super()._insert_events(c, stored_events)
         destroy_keys(c, batch, "?")
+        check_reads(c, batch, "?", own_written=True)  # after a write: the write lock is held, the view is the latest
         return positions
 
 
@@ -159,6 +161,10 @@ class SQLiteEventStore(SqlEventStore):
         with self._datastore.transaction(commit=False) as c:
             c.execute(sql, params)
             return c.fetchall()
+
+    def _check_reads(self, batch: AppendBatch) -> None:
+        with self._datastore.transaction(commit=False) as c:
+            check_reads(c, batch, "?", own_written=False)
 
     def _insert(self, batch: AppendBatch) -> Sequence[int]:
         return self._recorder.insert_events(to_stored_events(batch), batch=batch) or []
