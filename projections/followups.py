@@ -88,7 +88,10 @@ class FollowupBook:
         """
         if self.erased:
             return []
-        today = as_of.astimezone(policy.zone).date()
+        try:
+            today = as_of.astimezone(policy.zone).date()
+        except OverflowError:  # within a day of the end of time: later than any due date
+            today = dt.date.max if as_of.year == dt.MAXYEAR else dt.date.min
         done = self.completed
         return [
             Followup(

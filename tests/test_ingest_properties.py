@@ -37,7 +37,7 @@ from tests.conftest import KEK
 from tests.factories import deposit, event, registered, visit, withdrawal
 from timeline.crypto import KeyWrapper, _b64e
 from timeline.engine import Engine
-from timeline.jsonl import read_lines
+from timeline.jsonl import read_line
 from timeline.keyring import load_history
 from timeline.store import open_store
 from timeline.verify import verify
@@ -316,7 +316,7 @@ class Harness:
         line = to_line(obj)
         before = self.store.read_log(0, 1_000_000)
         head = self.store.head_position()
-        [(_, decoded)] = list(read_lines([line]))
+        decoded = read_line(line)  # one line, not a whole input: a JSON array is this line's to reject
         [outcome] = list(self.engine.ingestor(clock=clock).ingest([(1, decoded)]))
         after = self.store.read_log(head, 10)
         if outcome.status != "accepted":
@@ -333,7 +333,7 @@ class Harness:
         assert_stored_exactly(decoded, stored)
         assert verify(self.store, obj["customer_id"]).intact
         if decoded.get("event_id") is not None:
-            [(_, again)] = list(read_lines([line]))
+            again = read_line(line)
             [repeat] = list(self.engine.ingestor(clock=clock).ingest([(1, again)]))
             assert repeat.status == "duplicate", repeat
             assert self.store.head_position() == outcome.position

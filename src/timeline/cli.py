@@ -65,7 +65,7 @@ def ingest(
             for outcome in engine.ingestor(batch_size=batch_size).ingest(read_lines(lines), atomic=atomic):
                 summary.add(outcome)
                 if outcome.status == "rejected":
-                    sys.stderr.write(json.dumps(outcome.to_json(), ensure_ascii=False) + "\n")
+                    sys.stderr.write(_printable(json.dumps(outcome.to_json(), ensure_ascii=False)) + "\n")
     finally:
         engine.close()
     sys.stderr.write(json.dumps({"summary": summary.to_json()}) + "\n")
@@ -73,8 +73,17 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate (quoted from hostile input) written as its escape, never an encoding error."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class _input:
-    """The input's lines, with a progress bar over bytes when stderr is a terminal."""
+    """The input's stream, with a progress bar over bytes when stderr is a terminal.
+
+    A stream, not its lines: :class:`~timeline.jsonl.JsonLines` reads it a
+    bounded line at a time, so an over-long line is never held whole.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path

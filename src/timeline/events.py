@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -51,6 +52,25 @@ def _date_text(value: Any) -> Any:
 
 PlainDate = Annotated[dt.date, BeforeValidator(_date_text)]
 
+EARLIEST_DATE = dt.date(1900, 1, 1)
+"""No date or instant of an event is earlier: a year 1 or 1066 is a typo, not history."""
+LATEST_DUE_DATE = dt.date(2199, 12, 31)
+EARLIEST_INSTANT = dt.datetime.combine(EARLIEST_DATE, dt.time(), dt.UTC)
+_EASTERNMOST = dt.timedelta(hours=14)
+"""UTC+14 (Kiribati): at any instant, no place on Earth has a later date than UTC's date this much later."""
+
+
+def _from_1900(value: dt.date) -> dt.date:
+    if value < EARLIEST_DATE:
+        raise ValueError(f"must be on or after {EARLIEST_DATE}")
+    return value
+
+
+def _due_range(value: dt.date) -> dt.date:
+    if not EARLIEST_DATE <= value <= LATEST_DUE_DATE:
+        raise ValueError(f"must be from {EARLIEST_DATE} to {LATEST_DUE_DATE}")
+    return value
+
 
 class Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -58,11 +78,22 @@ class Data(BaseModel):
 
 class CustomerRegistered(Data):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] = pii()
-    birth_date: PlainDate = pii()
+    birth_date: Annotated[PlainDate, AfterValidator(_from_1900)] = pii(
+        description="From 1900-01-01 to the day of the registration (its occurred_at) in any time zone."
+    )
     phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 -]{3,32}$")] = pii()
     branch_id: ShortText
     relationship_manager: ShortText
     segment: Literal["individual", "business"]
+
+    def check_occurred_at(self, occurred_at: dt.datetime) -> None:
+        """No one registers before being born (the date may be the registration's local day anywhere)."""
+        latest = (occurred_at + _EASTERNMOST).date() if occurred_at.year < dt.MAXYEAR else dt.date.max
+        if self.birth_date > latest:
+            raise ValueError(
+                f"data.birth_date: {self.birth_date} is after the registration "
+                f"(occurred_at {occurred_at:%Y-%m-%dT%H:%M:%SZ})"
+            )
 
 
 class CustomerProfileUpdated(Data):
@@ -141,7 +172,9 @@ class SurveyCompleted(Data):
 
 class FollowupScheduled(Data):
     followup_id: ShortText
-    due_date: PlainDate
+    due_date: Annotated[PlainDate, AfterValidator(_due_range)] = Field(
+        description=f"From {EARLIEST_DATE} to {LATEST_DUE_DATE}."
+    )
     reason: Text
 
 
@@ -206,7 +239,9 @@ class Envelope(BaseModel):
     event_id: UUID | None = None
     schema_version: Annotated[int, Field(ge=1, strict=True)] = SCHEMA_VERSION
     customer_id: CustomerId
-    occurred_at: AwareDatetime
+    occurred_at: AwareDatetime = Field(
+        description="ISO 8601 with an offset; from 1900-01-01T00:00:00Z to the time of recording plus a tolerance."
+    )
     source: ShortText | None = None
     actor: ShortText | None = None
 
@@ -220,20 +255,29 @@ class Envelope(BaseModel):
     @field_validator("occurred_at", mode="after")
     @classmethod
     def _to_utc(cls, value: dt.datetime) -> dt.datetime:
-        return value.astimezone(dt.UTC)
+        if value < EARLIEST_INSTANT:
+            raise ValueError("must be on or after 1900-01-01T00:00:00Z")
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # past year 9999 in UTC
+            raise ValueError("must not be after the time of recording") from None
+
+
+def _data_fits_occurred_at(self: Any) -> Any:
+    self.data.check_occurred_at(self.occurred_at)
+    return self
 
 
 def _envelope_class(event_type: str, data_model: type[Data]) -> type[Envelope]:
     class_name = data_model.__name__ + "Event"
-    return type(
-        class_name,
-        (Envelope,),
-        {
-            "__annotations__": {"type": Literal[event_type], "data": data_model},  # type: ignore[valid-type]
-            "__module__": __name__,
-            "__doc__": f"A `{event_type}` event.",
-        },
-    )
+    namespace: dict[str, Any] = {
+        "__annotations__": {"type": Literal[event_type], "data": data_model},  # type: ignore[valid-type]
+        "__module__": __name__,
+        "__doc__": f"A `{event_type}` event.",
+    }
+    if hasattr(data_model, "check_occurred_at"):  # only where data depends on the instant: no cost elsewhere
+        namespace["_data_fits_occurred_at"] = model_validator(mode="after")(_data_fits_occurred_at)
+    return type(class_name, (Envelope,), namespace)
 
 
 EVENT_MODELS: dict[str, type[Envelope]] = {t: _envelope_class(t, m) for t, m in DATA_MODELS.items()}

@@ -33,17 +33,21 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import chain
 from typing import IO, Any, NamedTuple
 
 from timeline.codec import content_of
 from timeline.errors import RejectedEvent
 from timeline.events import parse_event
-from timeline.jsonl import BLANK, JsonLines, read_line
+from timeline.jsonl import BLANK, JsonLines, Line, Overlong, read_line
 
 log = logging.getLogger(__name__)
 
 LINES_PER_FRAME = 1000
+FRAME_BYTES = 1 << 23
+"""A frame ends at this many bytes of lines, however few: memory stays bounded for long lines."""
+MAX_REASON_CHARS = 1000
+"""A refusal quoting a long value is cut there: the reject report stays one readable line."""
 FRAMES_AHEAD = 4
 """Frames sent to the worker and not yet taken by the ingestor: how far validation may run ahead."""
 _LENGTH = 4
@@ -74,12 +78,27 @@ class Refused:
     claimed_id: uuid.UUID | None
 
 
-def prepare(raw: Any) -> Prepared:
-    """Validate one decoded JSON value into a :class:`Prepared` event, or raise RejectedEvent."""
-    event = parse_event(raw)
-    sent = event.event_id is not None
-    event_id = event.event_id if sent else uuid.uuid4()
-    return Prepared(content_of(event, event_id), event_id, sent, event.occurred_at)  # type: ignore[arg-type]
+def prepare(raw: Any, line: int | None = None) -> Prepared:
+    """Validate one decoded JSON value into a :class:`Prepared` event, or raise RejectedEvent.
+
+    Any other exception is a bug in validation: it is logged with its
+    traceback and the value is refused, so one input never stops a run.
+    """
+    try:
+        event = parse_event(raw)
+        sent = event.event_id is not None
+        event_id = event.event_id if sent else uuid.uuid4()
+        return Prepared(content_of(event, event_id), event_id, sent, event.occurred_at)  # type: ignore[arg-type]
+    except RejectedEvent:
+        raise
+    except Exception as exc:
+        raise _internal_error(exc, line) from None
+
+
+def _internal_error(exc: Exception, line: int | None = None) -> RejectedEvent:
+    """The refusal of an input that validation failed on unexpectedly; logs the bug (call it in ``except``)."""
+    log.exception("bug: validating %s failed unexpectedly; it is rejected", f"line {line}" if line else "an input")
+    return RejectedEvent(f"internal error validating this line: {type(exc).__name__}: {exc}")
 
 
 def claimed_id(raw: Any) -> uuid.UUID | None:
@@ -92,17 +111,25 @@ def claimed_id(raw: Any) -> uuid.UUID | None:
     return None
 
 
-def prepare_line(raw: bytes | str) -> Prepared | Refused | None:
-    """One raw input line as an event, a refusal, or ``None`` for a blank line."""
-    value = read_line(raw)
+def prepare_line(raw: Line, line: int | None = None) -> Prepared | Refused | None:
+    """One raw input line as an event, a refusal, or ``None`` for a blank line; never raises."""
+    try:
+        value = read_line(raw)
+    except Exception as exc:
+        return Refused(_reason(_internal_error(exc, line)), None)
     if value is BLANK:
         return None
     if isinstance(value, RejectedEvent):
-        return Refused(str(value), None)
+        return Refused(_reason(value), None)
     try:
-        return prepare(value)
+        return prepare(value, line)
     except RejectedEvent as exc:
-        return Refused(str(exc), claimed_id(value))
+        return Refused(_reason(exc), claimed_id(value))
+
+
+def _reason(exc: RejectedEvent) -> str:
+    text = str(exc)
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "… (cut)"
 
 
 def prepared_lines(lines: JsonLines, workers: bool = True) -> Iterator[tuple[int, Prepared | Refused]]:
@@ -114,8 +141,8 @@ def prepared_lines(lines: JsonLines, workers: bool = True) -> Iterator[tuple[int
     cannot start or stops, the lines it did not answer are read here.
     """
     numbered = lines.numbered()
-    first = list(islice(numbered, LINES_PER_FRAME))
-    rest = list(islice(numbered, LINES_PER_FRAME))
+    first = _frame(numbered)
+    rest = _frame(numbered)
     if not rest or not workers:
         yield from _here([first, rest], numbered)
         return
@@ -131,16 +158,25 @@ def prepared_lines(lines: JsonLines, workers: bool = True) -> Iterator[tuple[int
         yield from _here(list(worker.unanswered), numbered)
 
 
+def _frame(numbered: Iterator[tuple[int, Line]]) -> list[tuple[int, Line]]:
+    """The next lines, up to :data:`LINES_PER_FRAME` of them or :data:`FRAME_BYTES` of their bytes."""
+    frame = []
+    size = 0
+    for item in numbered:
+        frame.append(item)
+        raw = item[1]
+        size += len(raw) if type(raw) is not Overlong else 0
+        if len(frame) == LINES_PER_FRAME or size >= FRAME_BYTES:
+            break
+    return frame
+
+
 def _here(
-    frames: list[list[tuple[int, bytes | str]]], numbered: Iterator[tuple[int, bytes | str]]
+    frames: list[list[tuple[int, Line]]], numbered: Iterator[tuple[int, Line]]
 ) -> Iterator[tuple[int, Prepared | Refused]]:
     """The lines of ``frames``, then the rest of ``numbered``, read in this process."""
-    for number, raw in chain.from_iterable(frames):
-        result = prepare_line(raw)
-        if result is not None:
-            yield number, result
-    for number, raw in numbered:
-        result = prepare_line(raw)
+    for number, raw in chain(chain.from_iterable(frames), numbered):
+        result = prepare_line(raw, number)
         if result is not None:
             yield number, result
 
@@ -155,10 +191,10 @@ class _Worker:
     loses no line.
     """
 
-    def __init__(self, numbered: Iterator[tuple[int, bytes | str]], frames: list[list[Any]]) -> None:
+    def __init__(self, numbered: Iterator[tuple[int, Line]], frames: list[list[Any]]) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._process = subprocess.Popen(_worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.unanswered: deque[list[tuple[int, bytes | str]]] = deque()
+        self.unanswered: deque[list[tuple[int, Line]]] = deque()
         self._ahead = threading.Semaphore(FRAMES_AHEAD)
         self._results: queue.Queue[list[tuple[int, Prepared | Refused]] | BaseException | None] = queue.Queue()
         self._stop = threading.Event()
@@ -198,7 +234,7 @@ class _Worker:
             self._ahead.release()
             yield from frame
 
-    def _feed(self, numbered: Iterator[tuple[int, bytes | str]], frames: list[list[Any]]) -> None:
+    def _feed(self, numbered: Iterator[tuple[int, Line]], frames: list[list[Any]]) -> None:
         pipe = self._process.stdin
         assert pipe is not None
         pending = iter(frames)
@@ -209,7 +245,7 @@ class _Worker:
             try:
                 frame = next(pending, None)
                 if frame is None:
-                    frame = list(islice(numbered, LINES_PER_FRAME))
+                    frame = _frame(numbered)
             except BaseException as exc:  # reading the input failed: the ingest fails as it would here
                 self._results.put(exc)
                 return
@@ -298,7 +334,7 @@ def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     while (body := _read_frame(source)) is not None and body:
         results = []
         for number, raw in pickle.loads(body):
-            result = prepare_line(raw)
+            result = prepare_line(raw, number)
             if result is not None:
                 results.append(_sent(number, result))
         _write_frame(sink, pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
@@ -312,6 +348,7 @@ def main() -> None:
     from timeline.process import tune_gc_for_bulk_work
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     tune_gc_for_bulk_work()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
