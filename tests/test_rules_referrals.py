@@ -30,10 +30,8 @@ from projections.referrals import qualification_id
 from tests.conftest import KEK
 from tests.factories import correction, deposit, erased, event, registered, visit
 from timeline.crypto import KeyWrapper
-from timeline.engine import Engine, acceptance_rules
-from timeline.ingest import Ingestor
+from timeline.engine import Engine
 from timeline.keyring import KeyRing, load_history
-from timeline.qualify import Qualifier, referred_customers
 from timeline.store import open_store
 
 A_REGISTERED = "2025-01-01T09:00:00+08:00"
@@ -441,33 +439,39 @@ def test_opening_a_store_while_another_process_appends_does_not_deadlock(pg_url)
             opening.result(timeout=30).close()
 
 
-def test_a_writer_whose_qualification_was_just_stored_by_another_reports_it_as_stored(branch):
-    """Deterministic replay of the race the two-process test meets now and then.
-
-    Writer 1 stores A's referral (R's qualifying deposit is already stored) and decides the qualification;
-    just then writer 2 stores a deposit of R, decides the same qualification and appends it first.
-    """
+def test_a_writer_whose_view_of_the_referred_customer_is_stale_decides_again_at_commit(branch):
+    """Writer 1 holds R as it was before writer 2 stored R's qualifying deposit; writer 1's referral then
+    decides on that stale view (no deposit: no qualification), and the commit's read set sends it back to
+    decide on the stored truth, where the referral qualifies."""
     engine = branch.engine
-    branch.accept(registered("A", at=A_REGISTERED), registered("R", at=R_REGISTERED))
-    branch.accept(deposit("R", at=FIRST_DEPOSIT, amount="10000.00"))
-    qualifier = Qualifier(engine.store, engine.policy)
-
-    def decide_then_lose_the_race(stored: list, targets: dict) -> list[dict[str, Any]]:
-        events = qualifier.qualifications(referred_customers(stored, targets))
-        if events:
-            branch.accept(deposit("R", at="2025-04-01T10:00:00+08:00", amount="5.00"))  # writer 2
-        return events
-
-    writer_1 = Ingestor(
-        engine.store,
-        engine.wrapper,
-        acceptance_rules(engine.policy),
-        clock=lambda: branch.now,
-        qualify=decide_then_lose_the_race,
-    )
-    made = referral("A", "R")
+    writer_1 = engine.ingestor(clock=lambda: branch.now)
+    assert [o.status for o in writer_1.ingest([(1, registered("A", at=A_REGISTERED)), (2, registered("R"))])] == [
+        "accepted",
+        "accepted",
+    ]
+    branch.accept(deposit("R", at=FIRST_DEPOSIT, amount="10000.00"))  # writer 2
+    made = referral("A", "R", at="2025-01-01T09:00:00+08:00")
     [outcome] = writer_1.ingest([(1, made)])
 
     assert outcome.status == "accepted"
-    assert [o.status for o in writer_1.engine_events] == ["duplicate"]
+    assert [o.status for o in writer_1.engine_events] == ["accepted"]
     assert_qualified(branch, "A", "R", made, FIRST_DEPOSIT)
+
+
+def test_a_writer_that_missed_another_writers_referral_and_qualification_does_not_qualify_a_second(branch):
+    """Writer 1 knows no referral naming R; writer 2 stores A's referral, which qualifies. Writer 1's
+    later referral by B is decided against its stale count of referrals naming R (none), which the read
+    set catches: decided again, R is found qualified already, and nothing more is appended."""
+    engine = branch.engine
+    writer_1 = engine.ingestor(clock=lambda: branch.now)
+    first = [registered("A", at=A_REGISTERED), registered("B", at=A_REGISTERED), registered("R", at=R_REGISTERED)]
+    list(writer_1.ingest(list(enumerate(first, 1))))
+    list(writer_1.ingest([(1, deposit("R", at=FIRST_DEPOSIT, amount="10000.00"))]))
+    made = referral("A", "R")
+    branch.accept(made)  # writer 2: A's referral qualifies at once
+    [outcome] = writer_1.ingest([(1, referral("B", "R"))])
+
+    assert outcome.status == "accepted"
+    assert [o.status for o in writer_1.engine_events if o.event_id == qualification_id("R")] == []
+    assert_qualified(branch, "A", "R", made, FIRST_DEPOSIT)
+    assert qualifications(engine.store, "B") == []
