@@ -129,11 +129,13 @@ def _consume(
     now: str | None,
     tick_interval: float,
     max_batch: int,
+    give_up_after: float,
     policy: str | None,
     json_out: bool,
     verbose: bool,
 ) -> None:
     from consumers.alerts import AlertsConsumer
+    from consumers.backoff import GaveUp
     from consumers.projecting import utcnow
     from consumers.summary import SummaryConsumer
 
@@ -150,6 +152,7 @@ def _consume(
         clock=(lambda: fixed) if fixed else utcnow,
         tick_interval=tick_interval,
         max_batch=max_batch,
+        give_up_after=give_up_after if once else None,
     )
 
     def _stop(signum: int, _frame: object) -> None:
@@ -159,6 +162,9 @@ def _consume(
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         stats = consumer.run(until_caught_up=once, idle_exit=idle_exit)
+    except GaveUp as exc:
+        err.print(f"timeline: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -184,6 +190,15 @@ IdleExit = Annotated[
 TickInterval = Annotated[
     float, typer.Option("--tick-interval", min=0, help="Seconds between re-evaluations of due rows (0: never).")
 ]
+GiveUpAfter = Annotated[
+    float,
+    typer.Option(
+        "--give-up-after",
+        min=1.0,
+        help="With --once: exit 1 after this many seconds without reaching the broker or the database.",
+    ),
+]
+GIVE_UP_AFTER = 30.0
 MaxBatch = Annotated[int, typer.Option("--max-batch", min=1, max=200_000, help="Most messages per transaction.")]
 
 
@@ -198,13 +213,14 @@ def consume_summary(
     now: Now = None,
     tick_interval: TickInterval = 60.0,
     max_batch: MaxBatch = 20_000,
+    give_up_after: GiveUpAfter = GIVE_UP_AFTER,
     policy: PolicyOpt = None,
     json_out: Json = False,
     verbose: Verbose = False,
 ) -> None:
     """Keep customer_summary (and tier moves) up to date, each message applied exactly once."""
-    _consume("summary", db, bootstrap, topic, group, once, idle_exit, now, tick_interval, max_batch, policy,
-             json_out, verbose)  # fmt: skip
+    _consume("summary", db, bootstrap, topic, group, once, idle_exit, now, tick_interval, max_batch,
+             give_up_after, policy, json_out, verbose)  # fmt: skip
 
 
 @consume_app.command("alerts")
@@ -218,13 +234,14 @@ def consume_alerts(
     now: Now = None,
     tick_interval: TickInterval = 60.0,
     max_batch: MaxBatch = 20_000,
+    give_up_after: GiveUpAfter = GIVE_UP_AFTER,
     policy: PolicyOpt = None,
     json_out: Json = False,
     verbose: Verbose = False,
 ) -> None:
     """Alert (table `alerts` and a log line) when a customer becomes at-risk or drops a tier, with why."""
-    _consume("alerts", db, bootstrap, topic, group, once, idle_exit, now, tick_interval, max_batch, policy,
-             json_out, verbose)  # fmt: skip
+    _consume("alerts", db, bootstrap, topic, group, once, idle_exit, now, tick_interval, max_batch,
+             give_up_after, policy, json_out, verbose)  # fmt: skip
 
 
 # -- tick ---------------------------------------------------------------------------------------
