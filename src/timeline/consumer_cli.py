@@ -420,7 +420,10 @@ def status_command(
     ] = None,
     json_out: Json = False,
 ) -> None:
-    """The store's head, each relay's position, every consumer group's lag and the read model's rows."""
+    """The store's head, each relay's position, every consumer group's lag and the read model's rows.
+
+    Exit 1 if the store, the read model or the broker cannot be reached (each is named); 2 if there is no store.
+    """
     from consumers.status import status
     from timeline.store import resolve_url
 
@@ -428,9 +431,17 @@ def status_command(
     report = status(resolve_url(store), db or resolve_url(store), bootstrap, topic or None)
     if json_out:
         _emit(report)
-        return
+    else:
+        _print_status(report)
+    if report["errors"]:
+        raise typer.Exit(2 if report["missing_store"] else 1)
+
+
+def _print_status(report: dict[str, Any]) -> None:
     s = report.get("store") or {}
-    if "error" in s:
+    if report["missing_store"]:
+        out.print(f"store: {s['error']}")
+    elif "error" in s:
         out.print(f"store: unreachable ({s['error']})")
     elif s:
         out.print(f"store head position: {s['head']}")
@@ -440,29 +451,37 @@ def status_command(
             out.print("relay: has not run")
     if report.get("kafka_error"):
         out.print(f"kafka: unreachable ({report['kafka_error']})")
+    read_error = (report.get("read_model") or {}).get("error")
+    if read_error:
+        out.print(f"read model: unreachable ({read_error})")
     for topic_name, t in report["topics"].items():
         out.print(f"topic {topic_name}: {t['partitions']} partition(s), {t['messages']} message(s)")
     rows = [
         [g["group"], f"{p['topic']}/{p['partition']}"]
         + [
             "" if v is None else str(v)
-            for v in (p["end"], p["committed"], p.get("saved"), p.get("saved_lag", p["lag"]))
+            for v in (p["start"], p["end"], p["committed"], p.get("saved"), p.get("saved_lag", p["lag"]))
         ]
         for g in report["groups"]
         for p in g["partitions"]
     ]
-    table = listing("consumer groups", ("group", "topic/partition", "end", "committed", "saved", "lag"), rows)
+    columns = ("group", "topic/partition", "start", "end", "committed", "saved", "lag")
     if report["groups"]:
-        out.print(table)
+        out.print(listing("consumer groups", columns, rows))
         for g in report["groups"]:
             dead = f", {g['dead_letters']} dead letter(s)" if g["dead_letters"] else ""
-            out.print(f"group {g['group']}: lag {g['lag']}{dead}")
+            lag = "unknown" if g["lag"] is None else g["lag"]
+            out.print(f"group {g['group']}: lag {lag}{dead}")
     summary = (report.get("read_model") or {}).get("summary")
     if summary:
         out.print(
             f"customer_summary: {summary['customers']} row(s), {summary['stale']} due for a tick; "
-            f"tiers {summary['tiers']}, stages {summary['lifecycles']}"
+            f"tiers {_counts(summary['tiers'])}; stages {_counts(summary['lifecycles'])}"
         )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
 
 
 @rebuild_app.command("summary")
