@@ -92,6 +92,8 @@ DATABASE_ERRORS = (
 )
 CACHE_EVENTS = 100_000
 """Events of decoded history kept in memory (about 1 KB each as Python objects): a miss reads the copy again."""
+CHUNK_CUSTOMERS = 500
+"""Customers of one batch evaluated and written before the cache is trimmed again."""
 CONSUMER_TIMEOUTS = ("request_timeout_ms", "bootstrap_timeout_ms")
 PROGRESS_EVERY = 10.0
 
@@ -583,15 +585,11 @@ class ProjectingConsumer:
                 self._lock_shared(conn)
                 with conn.cursor() as cur:
                     fresh = self._insert_events(cur, events)
+                    del events
                     touched: dict[str, list[RecordedEvent]] = {}
                     for event in fresh:
                         touched.setdefault(event.customer_id, []).append(event)
-                    self._load_histories(cur, touched)
-                    folding = time.perf_counter()
-                    evaluations = self._evaluate(sorted(touched), as_of)
-                    fold_seconds = time.perf_counter() - folding
-                    self.write(cur, evaluations, as_of)
-                    self._save_streams(cur, evaluations)
+                    evaluated, fold_seconds = self._evaluate_touched(cur, touched, as_of)
                     self._save_offsets(cur, next_offsets, max_position)
                     if poison:
                         cur.executemany(
@@ -615,7 +613,7 @@ class ProjectingConsumer:
             applied=fresh,
             duplicates=len(records) - len(poison) - len(fresh),
             dead_letters=len(poison),
-            customers=len(evaluations),
+            customers=evaluated,
             polled_at=self._polled_at or committed_at,
             committed_at=committed_at,
             as_of=as_of,
@@ -663,6 +661,28 @@ class ProjectingConsumer:
         )
         inserted = {str(row[0]) for row in cur.fetchall()}
         return [e for e, _ in items if str(e.event_id) in inserted]
+
+    def _evaluate_touched(
+        self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]], as_of: dt.datetime
+    ) -> tuple[int, float]:
+        """Evaluate and write the touched customers, ``CHUNK_CUSTOMERS`` at a time; (how many, seconds folding).
+
+        All in the batch's transaction, but the cache is trimmed after each chunk: a catch-up batch that
+        touches every customer holds at most the cache's bound of history, not the whole history.
+        """
+        customers = sorted(touched)
+        evaluated, fold_seconds = 0, 0.0
+        for start in range(0, len(customers), CHUNK_CUSTOMERS):
+            chunk = customers[start : start + CHUNK_CUSTOMERS]
+            self._load_histories(cur, {c: touched[c] for c in chunk})
+            folding = time.perf_counter()
+            evaluations = self._evaluate(chunk, as_of)
+            fold_seconds += time.perf_counter() - folding
+            self.write(cur, evaluations, as_of)
+            self._save_streams(cur, evaluations)
+            evaluated += len(evaluations)
+            self.cache.trim()
+        return evaluated, fold_seconds
 
     def _load_histories(self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]]) -> None:
         """Bring every touched customer's whole history into the cache (new events included)."""
@@ -842,19 +862,8 @@ class ProjectingConsumer:
                         ]
                         if not due:
                             break
-                        # The copy is the truth here: another process may have added events since we cached.
-                        self.cache.discard(due)
-                        for c, history in self.read_histories(cur, due).items():
-                            self.cache.put(c, history)
-                        evaluations = self._evaluate(due, now)
-                        self.write(cur, evaluations, now)
-                        self._save_streams(cur, evaluations)
-                        stuck = [e.customer_id for e in evaluations if e.recheck_at is not None and e.recheck_at <= now]
-                        if stuck:  # never loop on a customer whose instant does not move
-                            cur.execute(
-                                f"UPDATE {self.prefix}_streams SET recheck_at = NULL WHERE customer_id = ANY(%s)",
-                                (stuck,),
-                            )
+                        for start in range(0, len(due), CHUNK_CUSTOMERS):
+                            self._reevaluate(cur, due[start : start + CHUNK_CUSTOMERS], now)
             except BaseException:
                 self.cache.clear()
                 self.finished(False)
@@ -869,6 +878,22 @@ class ProjectingConsumer:
         if done:
             log.info("%s: re-evaluated %d customer(s) whose next change had come by %s", self.prefix, done, now)
         return done
+
+    def _reevaluate(self, cur: psycopg.Cursor, customer_ids: list[str], now: dt.datetime) -> None:
+        """Evaluate these customers again from the copy (the truth: another process may have added events)."""
+        self.cache.discard(customer_ids)
+        for c, history in self.read_histories(cur, customer_ids).items():
+            self.cache.put(c, history)
+        evaluations = self._evaluate(customer_ids, now)
+        self.write(cur, evaluations, now)
+        self._save_streams(cur, evaluations)
+        stuck = [e.customer_id for e in evaluations if e.recheck_at is not None and e.recheck_at <= now]
+        if stuck:  # never loop on a customer whose instant does not move
+            cur.execute(
+                f"UPDATE {self.prefix}_streams SET recheck_at = NULL WHERE customer_id = ANY(%s)",
+                (stuck,),
+            )
+        self.cache.trim()
 
 
 def evaluate(

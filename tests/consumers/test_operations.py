@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers import readmodel
-from consumers.summary import rebuild
+from consumers.summary import chunks_of, rebuild
 from tests.consumers.pipeline import (
     NOW,
     assert_read_model_exact,
@@ -261,3 +261,37 @@ def test_status_with_the_store_unreachable_names_it_and_exits_1(kafka_broker):
     assert done.returncode == 1, done.stderr[-3000:]
     assert "store: unreachable (OperationalError: connection failed" in done.stdout
     assert "read model: unreachable (cannot reach the read-model database" in done.stdout
+
+
+def test_chunks_hold_about_the_asked_events_and_never_split_a_customer():
+    counts = [("A", 3), ("B", 4), ("C", 10), ("D", 1), ("E", 1), ("F", 2)]
+    assert list(chunks_of(counts, 5)) == [["A"], ["B"], ["C"], ["D", "E", "F"]]
+    assert list(chunks_of(counts, 100)) == [["A", "B", "C", "D", "E", "F"]]
+    assert list(chunks_of([], 5)) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_rebuild_over_more_customers_than_one_chunk_gives_the_rows_of_state_all(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(30, 1, seed=8))
+        head = engine.store.head_position()
+        for source in ("store", "topic"):
+            if source == "topic":
+                relay_once(engine, kafka_broker, topic)
+                consume(pg_url, kafka_broker, topic)
+            chunks: list[int] = []
+            result = rebuild(
+                pg_url,
+                source,
+                store_url=pg_url,
+                bootstrap=kafka_broker.bootstrap,
+                topic=topic,
+                group=group_of(topic),
+                clock=lambda: NOW,
+                chunk_events=40,
+                progress=lambda phase, done, total: chunks.append(done) if phase == "computing states" else None,
+            )
+            assert result.customers == 30 and result.events == head
+            assert len(chunks) > 5 and chunks == sorted(chunks) and chunks[-1] == 30, chunks
+            assert scalar(pg_url, "SELECT count(*) FROM summary_events") == head
+            assert_read_model_exact(engine, pg_url)
