@@ -280,6 +280,11 @@ def test_a_rebuild_over_more_customers_than_one_chunk_gives_the_rows_of_state_al
                 relay_once(engine, kafka_broker, topic)
                 consume(pg_url, kafka_broker, topic)
             chunks: list[int] = []
+
+            def computed(phase: str, done: int, total: int | None, chunks: list[int] = chunks) -> None:
+                if phase == "computing states":
+                    chunks.append(done)
+
             result = rebuild(
                 pg_url,
                 source,
@@ -289,7 +294,7 @@ def test_a_rebuild_over_more_customers_than_one_chunk_gives_the_rows_of_state_al
                 group=group_of(topic),
                 clock=lambda: NOW,
                 chunk_events=40,
-                progress=lambda phase, done, total: chunks.append(done) if phase == "computing states" else None,
+                progress=computed,
             )
             assert result.customers == 30 and result.events == head
             assert len(chunks) > 5 and chunks == sorted(chunks) and chunks[-1] == 30, chunks
