@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ PREFIX = readmodel.ALERTS
 DEFAULT_GROUP = "timeline-alerts"
 AT_RISK = "at_risk"
 TIER_DROP = "tier_drop"
+EMITTED_KEPT = 1_000
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,8 @@ class AlertsConsumer(ProjectingConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending: list[Alert] = []
-        self.emitted: list[Alert] = []
-        """Every alert this process wrote (tests and the CLI's summary read it)."""
+        self.emitted: deque[Alert] = deque(maxlen=EMITTED_KEPT)
+        """The last alerts this process wrote (bounded: a long run must not keep them all)."""
 
     def ddl(self) -> list[str]:
         return readmodel.alerts_ddl()

@@ -23,6 +23,13 @@ The relay delivers at least once; this makes the *effect* exactly once:
   event already received starts to count); :meth:`ProjectingConsumer.tick`
   re-evaluates the customers whose instant has passed. The consumer ticks on
   a timer; ``timeline tick`` does it from outside.
+- Failures (broker or database away) back off and retry (:mod:`consumers.backoff`):
+  for ever in a long-running consumer, one warning per retry; a bounded run
+  (``give_up_after``, the CLI's ``--once``) raises
+  :class:`consumers.backoff.GaveUp` once it has made no progress for that long.
+  A paused or partitioned broker does not make ``poll`` fail, it just returns
+  nothing: so the group coordinator being unknown for longer than one request
+  timeout counts as a failure too.
 
 Histories are cached in memory per customer (bounded, least recently used)
 and read back from ``{prefix}_events`` on a miss, so a batch costs one fold
@@ -52,10 +59,11 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers import readmodel
+from consumers.backoff import Backoff, GaveUp, describe
 from consumers.cloudevents import NotACloudEvent, parse
 from projections.policy import Policy, load_policy
 from projections.state import CustomerState, Folded, customer_state, fold
-from timeline.errors import TimelineError, UnknownCustomer
+from timeline.errors import StoreUnavailable, TimelineError, UnknownCustomer
 from timeline.recorded import RecordedEvent
 
 log = logging.getLogger(__name__)
@@ -76,12 +84,26 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 """Group settings that form a group in seconds (see shared/notes/kafka-broker.md), and a short fetch wait."""
 
 DLQ_SUFFIX = ".dlq"
-DATABASE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.DeadlockDetected)
+DATABASE_ERRORS = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.DeadlockDetected,
+    StoreUnavailable,
+)
+CACHE_EVENTS = 100_000
+"""Events of decoded history kept in memory (about 1 KB each as Python objects): a miss reads the copy again."""
+CHUNK_CUSTOMERS = 500
+"""Customers of one batch evaluated and written before the cache is trimmed again."""
+CONSUMER_TIMEOUTS = ("request_timeout_ms", "bootstrap_timeout_ms")
 PROGRESS_EVERY = 10.0
 
 
 class ConsumerError(TimelineError):
     """The consumer cannot go on as asked."""
+
+
+class BrokerUnreachable(KafkaError):
+    """The group coordinator has been unknown for longer than a request may take (``poll`` itself never fails)."""
 
 
 def utcnow() -> dt.datetime:
@@ -222,7 +244,10 @@ class _Listener(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.owner.cache.clear()
         self.owner.rebalances += 1
-        self.owner.seek_to_saved(assigned)
+        try:
+            self.owner.seek_to_saved(assigned)
+        except GaveUp as exc:  # kafka-python logs and swallows a listener's exceptions: the loop raises it
+            self.owner.gave_up = exc
         self.owner.assigned_at = time.time()
 
 
@@ -246,9 +271,10 @@ class ProjectingConsumer:
         tick_chunk: int = 2_000,
         dead_letter_topic: str | None = None,
         consumer_config: dict[str, Any] | None = None,
-        cache_events: int = 500_000,
+        cache_events: int = CACHE_EVENTS,
         backoff_initial: float = 0.5,
         backoff_max: float = 15.0,
+        give_up_after: float | None = None,
         on_commit: Callable[[BatchResult], None] | None = None,
     ) -> None:
         self.db_url = db_url
@@ -261,19 +287,26 @@ class ProjectingConsumer:
         self.tick_interval = tick_interval
         self.tick_chunk = tick_chunk
         self.dead_letter_topic = dead_letter_topic or topic + DLQ_SUFFIX
-        self.consumer_config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
+        self.stop_event = threading.Event()
+        self.backoff = Backoff(
+            log, f"{self.prefix} consumer {self.group}", backoff_initial, backoff_max, give_up_after, self.stop_event
+        )
+        config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
+        for key in CONSUMER_TIMEOUTS:
+            config[key] = int(
+                self.backoff.attempt_timeout(config.get(key, CONSUMER_DEFAULTS["request_timeout_ms"]) / 1000) * 1000
+            )
+        self.consumer_config = config
         self.cache = HistoryCache(cache_events)
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
         self.on_commit = on_commit
         self.ranks = {level.name: i for i, level in enumerate(self.policy.tier.tiers)}
         self.stats = ConsumerStats()
-        self.stop_event = threading.Event()
         self.conn: psycopg.Connection | None = None
         self._consumer: Any = None
         self._producer: Any = None
         self._generation: int | None = None
-        self._backoff = backoff_initial
+        self._unreachable_since: float | None = None
+        self.gave_up: GaveUp | None = None
         self._last_progress = time.monotonic()
         self._dlq_ready = False
         self.rebalances = 0
@@ -399,6 +432,7 @@ class ProjectingConsumer:
         ``assign_timeout`` seconds: the topic probably does not exist.
         """
         self.stats = ConsumerStats()
+        self.backoff.succeeded()
         started = time.monotonic()
         self.connect()
         log.info("%s consumer %s: reading %s on %s", self.prefix, self.group, self.topic, self.bootstrap)
@@ -408,14 +442,16 @@ class ProjectingConsumer:
             try:
                 consumer = self._ensure_consumer()
                 records = self._poll(consumer)
+                if self.gave_up:
+                    raise self.gave_up
                 if records:
                     self._apply(records)
                     last_message = time.monotonic()
+                self._check_reachable(consumer, bool(records))
                 if time.monotonic() >= next_tick:
                     # One chunk at a time between polls (the group expects a poll every max_poll_interval_ms).
                     more = self.tick(max_chunks=1) >= self.tick_chunk
                     next_tick = time.monotonic() + (0 if more else self.tick_interval)
-                self._backoff = self.backoff_initial
                 self._progress()
                 if not records:
                     if until_caught_up and self._caught_up(consumer):
@@ -456,6 +492,24 @@ class ProjectingConsumer:
             timeout = 0
         return batch
 
+    def _check_reachable(self, consumer: Any, progressed: bool) -> None:
+        """Count a success, or raise :class:`BrokerUnreachable` once the coordinator has been unknown too long."""
+        coordinator = getattr(consumer, "_coordinator", None)  # kafka-python has no public way to ask
+        unknown = not progressed and coordinator is not None and coordinator.coordinator_unknown()
+        if not unknown:
+            self._unreachable_since = None
+            self.backoff.succeeded()
+            return
+        now = time.monotonic()
+        self._unreachable_since = self._unreachable_since or now
+        waited = now - self._unreachable_since
+        if waited >= self._attempt_seconds:
+            raise BrokerUnreachable(f"no group coordinator on {self.bootstrap} for {waited:.1f}s")
+
+    @property
+    def _attempt_seconds(self) -> float:
+        return self.consumer_config["request_timeout_ms"] / 1000
+
     def _caught_up(self, consumer: Any) -> bool:
         assigned = consumer.assignment()
         if not assigned:
@@ -481,18 +535,10 @@ class ProjectingConsumer:
             self._close_kafka()
 
     def _failed(self, exc: BaseException, doing: str) -> None:
+        """Count the failure and wait before the retry (:class:`GaveUp` once a bounded run is out of time)."""
         self.stats.failures += 1
-        self.stats.last_error = f"{type(exc).__name__}: {exc}".strip()
-        log.warning(
-            "%s consumer %s: %s failed (%s); retrying in %.1fs",
-            self.prefix,
-            self.group,
-            doing,
-            self.stats.last_error,
-            self._backoff,
-        )
-        self.stop_event.wait(self._backoff)
-        self._backoff = min(self._backoff * 2, self.backoff_max)
+        self.stats.last_error = describe(exc)
+        self.backoff.failed(exc, doing, attempt=self._attempt_seconds)
 
     def _progress(self, final: bool = False) -> None:
         now = time.monotonic()
@@ -539,15 +585,11 @@ class ProjectingConsumer:
                 self._lock_shared(conn)
                 with conn.cursor() as cur:
                     fresh = self._insert_events(cur, events)
+                    del events
                     touched: dict[str, list[RecordedEvent]] = {}
                     for event in fresh:
                         touched.setdefault(event.customer_id, []).append(event)
-                    self._load_histories(cur, touched)
-                    folding = time.perf_counter()
-                    evaluations = self._evaluate(sorted(touched), as_of)
-                    fold_seconds = time.perf_counter() - folding
-                    self.write(cur, evaluations, as_of)
-                    self._save_streams(cur, evaluations)
+                    evaluated, fold_seconds = self._evaluate_touched(cur, touched, as_of)
                     self._save_offsets(cur, next_offsets, max_position)
                     if poison:
                         cur.executemany(
@@ -571,7 +613,7 @@ class ProjectingConsumer:
             applied=fresh,
             duplicates=len(records) - len(poison) - len(fresh),
             dead_letters=len(poison),
-            customers=len(evaluations),
+            customers=evaluated,
             polled_at=self._polled_at or committed_at,
             committed_at=committed_at,
             as_of=as_of,
@@ -619,6 +661,28 @@ class ProjectingConsumer:
         )
         inserted = {str(row[0]) for row in cur.fetchall()}
         return [e for e, _ in items if str(e.event_id) in inserted]
+
+    def _evaluate_touched(
+        self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]], as_of: dt.datetime
+    ) -> tuple[int, float]:
+        """Evaluate and write the touched customers, ``CHUNK_CUSTOMERS`` at a time; (how many, seconds folding).
+
+        All in the batch's transaction, but the cache is trimmed after each chunk: a catch-up batch that
+        touches every customer holds at most the cache's bound of history, not the whole history.
+        """
+        customers = sorted(touched)
+        evaluated, fold_seconds = 0, 0.0
+        for start in range(0, len(customers), CHUNK_CUSTOMERS):
+            chunk = customers[start : start + CHUNK_CUSTOMERS]
+            self._load_histories(cur, {c: touched[c] for c in chunk})
+            folding = time.perf_counter()
+            evaluations = self._evaluate(chunk, as_of)
+            fold_seconds += time.perf_counter() - folding
+            self.write(cur, evaluations, as_of)
+            self._save_streams(cur, evaluations)
+            evaluated += len(evaluations)
+            self.cache.trim()
+        return evaluated, fold_seconds
 
     def _load_histories(self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]]) -> None:
         """Bring every touched customer's whole history into the cache (new events included)."""
@@ -798,19 +862,8 @@ class ProjectingConsumer:
                         ]
                         if not due:
                             break
-                        # The copy is the truth here: another process may have added events since we cached.
-                        self.cache.discard(due)
-                        for c, history in self.read_histories(cur, due).items():
-                            self.cache.put(c, history)
-                        evaluations = self._evaluate(due, now)
-                        self.write(cur, evaluations, now)
-                        self._save_streams(cur, evaluations)
-                        stuck = [e.customer_id for e in evaluations if e.recheck_at is not None and e.recheck_at <= now]
-                        if stuck:  # never loop on a customer whose instant does not move
-                            cur.execute(
-                                f"UPDATE {self.prefix}_streams SET recheck_at = NULL WHERE customer_id = ANY(%s)",
-                                (stuck,),
-                            )
+                        for start in range(0, len(due), CHUNK_CUSTOMERS):
+                            self._reevaluate(cur, due[start : start + CHUNK_CUSTOMERS], now)
             except BaseException:
                 self.cache.clear()
                 self.finished(False)
@@ -825,6 +878,22 @@ class ProjectingConsumer:
         if done:
             log.info("%s: re-evaluated %d customer(s) whose next change had come by %s", self.prefix, done, now)
         return done
+
+    def _reevaluate(self, cur: psycopg.Cursor, customer_ids: list[str], now: dt.datetime) -> None:
+        """Evaluate these customers again from the copy (the truth: another process may have added events)."""
+        self.cache.discard(customer_ids)
+        for c, history in self.read_histories(cur, customer_ids).items():
+            self.cache.put(c, history)
+        evaluations = self._evaluate(customer_ids, now)
+        self.write(cur, evaluations, now)
+        self._save_streams(cur, evaluations)
+        stuck = [e.customer_id for e in evaluations if e.recheck_at is not None and e.recheck_at <= now]
+        if stuck:  # never loop on a customer whose instant does not move
+            cur.execute(
+                f"UPDATE {self.prefix}_streams SET recheck_at = NULL WHERE customer_id = ANY(%s)",
+                (stuck,),
+            )
+        self.cache.trim()
 
 
 def evaluate(

@@ -7,7 +7,10 @@ customer id (one customer, one partition, in order), wait until the broker
 has acknowledged every message (``acks="all"``), and only then save the last
 position of the batch. Any failure (broker away, timeout, database error)
 backs off and retries the same batch with a new producer; the position never
-moves past an unacknowledged event.
+moves past an unacknowledged event. A bounded run (``give_up_after``, the
+CLI's ``--once``) raises :class:`consumers.backoff.GaveUp` once it has failed
+for that long, and bounds the Kafka clients' own timeouts to fit (see
+:mod:`consumers.backoff`).
 
 So delivery is at least once: a relay killed after sending and before saving
 sends that one batch again when it restarts. Consumers drop repeats by the
@@ -41,6 +44,7 @@ from eventsourcing.persistence import PersistenceError
 from kafka.errors import ClusterAuthorizationFailedError, KafkaError, UnsupportedVersionError
 from kafka.partitioner.default import DefaultPartitioner
 
+from consumers.backoff import Backoff, describe
 from consumers.cloudevents import CONTENT_TYPE, SCHEMA_BASE, stored_to_bytes
 from timeline.errors import StoreUnavailable, TimelineError
 from timeline.keyring import KeyRing
@@ -61,6 +65,7 @@ DEFAULT_BOOTSTRAP = "localhost:9092"
 DEFAULT_NAME = "default"
 HEADERS = [("content-type", CONTENT_TYPE.encode())]
 PROGRESS_EVERY = 5.0
+TIMEOUTS = ("request_timeout_ms", "delivery_timeout_ms", "max_block_ms", "bootstrap_timeout_ms")
 IDEMPOTENCE_REFUSED = (UnsupportedVersionError, ClusterAuthorizationFailedError)
 """Errors of a broker that does not grant producer ids (InitProducerId): fall back to a plain producer."""
 
@@ -255,6 +260,7 @@ class Relay:
         poll_interval: float = 1.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        give_up_after: float | None = None,
         schema_base: str = SCHEMA_BASE,
         on_batch: Callable[[Relay], None] | None = None,
         on_failure: Callable[[Relay, BaseException], None] | None = None,
@@ -267,23 +273,35 @@ class Relay:
         self.name = name
         self.batch_size = batch_size
         self.positions = positions or PositionStore(store.url)
-        self.producer_config = {**PRODUCER_DEFAULTS, **(producer_config or {})}
+        self.stop_event = threading.Event()
+        self.backoff = Backoff(log, f"relay {name}", backoff_initial, backoff_max, give_up_after, self.stop_event)
+        self.producer_config = self._bounded({**PRODUCER_DEFAULTS, **(producer_config or {})})
         self.idempotence = idempotence
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.create_topic = create_topic
         self.poll_interval = poll_interval
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
         self.schema_base = schema_base
         self.on_batch = on_batch
         self.on_failure = on_failure
         self.stats = RelayStats()
-        self.stop_event = threading.Event()
         self._producer: Any = None
         self._topic_ready = False
-        self._backoff = backoff_initial
         self._last_progress = time.monotonic()
+
+    def _bounded(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The producer's timeouts, each bounded so that one attempt fits a bounded run's deadline."""
+        bound = {k: int(self.backoff.attempt_timeout(config[k] / 1000) * 1000) for k in TIMEOUTS}
+        # kafka-python wants delivery_timeout_ms >= linger_ms + request_timeout_ms.
+        bound["delivery_timeout_ms"] = max(
+            bound["delivery_timeout_ms"], config["linger_ms"] + bound["request_timeout_ms"]
+        )
+        return {**config, **bound}
+
+    @property
+    def _attempt_seconds(self) -> float:
+        """How long one attempt to publish a batch may take."""
+        return self.producer_config["delivery_timeout_ms"] / 1000
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -299,6 +317,7 @@ class Relay:
         """Publish until stopped, or (``stop_when_caught_up``) until the log has nothing newer."""
         self.positions.acquire(self.name, self.topic)
         self.stats = RelayStats()
+        self.backoff.succeeded()
         start = self._retrying(lambda: self.positions.load(self.name, self.topic))
         if start is None:  # stopped before the database answered
             return self.stats
@@ -369,16 +388,15 @@ class Relay:
                 self._ensure_topic()
                 producer = self._ensure_producer()
                 futures = [producer.send(self.topic, key=k, value=v, headers=HEADERS) for k, v in messages]
-                timeout = (
-                    self.producer_config["delivery_timeout_ms"] + self.producer_config["request_timeout_ms"]
-                ) / 1000
-                producer.flush(timeout=timeout)
+                timeout = self._attempt_seconds + self.producer_config["request_timeout_ms"] / 1000
+                left = self.backoff.remaining()
+                producer.flush(timeout=timeout if left is None else max(min(timeout, left), 0.1))
                 for f in futures:
                     if not f.is_done:
                         raise TimeoutError("a message was neither acknowledged nor failed after flush")
                     if f.failed():
                         raise f.exception
-                self._backoff = self.backoff_initial
+                self.backoff.succeeded()
                 return True
             except (KafkaError, OSError, TimeoutError) as exc:  # back off, retry the same batch
                 if self.idempotence is None and self.stats.idempotent and isinstance(exc, IDEMPOTENCE_REFUSED):
@@ -472,21 +490,19 @@ class Relay:
     # -- failures ----------------------------------------------------------------------------
 
     def _failed(self, exc: BaseException, doing: str) -> None:
+        """Count and report the failure, then wait (:class:`GaveUp` once a bounded run is out of time)."""
         self.stats.failures += 1
-        self.stats.last_error = f"{type(exc).__name__}: {exc}"
-        log.warning(
-            "relay %s: %s failed (%s); retrying in %.1fs", self.name, doing, self.stats.last_error, self._backoff
-        )
+        self.stats.last_error = describe(exc)
         if self.on_failure:
             self.on_failure(self, exc)
-        self.stop_event.wait(self._backoff)
-        self._backoff = min(self._backoff * 2, self.backoff_max)
+        self.backoff.failed(exc, doing, attempt=self._attempt_seconds)
 
     def _retrying(self, action: Callable[[], Any]) -> Any:
         """Run a database action until it succeeds (reconnecting), or None once stopped."""
         while True:
             try:
                 result = action()
+                self.backoff.succeeded()
                 return result
             except DATABASE_ERRORS as exc:  # database away: back off and retry
                 self._failed(exc, "database access")

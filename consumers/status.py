@@ -3,12 +3,20 @@
 - the store's head position (the last event stored);
 - each relay's saved position (``timeline_relay_positions``) and how many
   positions it is behind the head;
-- every consumer group on the broker: per partition, the end of the log, the
-  offset the group committed to Kafka and the lag; for the groups of this
-  package, also the offset saved in the read-model database (the one that
-  counts) and the lag from it;
+- every consumer group on the broker: per partition of every topic it reads,
+  the start and end of the log, the offset the group committed to Kafka and
+  the lag; for the groups of this package, also the offset saved in the
+  read-model database (the one that counts) and the lag from it. A partition
+  the group has no offset for yet counts from its start (the log's first
+  offset, not 0 if the log was truncated): the lag is what is really unread;
 - the read model: rows, rows per tier and stage, and rows whose next change
   has come but no tick has applied yet.
+
+Each part that cannot be reached (store, read model, broker) reports an
+error instead of its figures (the CLI then exits 1); the broker gets
+``KAFKA_TIMEOUT`` seconds per request and for its bootstrap, so a paused
+broker is reported within about that long. A store that does not exist is an
+error ("no timeline store at URL"), never a head of 0, and is not created.
 
 End offsets: Tansu 0.6 answers ListOffsets(latest) with the start of the last
 record batch, not the high watermark, so the end is taken from a fetch at
@@ -27,10 +35,13 @@ import psycopg
 from kafka import TopicPartition
 
 from consumers import readmodel
+from consumers.backoff import describe
+from timeline.errors import NoStore, TimelineError
 from timeline.recorded import iso
 
 CONSUMER_PREFIXES = (readmodel.SUMMARY, readmodel.ALERTS)
-
+KAFKA_TIMEOUT = 4.0
+"""Seconds for the broker's bootstrap and for each request (the whole report stays under 10 s when it is away)."""
 
 def store_status(store_url: str) -> dict[str, Any]:
     """The head position and every relay's position, from the store's database."""
@@ -71,38 +82,54 @@ def _relay_rows(store_url: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def end_offsets(bootstrap: str, partitions: list[TopicPartition], timeout: float = 5.0) -> dict[TopicPartition, int]:
-    """The true end (high watermark) of each partition."""
+def log_bounds(
+    bootstrap: str, partitions: list[TopicPartition], timeout: float = KAFKA_TIMEOUT
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """The first offset and the true end (high watermark) of each partition."""
     from kafka import KafkaConsumer
 
     if not partitions:
-        return {}
+        return {}, {}
+    timeout_ms = int(timeout * 1000)
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
         fetch_max_wait_ms=50,
-        request_timeout_ms=int(timeout * 1000) + 1000,
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
         metrics_enabled=False,
     )
     try:
-        reported = consumer.end_offsets(partitions)
+        starts = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
+        reported = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
         consumer.assign(partitions)
         for tp in partitions:
             consumer.seek(tp, reported[tp])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(consumer.highwater(tp) is None for tp in partitions):
             consumer.poll(timeout_ms=100, max_records=1000)
-        return {tp: max(reported[tp], consumer.highwater(tp) or 0) for tp in partitions}
+        return starts, {tp: max(reported[tp], consumer.highwater(tp) or 0) for tp in partitions}
     finally:
         consumer.close()
 
 
-def kafka_status(bootstrap: str, topics: list[str] | None = None) -> dict[str, Any]:
-    """Every consumer group's committed offsets and lag (optionally only on these topics)."""
+def kafka_status(
+    bootstrap: str, topics: list[str] | None = None, extra_topics: set[str] | frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Every consumer group's committed offsets, and the bounds of every partition of the topics involved.
+
+    ``extra_topics``: topics the read model has saved offsets for (their partitions are wanted too).
+    """
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="timeline-status", request_timeout_ms=10_000)
+    timeout_ms = int(KAFKA_TIMEOUT * 1000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="timeline-status",
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+    )
     try:
         groups = sorted(_group_id(g) for g in admin.list_groups())
         committed: dict[str, dict[TopicPartition, int]] = {}
@@ -114,6 +141,7 @@ def kafka_status(bootstrap: str, topics: list[str] | None = None) -> dict[str, A
                 if meta.offset is not None and meta.offset >= 0 and (topics is None or tp.topic in topics)
             }
         wanted = set(topics or ()) | {tp.topic for offsets in committed.values() for tp in offsets}
+        wanted |= {t for t in extra_topics if topics is None or t in topics}
         known = set(admin.list_topics())
         partitions: list[TopicPartition] = []
         for topic in sorted(wanted & known):
@@ -122,15 +150,16 @@ def kafka_status(bootstrap: str, topics: list[str] | None = None) -> dict[str, A
                 partitions.extend(TopicPartition(topic, p["partition_index"]) for p in t.get("partitions", []))
     finally:
         admin.close()
-    ends = end_offsets(bootstrap, partitions)
+    starts, ends = log_bounds(bootstrap, partitions)
     return {
         "topics": {
             topic: {
                 "partitions": len([tp for tp in ends if tp.topic == topic]),
-                "messages": sum(o for tp, o in ends.items() if tp.topic == topic),
+                "messages": sum(o - starts.get(tp, 0) for tp, o in ends.items() if tp.topic == topic),
             }
             for topic in sorted({tp.topic for tp in ends})
         },
+        "starts": starts,
         "ends": ends,
         "committed": committed,
     }
@@ -176,59 +205,94 @@ def status(
     topics: list[str] | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The whole picture as one JSON-able dict; each part reports its own error instead of failing the rest."""
+    """The whole picture as one JSON-able dict; each part reports its own error instead of failing the rest.
+
+    ``errors`` names each part that could not be read (``store``, ``read_model``, ``kafka``) with why;
+    ``missing_store`` is true when the store's URL holds no store.
+    """
     now = now or dt.datetime.now(dt.UTC)
     result: dict[str, Any] = {"at": iso(now)}
+    errors: dict[str, str] = {}
+    result["missing_store"] = False
     try:
         result["store"] = store_status(store_url) if store_url else None
     except Exception as exc:  # noqa: BLE001 - status reports what it cannot reach
-        result["store"] = {"error": f"{type(exc).__name__}: {exc}"}
+        errors["store"] = _error(exc)
+        result["store"] = {"error": errors["store"]}
+        result["missing_store"] = isinstance(exc, NoStore)
     read: dict[str, Any] = {"saved": {}, "dead_letters": {}, "summary": None}
     if db_url and readmodel.is_postgres(db_url):
         try:
             read = read_model_status(db_url, now)
         except Exception as exc:  # noqa: BLE001
-            read["error"] = f"{type(exc).__name__}: {exc}"
+            errors["read_model"] = read["error"] = _error(exc)
     result["read_model"] = {"summary": read["summary"], **({"error": read["error"]} if "error" in read else {})}
-    kafka: dict[str, Any] = {"ends": {}, "committed": {}, "topics": {}}
+    kafka: dict[str, Any] = {"starts": {}, "ends": {}, "committed": {}, "topics": {}}
     if bootstrap:
+        saved_topics = {tp.topic for saved in read["saved"].values() for tp in saved}
         try:
-            kafka = kafka_status(bootstrap, topics)
+            kafka = kafka_status(bootstrap, topics, saved_topics)
         except Exception as exc:  # noqa: BLE001
-            kafka["error"] = f"{type(exc).__name__}: {exc}"
+            errors["kafka"] = kafka["error"] = _error(exc)
     result["topics"] = kafka["topics"]
     if "error" in kafka:
         result["kafka_error"] = kafka["error"]
     groups = []
     for group in sorted(set(kafka["committed"]) | set(read["saved"])):
-        committed = kafka["committed"].get(group, {})
-        saved = read["saved"].get(group, {})
-        parts = []
-        for tp in sorted(set(committed) | set(saved)):
-            if topics is not None and tp.topic not in topics:
-                continue
-            end = kafka["ends"].get(tp)
-            part: dict[str, Any] = {"topic": tp.topic, "partition": tp.partition, "end": end}
-            part["committed"] = committed.get(tp)
-            part["lag"] = end - committed[tp] if end is not None and tp in committed else None
-            if tp in saved:
-                offset, position, updated, _prefix = saved[tp]
-                part["saved"] = offset
-                part["saved_lag"] = end - offset if end is not None else None
-                part["max_position"] = position
-                part["saved_at"] = updated
-            parts.append(part)
-        if not parts:
-            continue
-        lags = [p.get("saved_lag", p["lag"]) for p in parts]
-        groups.append(
-            {
-                "group": group,
-                "kind": next((v[3] for v in saved.values()), None),
-                "lag": sum(lag for lag in lags if lag is not None) if any(lag is not None for lag in lags) else None,
-                "dead_letters": read["dead_letters"].get(group, 0),
-                "partitions": parts,
-            }
-        )
+        entry = _group(group, kafka, read, topics)
+        if entry is not None:
+            groups.append(entry)
     result["groups"] = groups
+    result["errors"] = errors
     return result
+
+
+def _group(group: str, kafka: dict[str, Any], read: dict[str, Any], topics: list[str] | None) -> dict[str, Any] | None:
+    """One group over every partition of each topic it reads (None: nothing on the wanted topics)."""
+    committed: dict[TopicPartition, int] = kafka["committed"].get(group, {})
+    saved: dict[TopicPartition, tuple[Any, ...]] = read["saved"].get(group, {})
+    starts: dict[TopicPartition, int] = kafka["starts"]
+    ends: dict[TopicPartition, int] = kafka["ends"]
+    reads = {tp.topic for tp in (*committed, *saved) if topics is None or tp.topic in topics}
+    known = {tp for tp in (*committed, *saved) if tp.topic in reads}
+    partitions = sorted(known | {tp for tp in ends if tp.topic in reads})
+    if not partitions:
+        return None
+    kind = next((v[3] for v in saved.values()), None)
+    parts = []
+    for tp in partitions:
+        start, end = starts.get(tp), ends.get(tp)
+        part: dict[str, Any] = {"topic": tp.topic, "partition": tp.partition, "start": start, "end": end}
+        part["committed"] = committed.get(tp)
+        part["lag"] = _lag(committed.get(tp), start, end)
+        if kind is not None:  # the read model's offsets are the ones that count
+            offset, position, updated, _prefix = saved.get(tp, (None, None, None, None))
+            part["saved"] = offset
+            part["saved_lag"] = _lag(offset, start, end)
+            part["max_position"] = position
+            part["saved_at"] = updated
+        parts.append(part)
+    lags = [p["saved_lag"] if kind is not None else p["lag"] for p in parts]
+    return {
+        "group": group,
+        "kind": kind,
+        "lag": None if any(lag is None for lag in lags) else sum(lags),
+        "dead_letters": read["dead_letters"].get(group, 0),
+        "partitions": parts,
+    }
+
+
+def _lag(offset: int | None, start: int | None, end: int | None) -> int | None:
+    """Messages not yet read: from ``offset``, or from the partition's start if the group has none there."""
+    if end is None:
+        return None
+    if start is None:
+        return None if offset is None else max(end - offset, 0)
+    return max(end - max(offset if offset is not None else start, start), 0)
+
+
+def _error(exc: BaseException) -> str:
+    """One line saying why a part could not be read."""
+    if isinstance(exc, TimelineError):
+        return str(exc)
+    return describe(exc).splitlines()[0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 PREFIX = readmodel.SUMMARY
 DEFAULT_GROUP = "timeline-summary"
 NEW = "_new"
+CHUNK_EVENTS = 5_000
+"""Events a rebuild holds in memory at once (whole customers: one with more is a chunk of its own)."""
 OLD = "_old"
 
 
@@ -129,12 +131,18 @@ def rebuild(
     policy: Policy | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
     progress: Progress | None = None,
-    chunk: int = 5_000,
+    chunk_events: int = CHUNK_EVENTS,
     before_swap: Callable[[], None] | None = None,
 ) -> RebuildResult:
-    """Compute the whole read model into new tables and swap them in atomically."""
+    """Compute the whole read model into new tables and swap them in atomically.
+
+    Memory holds one chunk of customers at a time (about ``chunk_events`` events; a customer is never split),
+    never the whole history.
+    """
     if source not in ("store", "topic"):
         raise TimelineError(f"rebuild from 'store' or 'topic', not {source!r}")
+    if chunk_events < 1:
+        raise ValueError("chunk_events must be at least 1")
     policy = policy or load_policy()
     ranks = {level.name: i for i, level in enumerate(policy.tier.tiers)}
     started = time.monotonic()
@@ -150,18 +158,17 @@ def rebuild(
                 conn.execute(f"DROP TABLE IF EXISTS {table}{NEW}")
             for stmt in [*readmodel.consumer_ddl(PREFIX, NEW), *readmodel.summary_ddl(NEW)]:
                 conn.execute(stmt)
+        writer = _ChunkWriter(conn, policy, ranks, clock(), progress)
         if source == "store":
             if not store_url:
                 raise TimelineError("rebuild --from store needs the store's URL (--store or TIMELINE_DB)")
-            histories, values = _read_store(store_url, progress)
+            _from_store(store_url, writer, chunk_events, progress)
         else:
             if not (bootstrap and topic):
                 raise TimelineError("rebuild --from topic needs --bootstrap and --topic")
             saved = _saved_offsets(conn, group, topic)
-            histories, values = _read_topic(bootstrap, topic, saved, progress)
-        as_of = clock()
-        events = _copy_events(conn, values, progress)
-        _compute(conn, histories, policy, ranks, as_of, chunk, progress)
+            _copy_topic(conn, bootstrap, topic, saved, progress)
+            _from_copy(conn, writer, chunk_events)
         if before_swap:
             before_swap()
         swap_started = time.monotonic()
@@ -176,7 +183,7 @@ def rebuild(
         raise
     finally:
         conn.close()
-    return RebuildResult(source, len(histories), events, merged, time.monotonic() - started, swap_seconds)
+    return RebuildResult(source, writer.customers, writer.events, merged, time.monotonic() - started, swap_seconds)
 
 
 def _saved_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:
@@ -191,41 +198,98 @@ def _saved_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int
     return dict(rows)
 
 
-def _read_store(store_url: str, progress: Progress | None) -> tuple[dict[str, list[RecordedEvent]], list[tuple]]:
-    """Every stream from one pass over the store's log, as the relay would publish it (PII as markers)."""
+def chunks_of(counts: Sequence[tuple[str, int]], chunk_events: int) -> Iterator[list[str]]:
+    """Customers (in the given order) grouped so that each group holds about ``chunk_events`` events."""
+    chunk: list[str] = []
+    size = 0
+    for customer_id, events in counts:
+        if chunk and size + events > chunk_events:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(customer_id)
+        size += events
+    if chunk:
+        yield chunk
+
+
+class _ChunkWriter:
+    """Evaluates one chunk of customers and writes their rows (and, from the store, their events) in one transaction."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        policy: Policy,
+        ranks: dict[str, int],
+        as_of: dt.datetime,
+        progress: Progress | None,
+    ) -> None:
+        self.conn, self.policy, self.ranks, self.as_of, self.progress = conn, policy, ranks, as_of, progress
+        self.customers = 0
+        self.events = 0
+        self.total: int | None = None
+
+    def write(self, histories: dict[str, list[RecordedEvent]], values: Sequence[tuple[Any, ...]] = ()) -> None:
+        evaluations = [evaluate(c, h, self.policy, self.as_of) for c, h in sorted(histories.items()) if h]
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            if values:
+                with cur.copy(
+                    f"COPY {PREFIX}_events{NEW} (event_id, customer_id, version, position, value) FROM STDIN"
+                ) as copy:
+                    for row in values:
+                        copy.write_row(row)
+            write_rows(cur, evaluations, self.ranks, NEW)
+            _write_streams(cur, evaluations, NEW)
+        self.customers += len(evaluations)
+        self.events += sum(len(h) for h in histories.values())
+        if self.progress:
+            self.progress("computing states", self.customers, self.total)
+
+
+def _from_store(store_url: str, writer: _ChunkWriter, chunk_events: int, progress: Progress | None) -> None:
+    """Every customer's stream as of the head when the rebuild began, as the relay would publish it (PII as markers).
+
+    Chunk by chunk of customers (sized from their heads' versions): the events are copied, the rows written, and
+    both let go before the next chunk is read.
+    """
     from timeline.keyring import KeyRing
-    from timeline.states import PAGE
     from timeline.store import open_store
 
     store = open_store(store_url, create=False)
     try:
-        ring = KeyRing(store, None)
         head = store.head_position()
-        histories: dict[str, list[RecordedEvent]] = {}
-        values: list[tuple] = []
-        after = 0
-        while True:
-            rows = store.read_log(after, PAGE)
-            if not rows:
-                break
-            keys = ring.keys({r.customer_id for r in rows})
-            for row in rows:
-                value = stored_to_bytes(row, keys[row.customer_id].erased)
-                event = parse(value)
-                histories.setdefault(event.customer_id, []).append(event)
-                values.append((event.event_id, event.customer_id, event.version, event.position, value))
-            after = rows[-1].position
-            if progress:
-                progress("reading the store", after, head)
-        return histories, values
+        customers = store.customer_ids()
+        heads = store.heads(customers)
+        writer.total = len(customers)
+        counts = [(c, heads[c][0] if c in heads else 1) for c in customers]
+        del heads
+        for chunk in chunks_of(counts, chunk_events):
+            streams = store.read_streams(chunk)
+            keys = KeyRing(store, None).keys(chunk)
+            histories: dict[str, list[RecordedEvent]] = {}
+            values: list[tuple[Any, ...]] = []
+            for customer_id in chunk:
+                history = histories[customer_id] = []
+                erased = keys[customer_id].erased
+                for row in streams.pop(customer_id):
+                    if row.position > head:  # stored after the rebuild began: the swap merges what the consumer has
+                        continue
+                    value = stored_to_bytes(row, erased)
+                    event = parse(value)
+                    history.append(event)
+                    values.append((event.event_id, event.customer_id, event.version, event.position, value))
+            writer.write(histories, values)
+            del streams, histories, values
     finally:
         store.close()
 
 
-def _read_topic(
-    bootstrap: str, topic: str, ends: dict[int, int], progress: Progress | None
-) -> tuple[dict[str, list[RecordedEvent]], list[tuple]]:
-    """The topic from the beginning up to the offsets the consumer applied (repeats and poison dropped)."""
+def _copy_topic(
+    conn: psycopg.Connection, bootstrap: str, topic: str, ends: dict[int, int], progress: Progress | None
+) -> None:
+    """The topic from the beginning up to the offsets the consumer applied into the new copy, one poll at a time.
+
+    Repeats are dropped by the copy's primary key (the first one read stays); poison is skipped.
+    """
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
@@ -242,8 +306,6 @@ def _read_topic(
         consumer.seek_to_beginning(*partitions)
         starts = {tp: consumer.position(tp) for tp in partitions}
         total = sum(ends[tp.partition] - starts[tp] for tp in partitions)
-        seen: dict[str, RecordedEvent] = {}
-        values: list[tuple] = []
         read = 0
         remaining = {tp for tp in partitions if consumer.position(tp) < ends[tp.partition]}
         idle_since = time.monotonic()
@@ -251,6 +313,7 @@ def _read_topic(
             polled = consumer.poll(timeout_ms=500, max_records=20_000)
             if not polled and time.monotonic() - idle_since > 60:
                 raise TimelineError(f"topic {topic} ends before the offsets the consumer applied: {ends}")
+            batch: list[tuple[Any, ...]] = []
             for tp, records in polled.items():
                 idle_since = time.monotonic()
                 end = ends[tp.partition]
@@ -262,56 +325,46 @@ def _read_topic(
                         event = parse(r.value) if r.value is not None else None
                     except NotACloudEvent:
                         event = None
-                    if event is None or str(event.event_id) in seen:
-                        continue
-                    seen[str(event.event_id)] = event
-                    values.append((event.event_id, event.customer_id, event.version, event.position, r.value))
+                    if event is not None:
+                        batch.append((event.event_id, event.customer_id, event.version, event.position, r.value))
                 if consumer.position(tp) >= end or (records and records[-1].offset >= end - 1):
                     remaining.discard(tp)
                     consumer.pause(tp)
+            _insert_copy(conn, batch)
             if progress:
                 progress("reading the topic", read, total)
     finally:
         consumer.close()
-    histories: dict[str, list[RecordedEvent]] = {}
-    for event in seen.values():
-        histories.setdefault(event.customer_id, []).append(event)
-    for history in histories.values():
-        history.sort(key=lambda e: e.version)
-    return histories, values
 
 
-def _copy_events(conn: psycopg.Connection, values: list[tuple], progress: Progress | None) -> int:
-    with conn.transaction(), conn.cursor() as cur:
-        with cur.copy(
-            f"COPY {PREFIX}_events{NEW} (event_id, customer_id, version, position, value) FROM STDIN"
-        ) as copy:
-            for i, row in enumerate(values, 1):
-                copy.write_row(row)
-                if progress and i % 20_000 == 0:
-                    progress("copying events", i, len(values))
-    if progress:
-        progress("copying events", len(values), len(values))
-    return len(values)
+def _insert_copy(conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    with conn.transaction():
+        conn.execute(
+            f"INSERT INTO {PREFIX}_events{NEW} (event_id, customer_id, version, position, value)"
+            " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::bigint[], %s::bytea[])"
+            " ON CONFLICT (event_id) DO NOTHING",
+            [list(c) for c in columns],
+        )
 
 
-def _compute(
-    conn: psycopg.Connection,
-    histories: dict[str, list[RecordedEvent]],
-    policy: Policy,
-    ranks: dict[str, int],
-    as_of: dt.datetime,
-    chunk: int,
-    progress: Progress | None,
-) -> None:
-    customers = sorted(histories)
-    for start in range(0, len(customers), chunk):
-        evaluations = [evaluate(c, histories[c], policy, as_of) for c in customers[start : start + chunk]]
-        with conn.transaction(), conn.cursor() as cur:
-            write_rows(cur, evaluations, ranks, NEW)
-            _write_streams(cur, evaluations, NEW)
-        if progress:
-            progress("computing states", min(start + chunk, len(customers)), len(customers))
+def _from_copy(conn: psycopg.Connection, writer: _ChunkWriter, chunk_events: int) -> None:
+    """Every customer of the new copy of the events, chunk by chunk of customers."""
+    counts = conn.execute(f"SELECT customer_id, count(*) FROM {PREFIX}_events{NEW} GROUP BY 1 ORDER BY 1").fetchall()
+    writer.total = len(counts)
+    for chunk in chunks_of(counts, chunk_events):
+        histories: dict[str, list[RecordedEvent]] = {c: [] for c in chunk}
+        rows = conn.execute(
+            f"SELECT customer_id, value FROM {PREFIX}_events{NEW} WHERE customer_id = ANY(%s)"
+            " ORDER BY customer_id, version",
+            (chunk,),
+        )
+        for customer_id, value in rows:
+            histories[customer_id].append(parse(bytes(value)))
+        writer.write(histories)
+        del histories
 
 
 def _write_streams(cur: psycopg.Cursor, evaluations: Sequence[Evaluation], suffix: str) -> None:

@@ -129,11 +129,13 @@ def _consume(
     now: str | None,
     tick_interval: float,
     max_batch: int,
+    give_up_after: float,
     policy: str | None,
     json_out: bool,
     verbose: bool,
 ) -> None:
     from consumers.alerts import AlertsConsumer
+    from consumers.backoff import GaveUp
     from consumers.projecting import utcnow
     from consumers.summary import SummaryConsumer
 
@@ -150,6 +152,7 @@ def _consume(
         clock=(lambda: fixed) if fixed else utcnow,
         tick_interval=tick_interval,
         max_batch=max_batch,
+        give_up_after=give_up_after if once else None,
     )
 
     def _stop(signum: int, _frame: object) -> None:
@@ -159,6 +162,9 @@ def _consume(
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         stats = consumer.run(until_caught_up=once, idle_exit=idle_exit)
+    except GaveUp as exc:
+        err.print(f"timeline: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -184,6 +190,15 @@ IdleExit = Annotated[
 TickInterval = Annotated[
     float, typer.Option("--tick-interval", min=0, help="Seconds between re-evaluations of due rows (0: never).")
 ]
+GiveUpAfter = Annotated[
+    float,
+    typer.Option(
+        "--give-up-after",
+        min=1.0,
+        help="With --once: exit 1 after this many seconds without reaching the broker or the database.",
+    ),
+]
+GIVE_UP_AFTER = 30.0
 MaxBatch = Annotated[int, typer.Option("--max-batch", min=1, max=200_000, help="Most messages per transaction.")]
 
 
@@ -198,13 +213,14 @@ def consume_summary(
     now: Now = None,
     tick_interval: TickInterval = 60.0,
     max_batch: MaxBatch = 20_000,
+    give_up_after: GiveUpAfter = GIVE_UP_AFTER,
     policy: PolicyOpt = None,
     json_out: Json = False,
     verbose: Verbose = False,
 ) -> None:
     """Keep customer_summary (and tier moves) up to date, each message applied exactly once."""
-    _consume("summary", db, bootstrap, topic, group, once, idle_exit, now, tick_interval, max_batch, policy,
-             json_out, verbose)  # fmt: skip
+    _consume("summary", db, bootstrap, topic, group, once, idle_exit, now, tick_interval, max_batch,
+             give_up_after, policy, json_out, verbose)  # fmt: skip
 
 
 @consume_app.command("alerts")
@@ -218,13 +234,14 @@ def consume_alerts(
     now: Now = None,
     tick_interval: TickInterval = 60.0,
     max_batch: MaxBatch = 20_000,
+    give_up_after: GiveUpAfter = GIVE_UP_AFTER,
     policy: PolicyOpt = None,
     json_out: Json = False,
     verbose: Verbose = False,
 ) -> None:
     """Alert (table `alerts` and a log line) when a customer becomes at-risk or drops a tier, with why."""
-    _consume("alerts", db, bootstrap, topic, group, once, idle_exit, now, tick_interval, max_batch, policy,
-             json_out, verbose)  # fmt: skip
+    _consume("alerts", db, bootstrap, topic, group, once, idle_exit, now, tick_interval, max_batch,
+             give_up_after, policy, json_out, verbose)  # fmt: skip
 
 
 # -- tick ---------------------------------------------------------------------------------------
@@ -403,7 +420,10 @@ def status_command(
     ] = None,
     json_out: Json = False,
 ) -> None:
-    """The store's head, each relay's position, every consumer group's lag and the read model's rows."""
+    """The store's head, each relay's position, every consumer group's lag and the read model's rows.
+
+    Exit 1 if the store, the read model or the broker cannot be reached (each is named); 2 if there is no store.
+    """
     from consumers.status import status
     from timeline.store import resolve_url
 
@@ -411,9 +431,17 @@ def status_command(
     report = status(resolve_url(store), db or resolve_url(store), bootstrap, topic or None)
     if json_out:
         _emit(report)
-        return
+    else:
+        _print_status(report)
+    if report["errors"]:
+        raise typer.Exit(2 if report["missing_store"] else 1)
+
+
+def _print_status(report: dict[str, Any]) -> None:
     s = report.get("store") or {}
-    if "error" in s:
+    if report["missing_store"]:
+        out.print(f"store: {s['error']}")
+    elif "error" in s:
         out.print(f"store: unreachable ({s['error']})")
     elif s:
         out.print(f"store head position: {s['head']}")
@@ -423,29 +451,37 @@ def status_command(
             out.print("relay: has not run")
     if report.get("kafka_error"):
         out.print(f"kafka: unreachable ({report['kafka_error']})")
+    read_error = (report.get("read_model") or {}).get("error")
+    if read_error:
+        out.print(f"read model: unreachable ({read_error})")
     for topic_name, t in report["topics"].items():
         out.print(f"topic {topic_name}: {t['partitions']} partition(s), {t['messages']} message(s)")
     rows = [
         [g["group"], f"{p['topic']}/{p['partition']}"]
         + [
             "" if v is None else str(v)
-            for v in (p["end"], p["committed"], p.get("saved"), p.get("saved_lag", p["lag"]))
+            for v in (p["start"], p["end"], p["committed"], p.get("saved"), p.get("saved_lag", p["lag"]))
         ]
         for g in report["groups"]
         for p in g["partitions"]
     ]
-    table = listing("consumer groups", ("group", "topic/partition", "end", "committed", "saved", "lag"), rows)
+    columns = ("group", "topic/partition", "start", "end", "committed", "saved", "lag")
     if report["groups"]:
-        out.print(table)
+        out.print(listing("consumer groups", columns, rows))
         for g in report["groups"]:
             dead = f", {g['dead_letters']} dead letter(s)" if g["dead_letters"] else ""
-            out.print(f"group {g['group']}: lag {g['lag']}{dead}")
+            lag = "unknown" if g["lag"] is None else g["lag"]
+            out.print(f"group {g['group']}: lag {lag}{dead}")
     summary = (report.get("read_model") or {}).get("summary")
     if summary:
         out.print(
             f"customer_summary: {summary['customers']} row(s), {summary['stale']} due for a tick; "
-            f"tiers {summary['tiers']}, stages {summary['lifecycles']}"
+            f"tiers {_counts(summary['tiers'])}; stages {_counts(summary['lifecycles'])}"
         )
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
 
 
 @rebuild_app.command("summary")

@@ -12,6 +12,9 @@ import typer
 
 from timeline.store import open_store
 
+GIVE_UP_AFTER = 30.0
+"""Default seconds a bounded run (``--once``) keeps retrying before it gives up."""
+
 
 def relay_command(
     db: Annotated[
@@ -34,11 +37,20 @@ def relay_command(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.5, help="Seconds to wait for the broker before backing off.")
     ] = 30.0,
+    give_up_after: Annotated[
+        float,
+        typer.Option(
+            "--give-up-after",
+            min=1.0,
+            help="With --once: exit 1 after this many seconds of failing to reach the broker or the database.",
+        ),
+    ] = GIVE_UP_AFTER,
     poll_interval: Annotated[float, typer.Option(min=0.01, help="Seconds between polls when caught up.")] = 1.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log the Kafka client's own warnings.")] = False,
 ) -> None:
     """Publish every stored event, in global order, as CloudEvents to Kafka (at least once)."""
+    from consumers.backoff import GaveUp
     from consumers.relay import Relay
 
     logging.getLogger("consumers.relay").setLevel(logging.INFO)
@@ -47,7 +59,7 @@ def relay_command(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     timeout_ms = int(timeout * 1000)
-    store = open_store(db)
+    store = open_store(db, create=False)
     relay = Relay(
         store,
         bootstrap,
@@ -57,6 +69,7 @@ def relay_command(
         partitions=partitions,
         replication_factor=replication_factor,
         poll_interval=poll_interval,
+        give_up_after=give_up_after if once else None,
         producer_config={
             "request_timeout_ms": timeout_ms,
             "delivery_timeout_ms": 2 * timeout_ms,
@@ -72,6 +85,9 @@ def relay_command(
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         stats = relay.run(stop_when_caught_up=once)
+    except GaveUp as exc:
+        sys.stderr.write(f"timeline: error: {exc}\n")
+        raise typer.Exit(1) from None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

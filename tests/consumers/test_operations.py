@@ -9,9 +9,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from consumers import readmodel
-from consumers.summary import rebuild
+from consumers.summary import chunks_of, rebuild
 from tests.consumers.pipeline import (
     NOW,
     assert_read_model_exact,
@@ -185,3 +187,116 @@ def test_rebuild_from_the_topic_twice_with_the_cli(pg_url, kafka_broker, topic):
             "nobody",
         )
         assert missing.returncode == 2 and "applied nothing" in missing.stderr
+
+
+def _per_partition(pg_url: str, topic: str) -> dict[int, int]:
+    """Messages per partition, as the summary consumer that has read them all saved them."""
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT partition, next_offset FROM summary_offsets WHERE topic = %s", (topic,))
+        return dict(rows.fetchall())
+
+
+@pytest.mark.timeout(120)
+def test_status_counts_a_partition_without_a_saved_offset_from_its_start(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(12, 1, seed=6))
+        head = engine.store.head_position()
+        relay_once(engine, kafka_broker, topic)
+        consume(pg_url, kafka_broker, topic)
+    per_partition = _per_partition(pg_url, topic)
+    assert len(per_partition) == 3 and sum(per_partition.values()) == head
+    # The read model has saved no offset for partition 1 yet: all of it is unread.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM summary_offsets WHERE topic = %s AND partition = 1", (topic,))
+    # A plain Kafka group that committed half of partition 0 and nothing else.
+    partial = f"partial-{topic}"
+    committer = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, group_id=partial, enable_auto_commit=False)
+    try:
+        committer.commit({TopicPartition(topic, 0): OffsetAndMetadata(per_partition[0] // 2, "", -1)})
+    finally:
+        committer.close()
+
+    report = _status(pg_url, kafka_broker.bootstrap, topic)
+    [summary] = [g for g in report["groups"] if g["group"] == group_of(topic)]
+    assert summary["lag"] == per_partition[1]
+    assert [(p["partition"], p["saved"], p["saved_lag"]) for p in summary["partitions"]] == [
+        (0, per_partition[0], 0),
+        (1, None, per_partition[1]),
+        (2, per_partition[2], 0),
+    ]
+    [other] = [g for g in report["groups"] if g["group"] == partial]
+    assert other["kind"] is None and [p["partition"] for p in other["partitions"]] == [0, 1, 2]
+    assert other["lag"] == head - per_partition[0] // 2
+    assert all(p["start"] == 0 for p in other["partitions"])
+
+
+@pytest.mark.timeout(60)
+def test_status_with_the_broker_unreachable_says_so_and_exits_1(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(3, 1, seed=7))
+        head = engine.store.head_position()
+    with kafka_broker.paused_for():
+        done = timeline(
+            "status", "--store", pg_url, "--db", pg_url, "--bootstrap", kafka_broker.bootstrap, "--topic", topic,
+            timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"store head position: {head}" in done.stdout
+    assert "kafka: unreachable (KafkaTimeoutError: Unable to bootstrap" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_status_of_a_store_that_does_not_exist_says_so_and_creates_nothing(tmp_path, kafka_broker):
+    path = tmp_path / "typo.db"
+    done = timeline("status", "--store", f"sqlite:///{path}", "--bootstrap", kafka_broker.bootstrap, "--json")
+    assert done.returncode == 2, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["store"] == {"error": f"no timeline store at sqlite:///{path}"} and report["missing_store"]
+    assert not path.exists()
+
+
+def test_status_with_the_store_unreachable_names_it_and_exits_1(kafka_broker):
+    unreachable = "postgresql://postgres@127.0.0.1:1/nothing"
+    done = timeline("status", "--store", unreachable, "--db", unreachable, "--bootstrap", kafka_broker.bootstrap)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "store: unreachable (OperationalError: connection failed" in done.stdout
+    assert "read model: unreachable (cannot reach the read-model database" in done.stdout
+
+
+def test_chunks_hold_about_the_asked_events_and_never_split_a_customer():
+    counts = [("A", 3), ("B", 4), ("C", 10), ("D", 1), ("E", 1), ("F", 2)]
+    assert list(chunks_of(counts, 5)) == [["A"], ["B"], ["C"], ["D", "E", "F"]]
+    assert list(chunks_of(counts, 100)) == [["A", "B", "C", "D", "E", "F"]]
+    assert list(chunks_of([], 5)) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_rebuild_over_more_customers_than_one_chunk_gives_the_rows_of_state_all(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(30, 1, seed=8))
+        head = engine.store.head_position()
+        for source in ("store", "topic"):
+            if source == "topic":
+                relay_once(engine, kafka_broker, topic)
+                consume(pg_url, kafka_broker, topic)
+            chunks: list[int] = []
+
+            def computed(phase: str, done: int, total: int | None, chunks: list[int] = chunks) -> None:
+                if phase == "computing states":
+                    chunks.append(done)
+
+            result = rebuild(
+                pg_url,
+                source,
+                store_url=pg_url,
+                bootstrap=kafka_broker.bootstrap,
+                topic=topic,
+                group=group_of(topic),
+                clock=lambda: NOW,
+                chunk_events=40,
+                progress=computed,
+            )
+            assert result.customers == 30 and result.events == head
+            assert len(chunks) > 5 and chunks == sorted(chunks) and chunks[-1] == 30, chunks
+            assert scalar(pg_url, "SELECT count(*) FROM summary_events") == head
+            assert_read_model_exact(engine, pg_url)

@@ -445,6 +445,66 @@ def test_cli_relay_once_on_sqlite_with_environment_configuration(sqlite_url, clo
     assert len(read_topic(kafka_broker.bootstrap, topic)) == head
 
 
+@pytest.mark.timeout(60)
+def test_relay_once_gives_up_on_an_unreachable_broker_with_one_line_and_exit_1(sqlite_url, clock, kafka_broker, topic):
+    from tests.conftest import KEK
+    from timeline.crypto import KeyWrapper
+    from timeline.store import open_store
+
+    engine = Engine(open_store(sqlite_url), KeyWrapper(KEK))
+    try:
+        ingest(engine, clock, small_branch())
+    finally:
+        engine.close()
+    args = [TIMELINE, "relay", "--once", "--give-up-after", "3", "--db", sqlite_url]
+    with kafka_broker.paused_for():
+        run = subprocess.run(
+            [*args, "--bootstrap", kafka_broker.bootstrap, "--topic", topic],
+            capture_output=True,
+            text=True,
+            timeout=40,
+            cwd=ROOT,
+        )
+    assert run.returncode == 1, run.stderr[-3000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("timeline: error: relay default: ") and "giving up" in last, run.stderr
+    assert "Traceback" not in run.stderr
+    assert PositionStore(sqlite_url).load("default", topic) == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_long_running_relay_logs_each_retry_with_its_growing_delay(pg_url, clock, kafka_broker, topic, caplog):
+    from tests.conftest import KEK
+    from timeline.crypto import KeyWrapper
+    from timeline.store import open_store
+
+    engine = Engine(open_store(pg_url), KeyWrapper(KEK))
+    ingest(engine, clock, small_branch())
+    relay = make_relay(
+        engine,
+        kafka_broker,
+        topic,
+        backoff_initial=0.1,
+        backoff_max=0.4,
+        producer_config={"request_timeout_ms": 500, "max_block_ms": 500, "bootstrap_timeout_ms": 500},
+    )
+    runner = threading.Thread(target=relay.run)
+    caplog.set_level("WARNING", logger="consumers.relay")
+    try:
+        with kafka_broker.paused_for():
+            runner.start()
+            wait_for(lambda: relay.stats.failures >= 4, 40, "four failures against the paused broker")
+        wait_for(lambda: relay.stats.published, 40, "the relay to publish once the broker is back")
+    finally:
+        relay.stop()
+        runner.join(30)
+        relay.close()
+        engine.close()
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) >= 4
+    assert [m.rsplit("retrying in ", 1)[1] for m in retries[:4]] == ["0.1s", "0.2s", "0.4s", "0.4s"]
+
+
 @pytest.mark.timeout(30)
 def test_position_table_is_created_idempotently_and_kept_per_name_and_topic(db_url):
     a, b = PositionStore(db_url), PositionStore(db_url)

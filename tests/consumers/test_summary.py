@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import psycopg
@@ -389,3 +390,73 @@ def test_a_lost_database_connection_mid_run_redoes_the_batch_from_the_saved_offs
         assert consumer.stats.applied == head and consumer.stats.duplicates == 0
         assert scalar(pg_url, "SELECT count(*) FROM summary_events") == head
         assert_read_model_exact(engine, pg_url)
+
+
+@pytest.mark.timeout(60)
+def test_consume_once_gives_up_on_an_unreachable_broker_with_one_line_and_exit_1(pg_url, kafka_broker, topic):
+    with kafka_broker.paused_for():
+        run = timeline(
+            "consume", "summary", "--once", "--give-up-after", "3", "--db", pg_url,
+            "--bootstrap", kafka_broker.bootstrap, "--topic", topic, timeout=40,
+        )  # fmt: skip
+    assert run.returncode == 1, run.stderr[-3000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("timeline: error: summary consumer timeline-summary: ") and "giving up" in last
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.timeout(90)
+def test_a_bounded_consumer_gives_up_when_the_broker_stops_answering_mid_run(pg_url, kafka_broker, topic):
+    from consumers.backoff import GaveUp
+
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(10, 1, seed=5))
+        relay_once(engine, kafka_broker, topic)
+    consumer = SummaryConsumer(
+        pg_url,
+        kafka_broker.bootstrap,
+        topic,
+        group=group_of(topic),
+        clock=lambda: NOW,
+        max_batch=5,
+        tick_interval=0,
+        give_up_after=3,
+        consumer_config={"max_partition_fetch_bytes": 2048, "fetch_max_bytes": 4096},
+        on_commit=lambda result: kafka_broker.pause(),
+    )
+    try:
+        with pytest.raises(GaveUp, match="giving up"):
+            consumer.run(until_caught_up=True)
+    finally:
+        kafka_broker.resume()
+        consumer.close()
+    assert consumer.stats.applied > 0 and consumer.stats.failures >= 1
+    assert "no group coordinator" in (consumer.stats.last_error or "")
+
+
+@pytest.mark.timeout(60)
+def test_a_long_running_consumer_keeps_retrying_and_logs_each_retry_with_its_delay(pg_url, kafka_broker, topic, caplog):
+    consumer = SummaryConsumer(
+        pg_url,
+        kafka_broker.bootstrap,
+        topic,
+        group=group_of(topic),
+        clock=lambda: NOW,
+        tick_interval=0,
+        backoff_initial=0.1,
+        backoff_max=0.4,
+        consumer_config={"request_timeout_ms": 500, "bootstrap_timeout_ms": 500},
+    )
+    caplog.set_level("WARNING", logger="consumers.projecting")
+    runner = threading.Thread(target=consumer.run)
+    try:
+        with kafka_broker.paused_for():
+            runner.start()
+            wait_for(lambda: consumer.stats.failures >= 4, 40, "four failures against the paused broker")
+    finally:
+        consumer.stop()
+        runner.join(30)
+        consumer.close()
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert [m.rsplit("retrying in ", 1)[1] for m in retries[:4]] == ["0.1s", "0.2s", "0.4s", "0.4s"]
+    assert all(m.startswith(f"summary consumer {group_of(topic)}: ") for m in retries)
