@@ -259,7 +259,7 @@ def test_status_with_the_store_unreachable_names_it_and_exits_1(kafka_broker):
     unreachable = "postgresql://postgres@127.0.0.1:1/nothing"
     done = timeline("status", "--store", unreachable, "--db", unreachable, "--bootstrap", kafka_broker.bootstrap)
     assert done.returncode == 1, done.stderr[-3000:]
-    assert "store: unreachable (OperationalError: connection failed" in done.stdout
+    assert "store: unreachable (cannot reach PostgreSQL at 127.0.0.1:1/nothing" in done.stdout
     assert "read model: unreachable (cannot reach the read-model database" in done.stdout
 
 
