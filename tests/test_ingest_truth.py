@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import KEK
 from tests.factories import deposit, event, registered, withdrawal
+from tests.test_immutability import Raw
+from tests.test_tamper_evidence import guards_off
 from timeline.crypto import KeyWrapper, _b64e
 from timeline.engine import Engine
 from timeline.generate import generate_branch
@@ -232,3 +234,20 @@ def test_a_crash_at_any_commit_loses_no_qualification(sqlite_url, tmp_path, when
             assert _summary(crashed.stderr)["accepted"] == len(lines)
             break
         assert crashed.returncode == -9, crashed.stderr[-2000:]
+
+
+def test_a_pii_event_of_a_customer_whose_data_key_was_deleted_is_rejected_alone(engine, db_url):
+    """The key table changed outside the engine (triggers bypassed): that customer's PII cannot be sealed,
+    so the event is refused with one line, and the rest of the input is stored."""
+    assert engine.ingestor(clock=_clock).ingest_one(registered("C1")).status == "accepted"
+    raw = Raw(db_url)
+    try:
+        with guards_off(raw):
+            raw.execute("DELETE FROM timeline_keys WHERE customer_id = 'C1'")
+    finally:
+        raw.close()
+    phone = event("customer.profile_updated", "C1", "2025-01-05T09:00:00+08:00", {"phone": "+86 139 0000 0000"})
+    inputs = [phone, deposit("C1", at="2025-01-06T09:00:00+08:00"), registered("C2")]
+    outcomes = list(Engine(engine.store, engine.wrapper).ingestor(clock=_clock).ingest(list(enumerate(inputs, 1))))
+    assert [o.status for o in outcomes] == ["rejected", "accepted", "accepted"]
+    assert "has no data key" in outcomes[0].error and "run `timeline verify`" in outcomes[0].error
