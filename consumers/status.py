@@ -43,6 +43,7 @@ CONSUMER_PREFIXES = (readmodel.SUMMARY, readmodel.ALERTS)
 KAFKA_TIMEOUT = 4.0
 """Seconds for the broker's bootstrap and for each request (the whole report stays under 10 s when it is away)."""
 
+
 def store_status(store_url: str) -> dict[str, Any]:
     """The head position and every relay's position, from the store's database."""
     from timeline.store import open_store

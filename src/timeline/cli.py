@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from timeline.batch import Summary
 from timeline.consumer_cli import register as register_consumer_commands
 from timeline.engine import open_engine
 from timeline.errors import TimelineError
-from timeline.ingest import Summary
 from timeline.jsonl import check_utf8, read_lines
 from timeline.process import tune_gc_for_bulk_work
 from timeline.recorded import iso

@@ -15,9 +15,9 @@ from rich.table import Table
 from projections.policy import Policy, TierPolicy
 from projections.state import CustomerState
 from projections.tier import TierChange
+from timeline.batch import Summary
 from timeline.engine import open_engine
 from timeline.errors import TimelineError
-from timeline.ingest import Summary
 from timeline.states import StateReader
 from timeline.store import open_store
 

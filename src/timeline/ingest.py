@@ -16,18 +16,25 @@ stored twice.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any
 
+from timeline.batch import (
+    UNKNOWN,
+    CachedStream,
+    CheckedBatch,
+    InflightBatch,
+    Outcome,
+    PendingEvent,
+    StreamGuard,
+)
 from timeline.codec import GENESIS_HASH, chain_hash, comparable, encode
 from timeline.crypto import KeyWrapper
 from timeline.errors import ConcurrencyConflict, RejectedEvent, UnknownTarget
@@ -41,19 +48,6 @@ from timeline.store.port import AppendBatch, EventStore, NewEvent
 
 log = logging.getLogger(__name__)
 
-Status = Literal["accepted", "duplicate", "rejected"]
-
-
-class StreamGuard(Protocol):
-    """The acceptance rules of one customer's stream (RULES §2), kept up to date as events are stored."""
-
-    def check(self, event: RecordedEvent) -> None:
-        """Raise :class:`RejectedEvent` if ``event`` may not follow the stream."""
-
-    def record(self, event: RecordedEvent) -> None:
-        """Take an accepted event (already appended to the stream's history) into account."""
-
-
 Rules = Callable[[list[RecordedEvent]], StreamGuard]
 """Builds the guard of a stream from its history list (which the ingestor keeps growing)."""
 Clock = Callable[[], dt.datetime]
@@ -62,124 +56,15 @@ MAX_RETRIES = 12
 CAREFUL_BATCHES_AFTER_CONFLICT = 20
 """After an optimistic batch turned out to hold stored events, look ids up for this many batches."""
 PROVISIONAL_POSITIONS = 1 << 62
-"""Above every position a store gives: where provisional positions start (see :class:`_Stream`)."""
+"""Above every position a store gives: where provisional positions start (see :class:`CachedStream`)."""
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 MAX_CACHED_EVENTS = 100_000
 """Cached events above which the stream cache is halved, oldest-loaded first: memory does not grow with
 the history. Evicting is always safe (the read set catches a stale view), only a reload costs."""
-_UNKNOWN: Any = object()
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class Outcome(NamedTuple):
-    """What became of one input event (a named tuple: one is made per event)."""
-
-    line: int | None
-    status: Status
-    event_id: uuid.UUID | None = None
-    customer_id: str | None = None
-    position: int | None = None
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "line": self.line,
-            "event_id": str(self.event_id) if self.event_id else None,
-            "status": self.status,
-            "error": self.error,
-        }
-
-
-@dataclass
-class Summary:
-    accepted: int = 0
-    duplicate: int = 0
-    rejected: int = 0
-
-    def add(self, outcome: Outcome) -> None:
-        setattr(self, outcome.status, getattr(self, outcome.status) + 1)
-
-    def to_json(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(slots=True)
-class _Stream:
-    """A customer's stream as this process knows it, plus its data key.
-
-    Events this process appended keep the provisional position they were
-    checked with: a stand-in that orders them after every event read from the
-    store and among themselves in append order, which is all the rules and
-    projections read of a position. The store's positions are reported in
-    each :class:`Outcome`. Cached events carry no chain hash (the rules never
-    read it); ``head_hash`` is the stream's.
-    """
-
-    history: list[RecordedEvent]
-    version: int
-    head_hash: str
-    dek: bytes | None
-    erased: bool
-    guard: StreamGuard
-    first_deposit: Any = _UNKNOWN
-    """The instant of the first counted deposit (``None``: none yet), worked out when first needed."""
-
-
-@dataclass(slots=True)
-class _Checked:
-    """A checked batch: what to append, and the outcomes to report once it is appended."""
-
-    outcomes: list[Outcome | None]
-    """One per input event; ``None`` for an accepted one: its outcome needs the position the append gives it."""
-    lines: list[int | None]
-    """The input line of each event of ``batch``, in order."""
-    slots: list[int | None]
-    """The index in ``outcomes`` of each event of ``batch``, in order; ``None`` for an engine-written one."""
-    batch: AppendBatch
-    recorded_at: str
-    """The batch's ``recorded_at``, in canonical text."""
-    referrals: dict[str, int] = field(default_factory=dict)
-    """How many ``referral.made`` events of ``batch`` name each referred customer."""
-
-    def applied(self, positions: list[int]) -> list[Outcome]:
-        """The outcomes, accepted events with their positions; engine-written events' last."""
-        return self._settled(positions, "accepted", None)
-
-    def refused(self, error: str) -> list[Outcome]:
-        """The outcomes, accepted events reported as rejected with ``error`` (nothing was stored)."""
-        return self._settled([None] * len(self.slots), "rejected", error)
-
-    def _settled(self, positions: list[Any], status: Status, error: str | None) -> list[Outcome]:
-        result = list(self.outcomes)
-        engine = []
-        for slot, line, new, position in zip(self.slots, self.lines, self.batch.events, positions, strict=True):
-            outcome = Outcome(line, status, new.event_id, new.customer_id, position, error)
-            if slot is None:
-                engine.append(outcome)
-            else:
-                result[slot] = outcome
-        return result + engine  # type: ignore[operator]
-
-
-@dataclass(slots=True)
-class _Inflight:
-    """A checked batch whose append runs in the writer thread."""
-
-    items: list[tuple[int | None, Any]]
-    checked: _Checked
-    future: Future[list[int]]
-
-
-class _Pending(NamedTuple):
-    line: int | None
-    content: dict[str, Any]
-    event_id: uuid.UUID
-    sent_id: uuid.UUID | None
-    """The sender's event id; an engine-assigned one means nothing in a reject."""
-    occurred_at: dt.datetime
 
 
 class Ingestor:
@@ -208,7 +93,7 @@ class Ingestor:
         """Outcomes of the events the engine wrote itself (qualifications)."""
         self._engine_ids: set[uuid.UUID] = set()
         self._ring = KeyRing(store, wrapper)
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, CachedStream] = {}
         self._cached_events = 0
         """Events held by ``_streams`` (kept under :data:`MAX_CACHED_EVENTS` between batches)."""
         self._unsettled: dict[int, dict[str, Any]] = {}
@@ -217,7 +102,7 @@ class Ingestor:
         self._careful_batches = 0
         """How many more batches consult the event-id index before appending (see :meth:`_check`)."""
         self._provisional = PROVISIONAL_POSITIONS
-        """The last provisional position given (see :class:`_Stream`)."""
+        """The last provisional position given (see :class:`CachedStream`)."""
 
     def ingest(self, items: Iterable[tuple[int | None, Any]], atomic: bool = False) -> Iterator[Outcome]:
         """Ingest ``(line, raw)`` pairs; ``raw`` is a decoded JSON value or an exception.
@@ -251,7 +136,7 @@ class Ingestor:
 
     def _pipelined(self, items: Iterable[tuple[int | None, Any]]) -> Iterator[Outcome]:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeline-append") as writer:
-            inflight: _Inflight | None = None
+            inflight: InflightBatch | None = None
             for work in _chunks(items, self.batch_size):
                 checked = self._check(work, assume_new=self._careful_batches == 0)
                 self._careful_batches = max(0, self._careful_batches - 1)
@@ -266,7 +151,7 @@ class Ingestor:
                         self._forget(checked.batch)
                         raise
                 self._trim(checked.batch)
-                inflight = _Inflight(work, checked, writer.submit(self.store.append, checked.batch))
+                inflight = InflightBatch(work, checked, writer.submit(self.store.append, checked.batch))
             if inflight is not None:
                 try:
                     yield from self._report(self._settle(inflight))
@@ -334,7 +219,7 @@ class Ingestor:
             self._forget(batch)
             raise
 
-    def _settle(self, inflight: _Inflight) -> list[Outcome]:
+    def _settle(self, inflight: InflightBatch) -> list[Outcome]:
         try:
             positions = inflight.future.result()
         except ConcurrencyConflict:
@@ -377,14 +262,14 @@ class Ingestor:
         if self.referrals is not None:
             self.referrals.trim(set(self._streams) | set(batch.read_referrals))
 
-    def _applied(self, checked: _Checked, positions: list[int]) -> list[Outcome]:
+    def _applied(self, checked: CheckedBatch, positions: list[int]) -> list[Outcome]:
         """The batch is stored: its events are no longer unsettled; report each outcome with its position."""
         unsettled = self._unsettled
         for new in checked.batch.events:
             unsettled.pop(new.event_id.int, None)
         return checked.applied(positions)
 
-    def _check(self, items: list[tuple[int | None, Any]], assume_new: bool = False) -> _Checked:
+    def _check(self, items: list[tuple[int | None, Any]], assume_new: bool = False) -> CheckedBatch:
         """Decide each event of a batch against the streams as they will be.
 
         With ``assume_new`` the event-id index is not consulted: a duplicate of
@@ -395,7 +280,7 @@ class Ingestor:
         now = self.clock()
         latest = now + FUTURE_TOLERANCE
         outcomes: list[Outcome | None] = [None] * len(items)
-        pending: list[tuple[int, _Pending]] = []
+        pending: list[tuple[int, PendingEvent]] = []
         for index, (line, raw) in enumerate(items):
             try:
                 pending.append((index, self._parse(line, raw, latest)))
@@ -406,8 +291,8 @@ class Ingestor:
         self._load({p.content["customer_id"] for _, p in pending} | {e.customer_id for e in stored.values()})
         if self.referrals is not None:
             self._load_referrals(pending)
-        checked = _Checked(outcomes, [], [], AppendBatch(), iso(now))
-        refused: list[tuple[int, _Pending]] = []
+        checked = CheckedBatch(outcomes, [], [], AppendBatch(), iso(now))
+        refused: list[tuple[int, PendingEvent]] = []
         for index, p in pending:
             try:
                 outcomes[index] = self._accept(p, stored, checked, now, latest, index)
@@ -422,7 +307,7 @@ class Ingestor:
             reads.pop(new.customer_id, None)
         return checked
 
-    def _load_referrals(self, pending: list[tuple[int, _Pending]]) -> None:
+    def _load_referrals(self, pending: list[tuple[int, PendingEvent]]) -> None:
         """Have at hand what qualification may read for this batch: one round trip for the whole batch."""
         assert self.referrals is not None
         referred = set()
@@ -435,7 +320,7 @@ class Ingestor:
         referrers = self.referrals.load(referred)
         self._load(referrers | {r for r in referred if self.referrals.count(r)})
 
-    def _recheck_as_duplicates(self, refused: list[tuple[int, _Pending]], outcomes: list[Outcome | None]) -> None:
+    def _recheck_as_duplicates(self, refused: list[tuple[int, PendingEvent]], outcomes: list[Outcome | None]) -> None:
         """A refused event that is already stored is a duplicate (or a conflicting reuse of its id).
 
         Without the index lookup (``assume_new``) a re-sent event meets the
@@ -455,7 +340,7 @@ class Ingestor:
             except RejectedEvent as exc:
                 outcomes[index] = Outcome(p.line, "rejected", p.sent_id, p.content["customer_id"], error=str(exc))
 
-    def _parse(self, line: int | None, raw: Any, latest: dt.datetime) -> _Pending:
+    def _parse(self, line: int | None, raw: Any, latest: dt.datetime) -> PendingEvent:
         """Validate one input (unless a worker did); ``latest`` is the last ``occurred_at`` accepted."""
         if type(raw) is Prepared:
             event = raw
@@ -475,7 +360,7 @@ class Ingestor:
                 f"occurred_at {event.occurred_at.isoformat()} is more than "
                 f"{FUTURE_TOLERANCE} after the time of recording"
             )
-        return _Pending(line, event.content, event.event_id, event.sent_id, event.occurred_at)
+        return PendingEvent(line, event.content, event.event_id, event.sent_id, event.occurred_at)
 
     def _drop_stale(self, entries: Iterable[Any]) -> None:
         """Forget cached streams shorter than a stored event proves them to be (another writer appended)."""
@@ -494,7 +379,7 @@ class Ingestor:
             stream = rows[customer_id]
             history = self._ring.decode(stream, with_hash=False)
             self._cached_events += len(history)
-            self._streams[customer_id] = _Stream(
+            self._streams[customer_id] = CachedStream(
                 history=history,
                 version=history[-1].version if history else 0,
                 head_hash=chain_hash(stream[-1].state) if stream else GENESIS_HASH,
@@ -505,9 +390,9 @@ class Ingestor:
 
     def _accept(
         self,
-        p: _Pending,
+        p: PendingEvent,
         stored: dict[uuid.UUID, Any],
-        checked: _Checked,
+        checked: CheckedBatch,
         now: dt.datetime,
         latest: dt.datetime,
         slot: int | None,
@@ -578,12 +463,12 @@ class Ingestor:
             self._qualify(referred, candidate, checked, now, latest)
         return None
 
-    def _subjects(self, event: RecordedEvent, stream: _Stream) -> list[str]:
+    def _subjects(self, event: RecordedEvent, stream: CachedStream) -> list[str]:
         """The referred customers whose qualification this event (not yet in ``stream``) may decide."""
         kind = event.type
         if kind == "deposit.made":
             first = stream.first_deposit
-            if first is _UNKNOWN:
+            if first is UNKNOWN:
                 first = first_deposit(stream.history)
             stream.first_deposit = event.occurred_at if first is None else min(first, event.occurred_at)
             return [event.customer_id] if first is None or event.occurred_at <= first else []
@@ -592,7 +477,7 @@ class Ingestor:
         if kind == "referral.made":
             return [event.data["referred_customer_id"]]
         if kind == "correction.recorded":
-            stream.first_deposit = _UNKNOWN
+            stream.first_deposit = UNKNOWN
             target_id = uuid.UUID(event.data["voids_event_id"])
             target = next((e for e in stream.history if e.event_id == target_id), None)
             if target is not None and target.type == "referral.made":
@@ -602,7 +487,7 @@ class Ingestor:
         return []
 
     def _qualify(
-        self, referred: str, trigger: RecordedEvent, checked: _Checked, now: dt.datetime, latest: dt.datetime
+        self, referred: str, trigger: RecordedEvent, checked: CheckedBatch, now: dt.datetime, latest: dt.datetime
     ) -> None:
         """Decide R's qualification after ``trigger``; append it right behind its trigger if it now holds."""
         watch = self.referrals
@@ -638,7 +523,7 @@ class Ingestor:
             return f"correction names event {target} of another customer ({owner})"
         return f"correction names an unknown event {target}"
 
-    def _duplicate(self, p: _Pending, previous: dict[str, Any]) -> Outcome:
+    def _duplicate(self, p: PendingEvent, previous: dict[str, Any]) -> Outcome:
         erased = self._streams.get(previous["customer_id"], None)
         drop_pii = bool(erased and erased.erased)
         if comparable(previous, drop_pii) != comparable(p.content, drop_pii):
