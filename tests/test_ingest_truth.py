@@ -25,6 +25,7 @@ from tests.conftest import KEK
 from tests.factories import deposit, event, registered, withdrawal
 from tests.test_immutability import Raw
 from tests.test_tamper_evidence import guards_off
+from timeline import ingest
 from timeline.crypto import KeyWrapper, _b64e
 from timeline.engine import Engine
 from timeline.generate import generate_branch
@@ -140,6 +141,14 @@ def test_any_batch_size_and_any_split_of_the_input_give_the_same_outcomes_and_st
     outcomes, states = _outcomes_and_states(url, _parts(events, cuts), batch_size)
     assert [s for _, s, _ in outcomes] == [s for _, s, _ in baseline[0]]
     assert states == baseline[1]
+
+
+def test_a_stream_cache_far_smaller_than_the_input_gives_the_same_outcomes_and_states(tmp_path, monkeypatch):
+    """Streams dropped from a bounded cache are read again: the bound costs time, never a verdict."""
+    events = _scenario()
+    baseline = _outcomes_and_states(f"sqlite:///{tmp_path / 'roomy.db'}", [events], 3)
+    monkeypatch.setattr(ingest, "MAX_CACHED_EVENTS", 2)
+    assert _outcomes_and_states(f"sqlite:///{tmp_path / 'tight.db'}", [events], 3) == baseline
 
 
 # --- Real processes ------------------------------------------------------------------------------------------------

@@ -58,9 +58,11 @@ CAREFUL_BATCHES_AFTER_CONFLICT = 20
 PROVISIONAL_POSITIONS = 1 << 62
 """Above every position a store gives: where provisional positions start (see :class:`CachedStream`)."""
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
-MAX_CACHED_EVENTS = 100_000
-"""Cached events above which the stream cache is halved, oldest-loaded first: memory does not grow with
-the history. Evicting is always safe (the read set catches a stale view), only a reload costs."""
+MAX_CACHED_EVENTS = 1_000_000
+"""Cached events above which the stream cache is halved, oldest-loaded first: memory stays bounded, whatever
+the history. Evicting is always safe (the read set catches a stale view), but an input that interleaves more
+customers than fit reloads and refolds streams on every batch (measured: 200,000 events of 4,000 customers
+took 2.3x as long with a bound of 100,000), so the bound is set to hold a large branch's working set."""
 
 
 def utcnow() -> dt.datetime:
