@@ -260,3 +260,17 @@ def test_a_pii_event_of_a_customer_whose_data_key_was_deleted_is_rejected_alone(
     outcomes = list(Engine(engine.store, engine.wrapper).ingestor(clock=_clock).ingest(list(enumerate(inputs, 1))))
     assert [o.status for o in outcomes] == ["rejected", "accepted", "accepted"]
     assert "has no data key" in outcomes[0].error and "run `timeline verify`" in outcomes[0].error
+
+
+def test_requalify_appends_a_qualification_missing_from_a_store_written_without_one(engine):
+    """The repair tool: a store written by an ingestor that decided no qualification (as an older version could
+    leave one after a crash) gets each missing one, once."""
+    from timeline.engine import acceptance_rules
+    from timeline.ingest import Ingestor
+
+    blind = Ingestor(engine.store, engine.wrapper, acceptance_rules(engine.policy), clock=_clock)
+    events = _scenario()[:7]  # up to R's qualifying deposit
+    assert {o.status for o in blind.ingest(list(enumerate(events, 1)))} == {"accepted"}
+    appended = engine.requalify(clock=_clock)
+    assert [(o.status, o.customer_id) for o in appended] == [("accepted", "A")]
+    assert engine.requalify(clock=_clock) == []

@@ -1,44 +1,21 @@
-"""Referral qualification in the shell (RULES §5): gather the facts after a commit, let the rule decide.
+"""Referral qualification decided again from what is stored (RULES §5): ``timeline requalify``.
 
-Run after each committed batch, reading fresh from the store. Writers
-commit one at a time (the table lock on PostgreSQL, the database lock on
-SQLite), so of two concurrent batches — say A's referral and R's first
-deposit — the one that commits last sees both and qualifies the referral.
-Both may try; the qualification's event id is derived from R, so it is
-stored once.
+Ingestion decides each qualification in place (:mod:`timeline.referral_watch`);
+this repair tool asks the same rule about every referred customer, from the
+store alone, and lists the qualifications that are missing (e.g. in a store
+written by a version that decided them after the batch). Their event ids are
+derived from R, so appending one that is already stored is a duplicate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
-from uuid import UUID
 
 from projections.counted import counted
 from projections.policy import Policy
 from projections.referrals import decide, qualification_id
 from timeline.codec import decode
-from timeline.recorded import RecordedEvent
 from timeline.store.port import EventStore
-
-TRIGGERS = frozenset({"customer.registered", "deposit.made"})
-
-
-def referred_customers(events: Iterable[RecordedEvent], targets: dict[UUID, RecordedEvent]) -> set[str]:
-    """Customers whose referral may qualify after these events: RULES §5's triggers.
-
-    ``targets`` holds the events that the corrections among ``events`` void.
-    """
-    found: set[str] = set()
-    for event in events:
-        subject = targets.get(UUID(event.data["voids_event_id"])) if event.type == "correction.recorded" else event
-        if subject is None:
-            continue
-        if subject.type == "referral.made":
-            found.add(subject.data["referred_customer_id"])
-        elif subject.type in TRIGGERS:
-            found.add(subject.customer_id)
-    return found
 
 
 class Qualifier:
