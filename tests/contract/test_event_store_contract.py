@@ -104,3 +104,30 @@ def test_a_key_is_destroyed_only_with_a_stored_erasure(store):
 def test_customer_ids_are_sorted_and_distinct(store):
     store.append(AppendBatch(events=[new("B", 1), new("A", 1), new("B", 2)]))
     assert store.customer_ids() == ["A", "B"]
+
+
+def test_a_batch_whose_read_set_moved_is_refused_whole(store):
+    """A verdict read C1 at version 1; another writer appended since: nothing of the batch is written."""
+    store.append(AppendBatch(events=[new("C1", 1), new("C1", 2)]))
+    with pytest.raises(ConcurrencyConflict, match="C1 moved from version 1 to 2"):
+        store.append(AppendBatch(events=[new("C2", 1)], read_versions={"C1": 1}))
+    assert store.customer_ids() == ["C1"]
+    store.append(AppendBatch(events=[new("C2", 1)], read_versions={"C1": 2, "C9": 0}))
+    assert store.customer_ids() == ["C1", "C2"]
+
+
+def test_a_batch_that_writes_nothing_still_has_its_read_set_checked(store):
+    store.append(AppendBatch(events=[new("C1", 1)]))
+    with pytest.raises(ConcurrencyConflict):
+        store.append(AppendBatch(read_versions={"C1": 0}))
+    assert store.append(AppendBatch(read_versions={"C1": 1})) == []
+
+
+def test_a_referral_count_read_by_a_batch_is_checked_beside_the_batchs_own_referrals(store):
+    referral = NewEvent("A", 1, uuid.uuid4(), "referral.made", b"{}", "h-A-1", "R")
+    store.append(AppendBatch(events=[referral]))
+    with pytest.raises(ConcurrencyConflict, match="referral naming R"):
+        store.append(AppendBatch(events=[new("B", 1)], read_referrals={"R": 0}))
+    mine = NewEvent("B", 1, uuid.uuid4(), "referral.made", b"{}", "h-B-1", "R")
+    store.append(AppendBatch(events=[mine], read_referrals={"R": 1}))
+    assert [e.customer_id for e in store.referrals_naming(["R"])["R"]] == ["A", "B"]
