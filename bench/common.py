@@ -10,12 +10,12 @@ from pathlib import Path
 
 import psycopg
 
+from timeline.application.jsonl import read_lines
+from timeline.application.process import tune_gc_for_bulk_work
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
-from timeline.generate import generate_branch, write_jsonl
-from timeline.jsonl import read_lines
-from timeline.process import tune_gc_for_bulk_work
 from timeline.store import open_store
+from timeline.synthetic.generate import generate_branch, write_jsonl
 
 ADMIN = os.environ.get("TIMELINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 KEK = bytes(range(32))

@@ -13,8 +13,8 @@ One fresh PostgreSQL database (store and read model) and one Tansu broker
    - plain consumer: a kafka-python consumer group polling every message and
      doing nothing with it — the ceiling for any consumer on kafka-python;
    - plain consumer + parse: the same, decoding each message into a
-     ``RecordedEvent`` (``consumers.cloudevents.parse``);
-   - summary consumer: ``consumers.summary.SummaryConsumer`` — parse, insert
+     ``RecordedEvent`` (``timeline.consumers.cloudevents.parse``);
+   - summary consumer: ``timeline.consumers.summary.SummaryConsumer`` — parse, insert
      into its copy, re-fold every customer touched (``customer_state``),
      upsert rows and tier moves, save offsets, one transaction per poll batch
      (up to ``--max-batch`` messages).
@@ -56,11 +56,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import KEK, OUT, create_topic, fresh_db, generated_history, ingest_file  # noqa: E402
+from timeline.consumers.cloudevents import parse  # noqa: E402
+from timeline.consumers.projecting import CONSUMER_DEFAULTS, BatchResult  # noqa: E402
+from timeline.consumers.relay import PositionStore, Relay  # noqa: E402
+from timeline.consumers.summary import SummaryConsumer  # noqa: E402
 
-from consumers.cloudevents import parse  # noqa: E402
-from consumers.projecting import CONSUMER_DEFAULTS, BatchResult  # noqa: E402
-from consumers.relay import PositionStore, Relay  # noqa: E402
-from consumers.summary import SummaryConsumer  # noqa: E402
 from tests.kafka import start_broker  # noqa: E402
 from timeline.crypto import KeyWrapper  # noqa: E402
 from timeline.engine import Engine  # noqa: E402
@@ -71,8 +71,8 @@ TOPIC = "customer-events"
 
 LAG_CONSUMER = """
 import sys, time
-from consumers.summary import SummaryConsumer
-from timeline.process import tune_gc_for_bulk_work
+from timeline.consumers.summary import SummaryConsumer
+from timeline.application.process import tune_gc_for_bulk_work
 
 tune_gc_for_bulk_work()  # as the `timeline` CLI does for `timeline consume summary`
 

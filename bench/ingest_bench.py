@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import KEK, fresh_db, generated_history  # noqa: E402  (also tunes GC as the CLI does)
 
+from timeline.application.jsonl import read_lines
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
-from timeline.jsonl import read_lines
 from timeline.store import open_store
 
 

@@ -5,7 +5,7 @@ so it runs, lags and fails independently of the summary. For every customer
 it re-evaluates (a new event, or an instant at which time alone changes the
 state), it compares the new state with the last one it saw
 (``alerts_watch``) and writes an alert row to ``alerts`` with the
-explanation, and logs it as one JSON line (logger ``consumers.alerts``):
+explanation, and logs it as one JSON line (logger ``timeline.consumers.alerts``):
 
 - ``at_risk``: the lifecycle stage became ``at_risk`` (from any other stage,
   or on first sight). ``at`` is the evaluation instant; the explanation is the
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from timeline.consumers import readmodel
+from timeline.consumers.projecting import Evaluation, ProjectingConsumer
 
-from consumers import readmodel
-from consumers.projecting import Evaluation, ProjectingConsumer
-from timeline.recorded import iso
+from timeline.domain.recorded import iso
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 
-from timeline.errors import TimelineError
+from timeline.domain.errors import TimelineError
 
 ATTEMPTS_PER_DEADLINE = 3
 """A bounded run's client timeouts are at most this fraction of the deadline, so it retries a few times."""

@@ -1,9 +1,9 @@
 """Stored events as CloudEvents 1.0 in structured mode (``application/cloudevents+json``), and back.
 
-Pure functions, no I/O: the relay (:mod:`consumers.relay`) publishes with
+Pure functions, no I/O: the relay (:mod:`timeline.consumers.relay`) publishes with
 :func:`to_bytes`, and a subscriber reads a message back with :func:`parse`.
 
-Mapping of a :class:`~timeline.recorded.RecordedEvent`:
+Mapping of a :class:`~timeline.domain.recorded.RecordedEvent`:
 
 ============== ===============================================================
 attribute      value
@@ -44,12 +44,12 @@ from uuid import UUID
 
 import orjson
 
-from timeline.codec import STATE_FORMAT, chain_hash, decode
-from timeline.crypto import is_sealed
-from timeline.events import PII_FIELDS
-from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent, iso
-from timeline.schemas import SCHEMA_BASE, published_path
-from timeline.store.port import StoredRow
+from timeline.application.codec import STATE_FORMAT, chain_hash, decode
+from timeline.application.ports import StoredRow
+from timeline.application.sealing import is_sealed
+from timeline.domain.events import PII_FIELDS
+from timeline.domain.recorded import ENCRYPTED, ERASED, RecordedEvent, iso
+from timeline.domain.schemas import SCHEMA_BASE, published_path
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -251,7 +251,7 @@ def render_asyncapi(topic: str = "customer-events", partitions: int = 3) -> str:
     One message per event type: the CloudEvent envelope, with ``data`` referring to the type's
     published-data schema (``published/<type>.v1.json`` next to it, the file its ``dataschema`` names).
     """
-    from timeline.events import EVENT_TYPES
+    from timeline.domain.events import EVENT_TYPES
 
     messages: dict[str, Any] = {}
     for event_type in EVENT_TYPES:
@@ -337,7 +337,7 @@ def render_asyncapi(topic: str = "customer-events", partitions: int = 3) -> str:
 
 
 def _cloudevent_schema() -> dict[str, Any]:
-    from timeline.events import EVENT_TYPES
+    from timeline.domain.events import EVENT_TYPES
 
     instant = {"type": "string", "format": "date-time"}
     sha256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -392,7 +392,7 @@ def _cloudevent_schema() -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":  # python -m consumers.cloudevents > schemas/asyncapi.json
+if __name__ == "__main__":  # python -m timeline.consumers.cloudevents > schemas/asyncapi.json
     import sys
 
     sys.stdout.write(render_asyncapi())

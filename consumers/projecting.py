@@ -23,10 +23,10 @@ The relay delivers at least once; this makes the *effect* exactly once:
   event already received starts to count); :meth:`ProjectingConsumer.tick`
   re-evaluates the customers whose instant has passed. The consumer ticks on
   a timer; ``timeline tick`` does it from outside.
-- Failures (broker or database away) back off and retry (:mod:`consumers.backoff`):
+- Failures (broker or database away) back off and retry (:mod:`timeline.consumers.backoff`):
   for ever in a long-running consumer, one warning per retry; a bounded run
   (``give_up_after``, the CLI's ``--once``) raises
-  :class:`consumers.backoff.GaveUp` once it has made no progress for that long.
+  :class:`timeline.consumers.backoff.GaveUp` once it has made no progress for that long.
   A paused or partitioned broker does not make ``poll`` fail, it just returns
   nothing: so the group coordinator being unknown for longer than one request
   timeout counts as a failure too.
@@ -34,7 +34,7 @@ The relay delivers at least once; this makes the *effect* exactly once:
 Histories are cached in memory per customer (bounded, least recently used)
 and read back from ``{prefix}_events`` on a miss, so a batch costs one fold
 per customer touched, not one per event. With each history the cache keeps
-its fold (:func:`projections.state.fold`): events that come after every
+its fold (:func:`timeline.projections.state.fold`): events that come after every
 counted one — new activity, the usual case — extend it instead of folding
 the whole history again; a late event or a correction folds it again, so
 the state is exactly the one of folding from scratch. Subclasses decide
@@ -57,14 +57,14 @@ import psycopg
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+from timeline.consumers import readmodel
+from timeline.consumers.backoff import Backoff, GaveUp, describe
+from timeline.consumers.cloudevents import NotACloudEvent, parse
+from timeline.projections.state import CustomerState, Folded, customer_state, fold
 
-from consumers import readmodel
-from consumers.backoff import Backoff, GaveUp, describe
-from consumers.cloudevents import NotACloudEvent, parse
-from projections.policy import Policy, load_policy
-from projections.state import CustomerState, Folded, customer_state, fold
-from timeline.errors import StoreUnavailable, TimelineError, UnknownCustomer
-from timeline.recorded import RecordedEvent
+from timeline.domain.errors import StoreUnavailable, TimelineError, UnknownCustomer
+from timeline.domain.policy import Policy, load_policy
+from timeline.domain.recorded import RecordedEvent
 
 log = logging.getLogger(__name__)
 

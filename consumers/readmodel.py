@@ -27,10 +27,10 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from timeline.projections.state import CustomerState
 
-from projections.state import CustomerState
-from timeline.errors import ConfigurationError
-from timeline.recorded import iso
+from timeline.domain.errors import ConfigurationError
+from timeline.domain.recorded import iso
 
 SUMMARY = "summary"
 ALERTS = "alerts"
@@ -102,7 +102,7 @@ def connect(url: str) -> psycopg.Connection:
     try:
         return psycopg.connect(url, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        from timeline.errors import StoreUnavailable
+        from timeline.domain.errors import StoreUnavailable
 
         raise StoreUnavailable(f"cannot reach the read-model database: {str(exc).strip().splitlines()[0]}") from None
 

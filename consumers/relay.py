@@ -2,15 +2,15 @@
 
 Loop: read the global log after the relay's saved position (a batch), decode it
 without keys (PII reads as ``{"$encrypted": true}`` or ``{"$erased": true}``),
-send every event as a CloudEvent (:mod:`consumers.cloudevents`) with key =
+send every event as a CloudEvent (:mod:`timeline.consumers.cloudevents`) with key =
 customer id (one customer, one partition, in order), wait until the broker
 has acknowledged every message (``acks="all"``), and only then save the last
 position of the batch. Any failure (broker away, timeout, database error)
 backs off and retries the same batch with a new producer; the position never
 moves past an unacknowledged event. A bounded run (``give_up_after``, the
-CLI's ``--once``) raises :class:`consumers.backoff.GaveUp` once it has failed
+CLI's ``--once``) raises :class:`timeline.consumers.backoff.GaveUp` once it has failed
 for that long, and bounds the Kafka clients' own timeouts to fit (see
-:mod:`consumers.backoff`).
+:mod:`timeline.consumers.backoff`).
 
 So delivery is at least once: a relay killed after sending and before saving
 sends that one batch again when it restarts. Consumers drop repeats by the
@@ -43,12 +43,12 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 from kafka.errors import ClusterAuthorizationFailedError, KafkaError, UnsupportedVersionError
 from kafka.partitioner.default import DefaultPartitioner
+from timeline.consumers.backoff import Backoff, describe
+from timeline.consumers.cloudevents import CONTENT_TYPE, SCHEMA_BASE, stored_to_bytes
 
-from consumers.backoff import Backoff, describe
-from consumers.cloudevents import CONTENT_TYPE, SCHEMA_BASE, stored_to_bytes
-from timeline.errors import StoreUnavailable, TimelineError
-from timeline.keyring import KeyRing
-from timeline.store.port import EventStore, StoredRow
+from timeline.application.keyring import KeyRing
+from timeline.application.ports import EventStore, StoredRow
+from timeline.domain.errors import StoreUnavailable, TimelineError
 
 log = logging.getLogger(__name__)
 

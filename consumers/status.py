@@ -33,11 +33,11 @@ from typing import Any
 
 import psycopg
 from kafka import TopicPartition
+from timeline.consumers import readmodel
+from timeline.consumers.backoff import describe
 
-from consumers import readmodel
-from consumers.backoff import describe
-from timeline.errors import NoStore, TimelineError
-from timeline.recorded import iso
+from timeline.domain.errors import NoStore, TimelineError
+from timeline.domain.recorded import iso
 
 CONSUMER_PREFIXES = (readmodel.SUMMARY, readmodel.ALERTS)
 KAFKA_TIMEOUT = 4.0

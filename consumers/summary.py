@@ -4,7 +4,7 @@
 relationship manager, tier, lifecycle stage with its rule and reason, points,
 AUM, last activity, the next instant at which time alone changes the state)
 and every tier change in ``summary_tier_moves``, exactly once per message (see
-:mod:`consumers.projecting`).
+:mod:`timeline.consumers.projecting`).
 
 :func:`rebuild` computes every row again — from the event store, or from the
 topic up to the offsets the consumer has applied — into new tables, then
@@ -24,13 +24,13 @@ from typing import Any
 
 import psycopg
 from kafka import TopicPartition
+from timeline.consumers import readmodel
+from timeline.consumers.cloudevents import NotACloudEvent, parse, stored_to_bytes
+from timeline.consumers.projecting import Evaluation, ProjectingConsumer, evaluate, utcnow
 
-from consumers import readmodel
-from consumers.cloudevents import NotACloudEvent, parse, stored_to_bytes
-from consumers.projecting import Evaluation, ProjectingConsumer, evaluate, utcnow
-from projections.policy import Policy, load_policy
-from timeline.errors import TimelineError
-from timeline.recorded import RecordedEvent
+from timeline.domain.errors import TimelineError
+from timeline.domain.policy import Policy, load_policy
+from timeline.domain.recorded import RecordedEvent
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def _from_store(store_url: str, writer: _ChunkWriter, chunk_events: int, progres
     Chunk by chunk of customers (sized from their heads' versions): the events are copied, the rows written, and
     both let go before the next chunk is read.
     """
-    from timeline.keyring import KeyRing
+    from timeline.application.keyring import KeyRing
     from timeline.store import open_store
 
     store = open_store(store_url, create=False)

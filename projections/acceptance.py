@@ -16,13 +16,14 @@ from itertools import accumulate
 from operator import attrgetter
 from uuid import UUID
 
-from projections.balances import ZERO, StepLine, signed_amount
-from projections.counted import business_order
-from projections.points import POINT_TYPES, points_as_of
-from projections.policy import Policy
-from timeline.errors import RejectedEvent, UnknownTarget
-from timeline.identity import check_identity
-from timeline.recorded import RecordedEvent, iso
+from timeline.projections.balances import ZERO, StepLine, signed_amount
+from timeline.projections.counted import business_order
+from timeline.projections.points import POINT_TYPES, points_as_of
+
+from timeline.domain.errors import RejectedEvent, UnknownTarget
+from timeline.domain.identity import check_identity
+from timeline.domain.policy import Policy
+from timeline.domain.recorded import RecordedEvent, iso
 
 UNVOIDABLE = frozenset({"customer.registered", "correction.recorded", "customer.erased", "referral.qualified"})
 LIFECYCLES = {
@@ -60,7 +61,7 @@ class _Account:
         return lowest, when
 
     def line_until(self, moment: dt.datetime) -> StepLine:
-        """The balance line up to ``moment``, as :func:`projections.balances.balances` folds it.
+        """The balance line up to ``moment``, as :func:`timeline.projections.balances.balances` folds it.
 
         An instant whose movements cancelled out (a voided deposit) keeps the
         unchanged value, which no reading of the line can tell apart. The

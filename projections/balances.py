@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from uuid import UUID
 
-from timeline.recorded import RecordedEvent
+from timeline.domain.recorded import RecordedEvent
 
 ZERO = Decimal(0)
 MONEY_TYPES = frozenset({"deposit.made", "withdrawal.made"})

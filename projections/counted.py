@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
-from timeline.recorded import RecordedEvent
+from timeline.domain.recorded import RecordedEvent
 
 CORRECTION = "correction.recorded"
 

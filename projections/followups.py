@@ -6,8 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from uuid import UUID
 
-from projections.policy import Policy
-from timeline.recorded import RecordedEvent
+from timeline.domain.policy import Policy
+from timeline.domain.recorded import RecordedEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from uuid import UUID
 
-from projections.balances import ZERO, StepLine
-from projections.policy import Policy, days
-from timeline.recorded import RecordedEvent
+from timeline.projections.balances import ZERO, StepLine
+
+from timeline.domain.policy import Policy, days
+from timeline.domain.recorded import RecordedEvent
 
 ACTIVITY = frozenset(
     {

@@ -16,9 +16,10 @@ from operator import itemgetter
 from typing import NamedTuple
 from uuid import UUID
 
-from projections.balances import ZERO, StepLine
-from projections.policy import Policy, days
-from timeline.recorded import RecordedEvent
+from timeline.projections.balances import ZERO, StepLine
+
+from timeline.domain.policy import Policy, days
+from timeline.domain.recorded import RecordedEvent
 
 EARN, REDEEM = 0, 1
 

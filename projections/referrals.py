@@ -2,7 +2,7 @@
 
 Pure: given the counted referrals naming a customer R (from any referrer),
 which referrers are erased, and R's counted events, decide whether a
-referral qualifies now. The shell (``timeline.qualify``) gathers those
+referral qualifies now. The shell (``timeline.application.qualify``) gathers those
 inputs after each commit and appends the ``referral.qualified`` event; its
 id is derived from R, so only one can ever be stored for R.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from projections.policy import Policy
-from timeline.recorded import RecordedEvent, iso
+from timeline.domain.policy import Policy
+from timeline.domain.recorded import RecordedEvent, iso
 
 NAMESPACE = uuid.UUID("5c1a3f0e-8d2b-4e0f-9a57-2f7c6b1d9e40")
 

@@ -14,11 +14,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from projections.balances import MONEY_TYPES, Balances
-from projections.counted import CORRECTION, business_order, counted
-from projections.followups import Assignment, Followup, FollowupBook
-from projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, lifecycle_candidates
-from projections.points import (
+from timeline.projections.balances import MONEY_TYPES, Balances
+from timeline.projections.counted import CORRECTION, business_order, counted
+from timeline.projections.followups import Assignment, Followup, FollowupBook
+from timeline.projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, lifecycle_candidates
+from timeline.projections.points import (
     POINT_TYPES,
     LedgerRun,
     PointPlan,
@@ -27,10 +27,11 @@ from projections.points import (
     items_before,
     items_through,
 )
-from projections.policy import Policy
-from projections.tier import TierResult, TierRun, tier_from_changes, tier_run
-from timeline.errors import UnknownCustomer
-from timeline.recorded import RecordedEvent, iso
+from timeline.projections.tier import TierResult, TierRun, tier_from_changes, tier_run
+
+from timeline.domain.errors import UnknownCustomer
+from timeline.domain.policy import Policy
+from timeline.domain.recorded import RecordedEvent, iso
 
 MAX_PROBES = 40
 

@@ -20,8 +20,9 @@ from collections import deque
 from dataclasses import dataclass
 from uuid import UUID
 
-from projections.balances import ZERO, StepLine
-from projections.policy import TierPolicy
+from timeline.projections.balances import ZERO, StepLine
+
+from timeline.domain.policy import TierPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from timeline.application.ports import EventStore
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
 from timeline.store import open_store
-from timeline.store.port import EventStore
 
 ADMIN_URL = os.environ.get("TIMELINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 RUN = uuid.uuid4().hex[:8]
@@ -120,7 +120,7 @@ class Branch:
         return outcome.error
 
     def state(self, customer_id: str = "C1", as_of: str | None = None, known_at: str | None = None):
-        from timeline.states import StateReader
+        from timeline.application.states import StateReader
 
         reader = StateReader(self.engine.store, self.engine.policy)
         return reader.state(
@@ -128,7 +128,7 @@ class Branch:
         )
 
     def stored_types(self, customer_id: str) -> list[str]:
-        from timeline.keyring import load_history
+        from timeline.application.keyring import load_history
 
         return [e.type for e in load_history(self.engine.store, self.engine.keyring(), customer_id)]
 

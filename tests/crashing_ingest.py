@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from timeline.cli import main
+from timeline.cli.main import main
 from timeline.store.sql import SqlEventStore
 
 when, target = sys.argv[1], int(sys.argv[2])

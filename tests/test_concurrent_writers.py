@@ -30,10 +30,10 @@ import pytest
 from tests.conftest import KEK
 from tests.factories import deposit, registered, visit
 from tests.test_immutability import Raw
+from timeline.application.verify import verify
 from timeline.crypto import KeyWrapper, _b64e
 from timeline.engine import Engine
 from timeline.store import open_store
-from timeline.verify import verify
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 CUSTOMERS = [f"K{n}" for n in range(8)]

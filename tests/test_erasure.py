@@ -20,10 +20,10 @@ import pytest
 from tests.conftest import KEK
 from tests.factories import correction, deposit, erased, event, registered, visit, withdrawal
 from tests.test_immutability import Raw
+from timeline.application.keyring import load_history
+from timeline.application.verify import verify
 from timeline.crypto import _b64e
 from timeline.engine import Engine
-from timeline.keyring import load_history
-from timeline.verify import verify
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 ERASED = {"$erased": True}
@@ -149,7 +149,7 @@ def test_pii_is_sealed_in_the_stored_bytes_and_the_rest_is_plain(raw, people):
 
 def test_without_the_kek_pii_cannot_be_read(engine, people):
     from timeline.crypto import KeyWrapper
-    from timeline.errors import ConfigurationError
+    from timeline.domain.errors import ConfigurationError
 
     wrong = Engine(engine.store, KeyWrapper(bytes(32)))
     with pytest.raises(ConfigurationError, match="TIMELINE_KEK does not match the key-encryption key"):

@@ -1,6 +1,6 @@
 """Reusing a fold as a stream grows gives exactly the state of folding it from scratch.
 
-``projections.state.fold`` extends the previous fold of a stream when the
+``timeline.projections.state.fold`` extends the previous fold of a stream when the
 new events come after every counted one (the usual case: the consumer and
 the state reader ask again after appends), and folds again otherwise. Pure:
 streams are drawn as recorded events, with events sharing instants, late
@@ -21,14 +21,14 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from timeline.projections.counted import counted
+from timeline.projections.state import Folded, Projection, customer_state, fold
 
-from projections.counted import counted
-from projections.policy import load_policy
-from projections.state import Folded, Projection, customer_state, fold
 from tests.factories import correction, deposit, registered, visit, withdrawal
-from timeline.errors import UnknownCustomer
-from timeline.recorded import RecordedEvent
-from timeline.states import StateReader
+from timeline.application.states import StateReader
+from timeline.domain.errors import UnknownCustomer
+from timeline.domain.policy import load_policy
+from timeline.domain.recorded import RecordedEvent
 
 POLICY = load_policy()
 START = dt.datetime(2023, 1, 1, 1, 0, tzinfo=dt.UTC)

@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from timeline.events import ENGINE_ONLY_TYPES, EVENT_TYPES, parse_event
-from timeline.generate import LAPSED_OUTCOME, generate_branch, last_full_day, write_jsonl
-from timeline.jsonl import loads
-from timeline.keyring import load_history
+from timeline.application.jsonl import loads
+from timeline.application.keyring import load_history
+from timeline.domain.events import ENGINE_ONLY_TYPES, EVENT_TYPES, parse_event
+from timeline.synthetic.generate import LAPSED_OUTCOME, generate_branch, last_full_day, write_jsonl
 
 END = dt.date(2025, 12, 31)
 LAST = dt.datetime(2025, 12, 31, 18, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -48,11 +48,11 @@ def test_same_arguments_same_output_and_another_seed_another_output():
 
 
 def test_the_order_does_not_depend_on_the_simulation_window(monkeypatch):
-    import timeline.generate
+    import timeline.synthetic.generate
 
     expected = list(generate_branch(80, 1, 11, END))
     for days in (1, 400):
-        monkeypatch.setattr(timeline.generate, "WINDOW", days * timeline.generate.DAY)
+        monkeypatch.setattr(timeline.synthetic.generate, "WINDOW", days * timeline.synthetic.generate.DAY)
         assert list(generate_branch(80, 1, 11, END)) == expected
 
 
@@ -359,7 +359,7 @@ def test_a_generated_branch_is_ingested_without_rejections(engine, clock):
 def test_the_cli_writes_the_same_events(tmp_path):
     from typer.testing import CliRunner
 
-    from timeline.cli import app
+    from timeline.cli.main import app
 
     path = tmp_path / "branch.jsonl"
     args = ["generate", "--customers", "20", "--years", "1", "--seed", "5", "--end", "2025-12-31", "--out", str(path)]

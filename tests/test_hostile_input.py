@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-import timeline.prepare as prepare
+import timeline.application.prepare as prepare
 from tests.conftest import KEK
 from tests.factories import deposit, event, registered, visit
+from timeline.application.jsonl import MAX_LINE_BYTES, read_lines
 from timeline.crypto import KeyWrapper, new_kek_text
 from timeline.engine import Engine
-from timeline.jsonl import MAX_LINE_BYTES, read_lines
 from timeline.store import open_store
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -140,7 +140,7 @@ def test_an_offset_of_23_59_is_an_instant_like_any_other(small_frames, tmp_path,
 
 
 _FAILING_VALIDATOR = """
-import timeline.prepare as p
+import timeline.application.prepare as p
 original = p.parse_event
 def parse_event(raw):
     if raw.get("data", {}).get("purpose") == "trip the bug":
@@ -169,7 +169,7 @@ def test_an_unexpected_error_validating_a_line_is_that_lines_rejection_and_logge
 
 
 _DYING_WORKER = """
-import os, pickle, sys, timeline.prepare as p
+import os, pickle, sys, timeline.application.prepare as p
 while (body := p._read_frame(sys.stdin.buffer)):
     frame = pickle.loads(body)
     if any(isinstance(raw, bytes) and b"kill the worker" in raw for _, raw in frame):

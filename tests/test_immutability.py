@@ -17,11 +17,11 @@ import pytest
 
 from tests.conftest import KEK
 from tests.factories import deposit, registered, visit
+from timeline.application.verify import verify
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
 from timeline.store import open_store
 from timeline.store.sql import IMMUTABLE_TABLES
-from timeline.verify import verify
 
 REFUSED = (sqlite3.IntegrityError, psycopg.errors.InsufficientPrivilege)
 

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from tests.factories import deposit, registered, visit
-from timeline.keyring import load_history
+from timeline.application.keyring import load_history
 
 
 def ingest(engine, clock, *events, atomic=False):

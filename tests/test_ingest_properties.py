@@ -35,12 +35,12 @@ from hypothesis import strategies as st
 
 from tests.conftest import KEK
 from tests.factories import deposit, event, registered, visit, withdrawal
+from timeline.application.jsonl import read_line
+from timeline.application.keyring import load_history
+from timeline.application.verify import verify
 from timeline.crypto import KeyWrapper, _b64e
 from timeline.engine import Engine
-from timeline.jsonl import read_line
-from timeline.keyring import load_history
 from timeline.store import open_store
-from timeline.verify import verify
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 AT = "2025-03-01T09:00:00+08:00"

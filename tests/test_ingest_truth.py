@@ -25,12 +25,12 @@ from tests.conftest import KEK
 from tests.factories import deposit, event, registered, withdrawal
 from tests.test_immutability import Raw
 from tests.test_tamper_evidence import guards_off
-from timeline import ingest
+from timeline.application import ingest
+from timeline.application.states import StateReader
 from timeline.crypto import KeyWrapper, _b64e
 from timeline.engine import Engine
-from timeline.generate import generate_branch
-from timeline.states import StateReader
 from timeline.store import open_store
+from timeline.synthetic.generate import generate_branch
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 CRASHING = str(Path(__file__).with_name("crashing_ingest.py"))
@@ -265,8 +265,8 @@ def test_a_pii_event_of_a_customer_whose_data_key_was_deleted_is_rejected_alone(
 def test_requalify_appends_a_qualification_missing_from_a_store_written_without_one(engine):
     """The repair tool: a store written by an ingestor that decided no qualification (as an older version could
     leave one after a crash) gets each missing one, once."""
+    from timeline.application.ingest import Ingestor
     from timeline.engine import acceptance_rules
-    from timeline.ingest import Ingestor
 
     blind = Ingestor(engine.store, engine.wrapper, acceptance_rules(engine.policy), clock=_clock)
     events = _scenario()[:7]  # up to R's qualifying deposit

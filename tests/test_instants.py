@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from tests.factories import deposit, event, registered, visit
-from timeline.errors import TimelineError, UnknownCustomer
-from timeline.instants import EARLIEST, LATEST, parse_instant
+from timeline.domain.errors import TimelineError, UnknownCustomer
+from timeline.domain.instants import EARLIEST, LATEST, parse_instant
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -68,7 +68,7 @@ def test_an_instant_beyond_the_range_of_utc_is_its_nearest_end(text, zone, expec
 )
 def test_state_explain_and_followups_answer_at_any_readable_instant(branch, text):
     """As of and as known at the ends of time: an answer or "not registered", never an overflow."""
-    from timeline.states import StateReader
+    from timeline.application.states import StateReader
 
     followup = event(
         "followup.scheduled",

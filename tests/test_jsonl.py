@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from timeline.errors import RejectedEvent
-from timeline.jsonl import _careful, loads, read_lines
+from timeline.application.jsonl import _careful, loads, read_lines
+from timeline.domain.errors import RejectedEvent
 
 LINES = [
     '{"a":1}',

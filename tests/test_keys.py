@@ -23,8 +23,8 @@ from tests.conftest import KEK
 from tests.factories import deposit, erased, registered
 from tests.test_immutability import REFUSED, Raw
 from timeline.crypto import KEK_MISMATCH, KeyWrapper, _b64e, check_value
+from timeline.domain.errors import ConfigurationError
 from timeline.engine import Engine
-from timeline.errors import ConfigurationError
 from timeline.store import open_store
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))

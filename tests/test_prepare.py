@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-import timeline.prepare as prepare
+import timeline.application.prepare as prepare
 from tests.conftest import KEK
 from tests.factories import deposit, registered, visit
+from timeline.application.jsonl import read_lines
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
-from timeline.jsonl import read_lines
 from timeline.store import open_store
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -119,7 +119,7 @@ def test_lines_a_worker_never_answered_are_prepared_here(small_frames, monkeypat
 def test_a_worker_that_stops_half_way_loses_no_line(small_frames, monkeypatch, caplog):
     """The worker answers two frames, then dies: the rest is prepared here, in order."""
     script = (
-        "import sys, timeline.prepare as p\n"
+        "import sys, timeline.application.prepare as p\n"
         "for _ in range(2):\n"
         "    body = p._read_frame(sys.stdin.buffer)\n"
         "    import pickle\n"

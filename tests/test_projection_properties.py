@@ -49,10 +49,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.conftest import KEK, Branch
+from timeline.application.states import StateReader
 from timeline.crypto import KeyWrapper
+from timeline.domain.errors import UnknownCustomer
 from timeline.engine import Engine
-from timeline.errors import UnknownCustomer
-from timeline.states import StateReader
 from timeline.store import open_store
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -320,7 +320,7 @@ class Copy:
             self.branch.accept(*(self.wire(e) for e in events), batch_size=batch_size)
 
     def states(self, moments: list[dt.datetime], known_at: dt.datetime | None = None) -> list[tuple]:
-        from projections.state import customer_state
+        from timeline.projections.state import customer_state
 
         reader = StateReader(self.branch.engine.store, self.branch.engine.policy)
         history = reader.history(self.customer_id)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.factories import correction, deposit, erased, event, registered, visit, withdrawal
-from timeline.keyring import load_history
+from timeline.application.keyring import load_history
 
 T0 = "2025-01-01T09:00:00+08:00"
 

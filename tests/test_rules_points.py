@@ -12,8 +12,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from timeline.projections.referrals import qualification_id
 
-from projections.referrals import qualification_id
 from tests.factories import correction, deposit, event, registered, withdrawal
 
 REGISTERED = "2024-06-01T09:00:00+08:00"

@@ -25,13 +25,13 @@ from threading import BrokenBarrierError
 from typing import Any
 
 import psycopg
+from timeline.projections.referrals import qualification_id
 
-from projections.referrals import qualification_id
 from tests.conftest import KEK
 from tests.factories import correction, deposit, erased, event, registered, visit
+from timeline.application.keyring import KeyRing, load_history
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
-from timeline.keyring import KeyRing, load_history
 from timeline.store import open_store
 
 A_REGISTERED = "2025-01-01T09:00:00+08:00"

@@ -15,10 +15,11 @@ import uuid
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from projections.balances import StepLine
-from projections.policy import load_policy
-from projections.tier import tier_run
+from timeline.projections.balances import StepLine
+from timeline.projections.tier import tier_run
+
 from tests.factories import correction, deposit, registered, withdrawal
+from timeline.domain.policy import load_policy
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 REGISTERED = "2025-01-01T09:00:00+08:00"

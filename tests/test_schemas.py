@@ -16,18 +16,18 @@ from pathlib import Path
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
+from timeline.consumers.cloudevents import stored_to_bytes
 
-from consumers.cloudevents import stored_to_bytes
 from tests.conftest import KEK
 from tests.factories import deposit, erased, event, registered
 from tests.jsonschemas import data_errors, data_validator
+from timeline.application.keyring import KeyRing
 from timeline.crypto import KeyWrapper
+from timeline.domain.errors import RejectedEvent
+from timeline.domain.events import EVENT_TYPES, PII_FIELDS, parse_event
+from timeline.domain.recorded import ENCRYPTED, ERASED
+from timeline.domain.schemas import published_id, published_path, render_schemas, schema_filename
 from timeline.engine import Engine
-from timeline.errors import RejectedEvent
-from timeline.events import EVENT_TYPES, PII_FIELDS, parse_event
-from timeline.keyring import KeyRing
-from timeline.recorded import ENCRYPTED, ERASED
-from timeline.schemas import published_id, published_path, render_schemas, schema_filename
 from timeline.store import open_store
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from timeline.generate import generate_branch
-from timeline.states import StateReader
+from timeline.application.states import StateReader
+from timeline.synthetic.generate import generate_branch
 
 END = dt.date(2026, 11, 1)
 JUNE = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)

@@ -24,10 +24,10 @@ import pytest
 from tests.conftest import KEK
 from tests.factories import deposit, erased, registered, visit, withdrawal
 from tests.test_immutability import Raw
-from timeline.codec import content_of, encode
-from timeline.errors import TimelineError
-from timeline.events import parse_event
-from timeline.verify import verify
+from timeline.application.codec import content_of, encode
+from timeline.application.verify import verify
+from timeline.domain.errors import TimelineError
+from timeline.domain.events import parse_event
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 
@@ -184,7 +184,7 @@ def test_a_changed_byte_of_encrypted_pii_is_altered(engine, raw, ids):
 def test_an_altered_event_whose_index_hash_was_rewritten_too_is_named_by_its_successor(engine, raw, ids):
     """The successor still holds the hash its predecessor had: the predecessor is the altered one."""
     state = state_of(raw, "C1", 2).replace(b'"amount":"1000.00"', b'"amount":"9000.00"')
-    from timeline.codec import chain_hash
+    from timeline.application.codec import chain_hash
 
     with guards_off(raw):
         raw.execute(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import visit
-from timeline import upcasting
-from timeline.errors import RejectedEvent
-from timeline.events import parse_event
+from timeline.domain import upcasting
+from timeline.domain.errors import RejectedEvent
+from timeline.domain.events import parse_event
 
 
 @pytest.fixture

@@ -22,10 +22,11 @@ from tests import test_tamper_evidence as tamper
 from tests.conftest import KEK
 from tests.factories import erased, event, registered, withdrawal
 from tests.test_tamper_evidence import TIMELINE, guards_off, set_state, state_of
-from timeline.codec import canonical_bytes, chain_hash
-from timeline.crypto import KeyWrapper, seal
-from timeline.errors import CorruptEvent
-from timeline.verify import verify
+from timeline.application.codec import canonical_bytes, chain_hash
+from timeline.application.sealing import seal
+from timeline.application.verify import verify
+from timeline.crypto import KeyWrapper
+from timeline.domain.errors import CorruptEvent
 
 WRAPPER = KeyWrapper(KEK)
 ids, raw, run = tamper.ids, tamper.raw, tamper.run

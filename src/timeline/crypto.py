@@ -15,21 +15,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from timeline.errors import ConfigurationError
+from timeline.domain.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from timeline.store.port import EventStore
+    from timeline.application.ports import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -209,25 +207,3 @@ def _opens(cipher: AESGCM, customer_id: str, wrapped: bytes) -> bool:
     except InvalidTag:
         return False
     return True
-
-
-def seal(dek: bytes | AESGCM, event_id: UUID, field: str, value: Any) -> dict[str, str]:
-    """Encrypt one PII field value (any JSON value) into its stored form.
-
-    ``dek`` may be given as its cipher (``AESGCM(dek)``), to set the key up once for several fields.
-    """
-    cipher = dek if isinstance(dek, AESGCM) else AESGCM(dek)
-    nonce = os.urandom(NONCE_BYTES)
-    plaintext = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    ciphertext = cipher.encrypt(nonce, plaintext, f"{event_id}:{field}".encode())
-    return {"$enc": _b64e(nonce + ciphertext)}
-
-
-def is_sealed(value: Any) -> bool:
-    return isinstance(value, dict) and "$enc" in value
-
-
-def open_sealed(dek: bytes, event_id: UUID, field: str, sealed: dict[str, str]) -> Any:
-    raw = _b64d(sealed["$enc"])
-    plaintext = AESGCM(dek).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], f"{event_id}:{field}".encode())
-    return json.loads(plaintext)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 
-from projections.acceptance import Guard
-from projections.policy import Policy, load_policy
+from timeline.application.ingest import Clock, Ingestor, Rules, utcnow
+from timeline.application.keyring import KeyRing
+from timeline.application.ports import EventStore
+from timeline.application.qualify import Qualifier
+from timeline.application.referral_watch import ReferralWatch
 from timeline.crypto import KeyWrapper, configured_kek, kek_for_store
-from timeline.ingest import Clock, Ingestor, Rules, utcnow
-from timeline.keyring import KeyRing
-from timeline.qualify import Qualifier
-from timeline.recorded import RecordedEvent
-from timeline.referral_watch import ReferralWatch
+from timeline.domain.policy import Policy, load_policy
+from timeline.domain.recorded import RecordedEvent
+from timeline.projections.acceptance import Guard
 from timeline.store import open_store, resolve_url
-from timeline.store.port import EventStore
 
 
 def acceptance_rules(policy: Policy) -> Rules:

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from timeline.consumers import readmodel
+from timeline.consumers.projecting import ProjectingConsumer
+from timeline.consumers.relay import Relay
+from timeline.consumers.summary import SummaryConsumer
 
-from consumers import readmodel
-from consumers.projecting import ProjectingConsumer
-from consumers.relay import Relay
-from consumers.summary import SummaryConsumer
 from tests.conftest import KEK
 from tests.kafka import Broker
+from timeline.application.states import StateReader
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
-from timeline.states import StateReader
 from timeline.store import open_store
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))

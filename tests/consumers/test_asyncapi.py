@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from timeline.consumers.cloudevents import ASYNCAPI_FILE, message_name, render_asyncapi, schema_file, to_cloudevent
 
-from consumers.cloudevents import ASYNCAPI_FILE, message_name, render_asyncapi, schema_file, to_cloudevent
 from tests.consumers.pipeline import ingest, relay_once
 from tests.jsonschemas import data_errors, message_errors
 from tests.kafka import read_topic
-from timeline.events import EVENT_TYPES, PII_FIELDS
-from timeline.generate import generate_branch
-from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent
+from timeline.domain.events import EVENT_TYPES, PII_FIELDS
+from timeline.domain.recorded import ENCRYPTED, ERASED, RecordedEvent
+from timeline.synthetic.generate import generate_branch
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -48,7 +48,7 @@ def resolve(document: Any, pointer: str) -> Any:
 
 def test_the_checked_in_document_is_current():
     assert DOC_PATH.read_text(encoding="utf-8") == render_asyncapi(), (
-        "schemas/asyncapi.json is out of date: python -m consumers.cloudevents > schemas/asyncapi.json"
+        "schemas/asyncapi.json is out of date: python -m timeline.consumers.cloudevents > schemas/asyncapi.json"
     )
 
 

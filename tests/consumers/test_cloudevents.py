@@ -9,8 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from consumers.cloudevents import (
+from timeline.consumers.cloudevents import (
     CONTENT_TYPE,
     NotACloudEvent,
     parse,
@@ -21,8 +20,9 @@ from consumers.cloudevents import (
     to_bytes,
     to_cloudevent,
 )
-from timeline.events import EVENT_TYPES
-from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent
+
+from timeline.domain.events import EVENT_TYPES
+from timeline.domain.recorded import ENCRYPTED, ERASED, RecordedEvent
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -151,8 +151,8 @@ def test_parse_rejects_what_is_not_a_cloudevent():
 def test_the_relays_fast_path_gives_the_same_bytes_as_the_decoded_event(engine, clock):
     """stored_to_bytes (straight from the stored JSON) == to_bytes(decode(...)), for every kind of row."""
     from tests.factories import deposit, erased, event, registered, visit
-    from timeline.codec import decode
-    from timeline.keyring import KeyRing
+    from timeline.application.codec import decode
+    from timeline.application.keyring import KeyRing
 
     events = [
         registered("C1", name="欧阳娜娜"),

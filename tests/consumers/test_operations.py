@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
+from timeline.consumers import readmodel
+from timeline.consumers.summary import chunks_of, rebuild
 
-from consumers import readmodel
-from consumers.summary import chunks_of, rebuild
 from tests.consumers.pipeline import (
     NOW,
     assert_read_model_exact,

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from timeline.consumers.cloudevents import CONTENT_TYPE, parse
+from timeline.consumers.relay import PositionStore, Relay, RelayError
 
-from consumers.cloudevents import CONTENT_TYPE, parse
-from consumers.relay import PositionStore, Relay, RelayError
 from tests.factories import deposit, erased, event, registered, visit, withdrawal
 from tests.kafka import Broker, read_topic
+from timeline.application.keyring import KeyRing
+from timeline.domain.recorded import RecordedEvent
 from timeline.engine import Engine
-from timeline.keyring import KeyRing
-from timeline.recorded import RecordedEvent
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ def test_a_restart_resumes_after_the_saved_position(pg_url, clock, kafka_broker,
 CRASHING_RELAY = """
 import sys, time
 from pathlib import Path
-from consumers.relay import Relay
+from timeline.consumers.relay import Relay
 from timeline.store import open_store
 
 url, bootstrap, topic, batch, crash_at, marker = sys.argv[1:7]
@@ -489,7 +489,7 @@ def test_a_long_running_relay_logs_each_retry_with_its_growing_delay(pg_url, clo
         producer_config={"request_timeout_ms": 500, "max_block_ms": 500, "bootstrap_timeout_ms": 500},
     )
     runner = threading.Thread(target=relay.run)
-    caplog.set_level("WARNING", logger="consumers.relay")
+    caplog.set_level("WARNING", logger="timeline.consumers.relay")
     try:
         with kafka_broker.paused_for():
             runner.start()
@@ -535,8 +535,7 @@ def test_a_second_relay_with_the_same_name_and_topic_refuses_to_start_on_postgre
 @pytest.mark.timeout(30)
 def test_the_caching_partitioner_maps_keys_as_the_default_one():
     from kafka.partitioner.default import DefaultPartitioner
-
-    from consumers.relay import KeyCachingPartitioner
+    from timeline.consumers.relay import KeyCachingPartitioner
 
     class Cluster:
         def __init__(self, n: int) -> None:

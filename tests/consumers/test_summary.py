@@ -19,10 +19,10 @@ from typing import Any
 import psycopg
 import pytest
 from kafka import KafkaProducer
+from timeline.consumers import readmodel
+from timeline.consumers.summary import SummaryConsumer
+from timeline.projections import state as state_module
 
-from consumers import readmodel
-from consumers.summary import SummaryConsumer
-from projections import state as state_module
 from tests.consumers.pipeline import (
     NOW,
     ROOT,
@@ -40,8 +40,8 @@ from tests.consumers.pipeline import (
 )
 from tests.factories import deposit, registered, visit, withdrawal
 from tests.kafka import read_topic
-from timeline.generate import generate_branch
-from timeline.recorded import iso
+from timeline.domain.recorded import iso
+from timeline.synthetic.generate import generate_branch
 
 LOST_CONNECTION = r"terminating connection|server closed the connection|connection is lost|consuming input failed"
 
@@ -159,7 +159,7 @@ def test_a_running_consumer_grows_its_folds_and_stays_exact_as_events_keep_arriv
 CRASHING_CONSUMER = """
 import datetime as dt, os, signal, sys
 from pathlib import Path
-from consumers.summary import SummaryConsumer
+from timeline.consumers.summary import SummaryConsumer
 
 url, bootstrap, topic, where, marker, now, group = sys.argv[1:8]
 fixed = dt.datetime.fromisoformat(now)
@@ -338,7 +338,7 @@ def test_tick_updates_rows_whose_next_change_has_come_without_new_events(pg_url,
 
 
 def _states(engine: Any, now: dt.datetime) -> list[Any]:
-    from timeline.states import StateReader
+    from timeline.application.states import StateReader
 
     return list(StateReader(engine.store, engine.policy).all_states(now, now))
 
@@ -407,7 +407,7 @@ def test_consume_once_gives_up_on_an_unreachable_broker_with_one_line_and_exit_1
 
 @pytest.mark.timeout(90)
 def test_a_bounded_consumer_gives_up_when_the_broker_stops_answering_mid_run(pg_url, kafka_broker, topic):
-    from consumers.backoff import GaveUp
+    from timeline.consumers.backoff import GaveUp
 
     with pg_engine(pg_url) as engine:
         ingest(engine, branch_events(10, 1, seed=5))
@@ -447,7 +447,7 @@ def test_a_long_running_consumer_keeps_retrying_and_logs_each_retry_with_its_del
         backoff_max=0.4,
         consumer_config={"request_timeout_ms": 500, "bootstrap_timeout_ms": 500},
     )
-    caplog.set_level("WARNING", logger="consumers.projecting")
+    caplog.set_level("WARNING", logger="timeline.consumers.projecting")
     runner = threading.Thread(target=consumer.run)
     try:
         with kafka_broker.paused_for():

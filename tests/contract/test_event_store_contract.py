@@ -7,8 +7,8 @@ import uuid
 import pytest
 from eventsourcing.persistence import PersistenceError
 
-from timeline.errors import ConcurrencyConflict
-from timeline.store.port import AppendBatch, NewEvent
+from timeline.application.ports import AppendBatch, NewEvent
+from timeline.domain.errors import ConcurrencyConflict
 
 
 def new(

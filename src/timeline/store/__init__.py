@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from timeline.errors import ConfigurationError
-from timeline.store.port import EventStore
+from timeline.application.ports import EventStore
+from timeline.domain.errors import ConfigurationError
 
 DEFAULT_URL = "sqlite:///timeline.db"
 
@@ -18,7 +18,7 @@ def resolve_url(url: str | None) -> str:
 def open_store(url: str | None = None, create: bool = True, alongside_other_tables: bool = True) -> EventStore:
     """The store at ``url``.
 
-    ``create=False`` (commands that read): a missing store is :class:`~timeline.errors.NoStore` and
+    ``create=False`` (commands that read): a missing store is :class:`~timeline.domain.errors.NoStore` and
     nothing is created, not even an empty SQLite file. ``alongside_other_tables=False`` (the CLI's
     creating commands): a new store is refused in a database that already holds other tables.
     """

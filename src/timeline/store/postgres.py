@@ -16,8 +16,8 @@ import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL
 
-from timeline.errors import NoStore, StoreUnavailable
-from timeline.store.port import AppendBatch, IndexEntry, NewEvent, StoredRow
+from timeline.application.ports import AppendBatch, IndexEntry, NewEvent, StoredRow
+from timeline.domain.errors import NoStore, StoreUnavailable
 from timeline.store.sql import (
     EVENTS_TABLE,
     IMMUTABLE_TABLES,

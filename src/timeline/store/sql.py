@@ -23,14 +23,15 @@ for a customer whose stream holds a stored ``customer.erased``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from timeline.errors import ConcurrencyConflict, ConfigurationError
-from timeline.store.port import AppendBatch, EventStore, IndexEntry, StoredRow
+from timeline.application.ports import AppendBatch, EventStore, IndexEntry, StoredRow
+from timeline.domain.errors import ConcurrencyConflict, ConfigurationError
 
 EVENTS_TABLE = "timeline_events"
 META_TABLE = "timeline_meta"
@@ -158,6 +159,11 @@ class SqlEventStore(EventStore):
 
     @abc.abstractmethod
     def _insert(self, batch: AppendBatch) -> Sequence[int]: ...
+
+    def opener(self) -> Callable[[], EventStore]:
+        from timeline.store import open_store
+
+        return partial(open_store, self.url, create=False)
 
     def _in(self, values: Sequence[Any]) -> str:
         return ", ".join([self.mark] * len(values))

@@ -12,8 +12,8 @@ from typing import Any
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from timeline.errors import NoStore, StoreUnavailable
-from timeline.store.port import AppendBatch
+from timeline.application.ports import AppendBatch
+from timeline.domain.errors import NoStore, StoreUnavailable
 from timeline.store.sql import (
     EVENTS_TABLE,
     IMMUTABLE_TABLES,

@@ -1,6 +1,6 @@
 """What an ingest batch is made of: input events, cached streams, checked batches, outcomes.
 
-The ingestor (:mod:`timeline.ingest`) works on these; they hold data and
+The ingestor (:mod:`timeline.application.ingest`) works on these; they hold data and
 how it is reported, no rule and no I/O.
 """
 
@@ -13,8 +13,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
-from timeline.recorded import RecordedEvent
-from timeline.store.port import AppendBatch
+from timeline.application.ports import AppendBatch
+from timeline.domain.recorded import RecordedEvent
 
 UNKNOWN: Any = object()
 """A value not worked out yet."""

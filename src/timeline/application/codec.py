@@ -18,11 +18,11 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from timeline.crypto import is_sealed, open_sealed, seal
-from timeline.errors import CorruptEvent, RejectedEvent
-from timeline.events import PII_FIELDS, Envelope, parse_event
-from timeline.recorded import ENCRYPTED, ERASED, RecordedEvent
-from timeline.store.port import StoredRow
+from timeline.application.ports import StoredRow
+from timeline.application.sealing import is_sealed, open_sealed, seal
+from timeline.domain.errors import CorruptEvent, RejectedEvent
+from timeline.domain.events import PII_FIELDS, Envelope, parse_event
+from timeline.domain.recorded import ENCRYPTED, ERASED, RecordedEvent
 
 GENESIS_HASH = "0" * 64
 STATE_FORMAT = 1
@@ -44,7 +44,7 @@ def content_of(event: Envelope, event_id: UUID) -> dict[str, Any]:
     """The canonical content of an incoming event: what duplicates are compared on.
 
     Instants are UTC text (the models hold UTC, which pydantic writes with
-    ``Z``, as :func:`timeline.recorded.iso` does), money two-place text,
+    ``Z``, as :func:`timeline.domain.recorded.iso` does), money two-place text,
     absent and null optional data fields are the same; ``recorded_at`` is not
     content. One ``model_dump`` of the whole envelope: a third cheaper than
     assembling it field by field.
@@ -69,7 +69,7 @@ def comparable(content: dict[str, Any], drop_pii: bool) -> dict[str, Any]:
 def encode(content: dict[str, Any], recorded_at: str, prev_hash: str, dek: bytes | None) -> tuple[bytes, str]:
     """Stored bytes and chain hash of one event; PII sealed under the customer's key.
 
-    ``recorded_at`` is already in canonical text (:func:`timeline.recorded.iso`): one per batch.
+    ``recorded_at`` is already in canonical text (:func:`timeline.domain.recorded.iso`): one per batch.
     """
     data = content["data"]
     fields = _PII_OF_TYPE.get(content["type"])

@@ -1,12 +1,12 @@
 """JSON Schemas (draft 2020-12) derived from the event models: what a sender sends, and what the relay publishes.
 
-Two schemas per event type, both generated from :mod:`timeline.events` (never written by hand):
+Two schemas per event type, both generated from :mod:`timeline.domain.events` (never written by hand):
 
 - ``schemas/<type>.v<N>.json``: the input event, envelope and ``data``, as ``timeline ingest`` accepts it;
   PII fields in clear.
 - ``schemas/published/<type>.v<N>.json``: the ``data`` of the published CloudEvent, exactly as the relay
-  writes it. Each PII field is a marker (:data:`~timeline.recorded.ENCRYPTED` or
-  :data:`~timeline.recorded.ERASED`), never its value; a field the event left out (or sent as ``null``) is
+  writes it. Each PII field is a marker (:data:`~timeline.domain.recorded.ENCRYPTED` or
+  :data:`~timeline.domain.recorded.ERASED`), never its value; a field the event left out (or sent as ``null``) is
   absent, never ``null``; money is two-place text, dates ``YYYY-MM-DD``. Its ``$id`` is the CloudEvent's
   ``dataschema``: :data:`SCHEMA_BASE` followed by the file's path under ``schemas/``.
 """
@@ -20,8 +20,8 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from timeline.events import DATA_MODELS, EVENT_MODELS, PII_FIELDS, SCHEMA_VERSION
-from timeline.recorded import ENCRYPTED, ERASED
+from timeline.domain.events import DATA_MODELS, EVENT_MODELS, PII_FIELDS, SCHEMA_VERSION
+from timeline.domain.recorded import ENCRYPTED, ERASED
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE = "urn:timeline:schemas:"

@@ -26,8 +26,8 @@ from typing import IO, Any
 
 import orjson
 
-from timeline.errors import RejectedEvent, TimelineError
-from timeline.money import FloatLiteral
+from timeline.domain.errors import RejectedEvent, TimelineError
+from timeline.domain.money import FloatLiteral
 
 MAX_LINE_BYTES = 1 << 20
 MAX_DEPTH = 32
@@ -243,7 +243,7 @@ class JsonLines:
     Iterating gives ``(line number, decoded JSON or the RejectedEvent
     explaining why not)``, skipping blanks. :meth:`numbered` gives the raw
     lines instead, for a reader that decodes them elsewhere (ingestion hands
-    large inputs to a worker process: :mod:`timeline.prepare`). A stream
+    large inputs to a worker process: :mod:`timeline.application.prepare`). A stream
     with ``readline`` (a file) is read a bounded line at a time. A
     byte-order mark opening the input is dropped; an input whose first
     non-blank character opens a JSON array is refused as a whole

@@ -22,11 +22,11 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
-from projections.counted import counted
-from projections.policy import Policy
-from projections.referrals import Qualification, decide, qualification_id
-from timeline.recorded import RecordedEvent
-from timeline.store.port import EventStore
+from timeline.application.ports import EventStore
+from timeline.domain.policy import Policy
+from timeline.domain.recorded import RecordedEvent
+from timeline.projections.counted import counted
+from timeline.projections.referrals import Qualification, decide, qualification_id
 
 Stream = Callable[[str], list[RecordedEvent]]
 """A customer's history as the ingestor holds it (loaded on demand)."""

@@ -2,7 +2,7 @@
 
 One customer: the stream is read once per process and cached by version;
 asking again reads only the events stored since (one indexed query), and
-the cached fold grows by them (``projections.state.fold``). Every customer
+the cached fold grows by them (``timeline.projections.state.fold``). Every customer
 (``--all``): the global log is read once, in pages, and each stream is
 folded when the log is exhausted — never customer by customer. On a large
 store the customers are split into contiguous ranges of ids of about as
@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from projections.policy import Policy
-from projections.state import CustomerState, Folded, customer_state, fold
-from timeline.codec import STORED_VALUE_ERRORS, decode, first_invalid
-from timeline.errors import UnknownCustomer
-from timeline.recorded import RecordedEvent
-from timeline.store.port import EventStore
+from timeline.application.codec import STORED_VALUE_ERRORS, decode, first_invalid
+from timeline.application.ports import EventStore
+from timeline.domain.errors import UnknownCustomer
+from timeline.domain.policy import Policy
+from timeline.domain.recorded import RecordedEvent
+from timeline.projections.state import CustomerState, Folded, customer_state, fold
 
 PAGE = 20_000
 PARALLEL_FROM = 100_000
@@ -105,6 +105,8 @@ class StateReader:
         head = self.store.head_position()
         if workers is None:
             workers = (os.cpu_count() or 1) if head >= PARALLEL_FROM else 1
+        if self.store.opener() is None:
+            workers = 1
         if workers > 1:
             yield from self._in_workers(workers, head, as_of, known_at, progress)
             return
@@ -135,7 +137,7 @@ class StateReader:
         here: dict[int, tuple[int, list[CustomerState]]] = {}
         spawn = multiprocessing.get_context("spawn")  # no inherited database connections
         with ProcessPoolExecutor(max_workers=workers - 1, mp_context=spawn) as pool:
-            futures = [pool.submit(_states_of, self.store.url, self.policy, s, as_of, known_at) for s in shards]
+            futures = [pool.submit(_states_of, self.store.opener(), self.policy, s, as_of, known_at) for s in shards]
             for index, future in enumerate(futures):
                 while index not in here and not future.done():
                     stolen = next(
@@ -202,14 +204,13 @@ def _shards(customers: list[str], lengths: list[int], count: int) -> list[list[s
 
 
 def _states_of(
-    url: str, policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
+    opener: Callable[[], EventStore], policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
 ) -> tuple[int, list[CustomerState]]:
     """In a worker: :func:`_fold_shard` on a store of its own."""
-    from timeline.process import tune_gc_for_bulk_work
-    from timeline.store import open_store
+    from timeline.application.process import tune_gc_for_bulk_work
 
     tune_gc_for_bulk_work()
-    store = open_store(url, create=False)
+    store = opener()
     try:
         return _fold_shard(store, policy, customer_ids, as_of, known_at)
     finally:

@@ -3,7 +3,7 @@
 Decoding a line, validating it against the event models and building its
 canonical content need nothing but the line itself, and take about a third
 of the Python time of ingesting it. For a large input the ingesting process
-hands its raw lines to a worker (``python -m timeline.prepare``, a fresh
+hands its raw lines to a worker (``python -m timeline.application.prepare``, a fresh
 interpreter: nothing of the parent's threads or ``__main__`` is inherited)
 and gets back, in order, each line's :class:`Prepared` event or the reason
 it was refused. The worker runs the very functions the ingesting process
@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import IO, Any, NamedTuple
 
-from timeline.codec import content_of
-from timeline.errors import RejectedEvent
-from timeline.events import parse_event
-from timeline.jsonl import BLANK, JsonLines, Line, Overlong, read_line
+from timeline.application.codec import content_of
+from timeline.application.jsonl import BLANK, JsonLines, Line, Overlong, read_line
+from timeline.domain.errors import RejectedEvent
+from timeline.domain.events import parse_event
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class _Stopped(Exception):
 
 def _worker_command() -> list[str]:
     """The worker: this interpreter, running this module (with the importing process's path)."""
-    return [sys.executable, "-m", "timeline.prepare"]
+    return [sys.executable, "-m", "timeline.application.prepare"]
 
 
 def _received(item: tuple[Any, ...]) -> tuple[int, Prepared | Refused]:
@@ -345,7 +345,7 @@ def main() -> None:
     """The worker process: Ctrl-C is the ingesting process's to handle (it stops the worker)."""
     import signal
 
-    from timeline.process import tune_gc_for_bulk_work
+    from timeline.application.process import tune_gc_for_bulk_work
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

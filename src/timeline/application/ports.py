@@ -2,17 +2,17 @@
 
 Every backend (SQLite, PostgreSQL) passes the same contract suite in
 ``tests/contract``. Stored bytes are opaque here: encoding, encryption and
-hash chaining happen above (``timeline.codec``), so a backend only has to
+hash chaining happen above (``timeline.application.codec``), so a backend only has to
 keep bytes, order and uniqueness.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 
@@ -90,11 +90,15 @@ class EventStore(LogReader):
 
     url: str
 
+    def opener(self) -> Callable[[], EventStore] | None:
+        """A picklable callable opening this store again (for worker processes); None if it cannot be shared."""
+        return None
+
     @abc.abstractmethod
     def append(self, batch: AppendBatch) -> list[int]:
         """Write the batch in one transaction; return the positions of its events.
 
-        Raises :class:`timeline.errors.ConcurrencyConflict` (and writes
+        Raises :class:`timeline.domain.errors.ConcurrencyConflict` (and writes
         nothing) if any (customer, version) or event id is already taken, or
         if anything of the batch's read set changed since it was read. A batch
         that writes nothing still has its read set checked.
@@ -162,3 +166,16 @@ class EventStore(LogReader):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+
+class KeyWrapping(Protocol):
+    """What the application needs of the key-encryption key: a new wrapped data key, and unwrapping one."""
+
+    def check(self, writing: bool) -> None:
+        """Raise ``ConfigurationError`` unless this key may be used on the store (to write, or to read)."""
+
+    def new_data_key(self, customer_id: str) -> tuple[bytes, bytes]:
+        """A fresh data key for ``customer_id`` and its wrapped form, bound to that customer."""
+
+    def unwrap(self, customer_id: str, wrapped: bytes) -> bytes:
+        """The data key from its wrapped form; ``ConfigurationError`` if this key cannot open it."""

@@ -10,7 +10,7 @@ leaves it visible in the others. An attacker who rewrites all three for the
 newest event, or removes a customer from every table, is beyond any
 in-database check (docs/DESIGN.md, "What the chain cannot catch").
 
-Keys are checked too (:mod:`timeline.verify_keys`): a data key gone without an
+Keys are checked too (:mod:`timeline.application.verify_keys`): a data key gone without an
 erasure, a key kept after one, and — given the key-encryption key — keys and
 PII that no key can read.
 """
@@ -21,12 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
-from timeline.codec import GENESIS_HASH, chain_hash, decode, first_invalid
-from timeline.crypto import KeyWrapper
-from timeline.errors import CorruptEvent, TimelineError
-from timeline.recorded import RecordedEvent
-from timeline.store.port import EventStore, IndexEntry, StoredRow
-from timeline.verify_keys import NO_KEY_ROW, KeyRow, key_finding
+from timeline.application.codec import GENESIS_HASH, chain_hash, decode, first_invalid
+from timeline.application.ports import EventStore, IndexEntry, KeyWrapping, StoredRow
+from timeline.application.verify_keys import NO_KEY_ROW, KeyRow, key_finding
+from timeline.domain.errors import CorruptEvent, TimelineError
+from timeline.domain.recorded import RecordedEvent
 
 CHUNK = 500
 """Customers read and checked together: a handful of queries per chunk, memory bounded by the chunk."""
@@ -38,7 +37,7 @@ CHAIN_KINDS = ("altered", "inserted", "missing")
 class Finding:
     """The first break in one customer's chain, or what is wrong with its key.
 
-    ``kind`` is one of :data:`CHAIN_KINDS` or of ``timeline.verify_keys.KEY_KINDS``; ``version`` is
+    ``kind`` is one of :data:`CHAIN_KINDS` or of ``timeline.application.verify_keys.KEY_KINDS``; ``version`` is
     ``None`` where no event of the customer's stream is concerned.
     """
 
@@ -77,7 +76,7 @@ class Report:
         return not self.findings
 
 
-def verify(store: EventStore, customer_id: str | None = None, wrapper: KeyWrapper | None = None) -> Report:
+def verify(store: EventStore, customer_id: str | None = None, wrapper: KeyWrapping | None = None) -> Report:
     """Check every customer any table names (or one); ``wrapper`` also checks that keys and PII can be read."""
     customers = [customer_id] if customer_id else store.customer_ids()
     findings: list[Finding] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from timeline.errors import TimelineError
+from timeline.domain.errors import TimelineError
 
 EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)

@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from timeline.errors import RejectedEvent
-from timeline.money import Money
-from timeline.upcasting import upcast
+from timeline.domain.errors import RejectedEvent
+from timeline.domain.money import Money
+from timeline.domain.upcasting import upcast
 
 SCHEMA_VERSION = 1
 

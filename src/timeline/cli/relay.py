@@ -1,4 +1,4 @@
-"""``timeline relay``: publish the event store to Kafka (see :mod:`consumers.relay`)."""
+"""``timeline relay``: publish the event store to Kafka (see :mod:`timeline.consumers.relay`)."""
 
 from __future__ import annotations
 
@@ -50,10 +50,10 @@ def relay_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log the Kafka client's own warnings.")] = False,
 ) -> None:
     """Publish every stored event, in global order, as CloudEvents to Kafka (at least once)."""
-    from consumers.backoff import GaveUp
-    from consumers.relay import Relay
+    from timeline.consumers.backoff import GaveUp
+    from timeline.consumers.relay import Relay
 
-    logging.getLogger("consumers.relay").setLevel(logging.INFO)
+    logging.getLogger("timeline.consumers.relay").setLevel(logging.INFO)
     # The relay logs each failure once with what it does next; the client logs every reconnect attempt.
     logging.getLogger("kafka").setLevel(logging.WARNING if verbose else logging.CRITICAL)
     if not logging.getLogger().handlers:
@@ -79,7 +79,7 @@ def relay_command(
     )
 
     def _stop(signum: int, _frame: object) -> None:
-        logging.getLogger("consumers.relay").info("signal %d: finishing the batch in flight", signum)
+        logging.getLogger("timeline.consumers.relay").info("signal %d: finishing the batch in flight", signum)
         relay.stop()
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}

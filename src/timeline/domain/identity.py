@@ -3,13 +3,13 @@
 These need only the customer's own stream: a registration comes first and
 once, nothing precedes it in business time, nothing follows an erasure but
 corrections, and nobody refers themself. State-dependent rules (balances,
-complaints, points, corrections) live in ``projections.acceptance``.
+complaints, points, corrections) live in ``timeline.projections.acceptance``.
 """
 
 from __future__ import annotations
 
-from timeline.errors import RejectedEvent
-from timeline.recorded import RecordedEvent, iso
+from timeline.domain.errors import RejectedEvent
+from timeline.domain.recorded import RecordedEvent, iso
 
 
 def check_identity(registration: RecordedEvent | None, erased: bool, candidate: RecordedEvent) -> None:

@@ -12,13 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from projections.policy import Policy, TierPolicy
-from projections.state import CustomerState
-from projections.tier import TierChange
-from timeline.batch import Summary
+from timeline.application.batch import Summary
+from timeline.application.states import StateReader
+from timeline.domain.errors import TimelineError
+from timeline.domain.policy import Policy, TierPolicy
 from timeline.engine import open_engine
-from timeline.errors import TimelineError
-from timeline.states import StateReader
+from timeline.projections.state import CustomerState
+from timeline.projections.tier import TierChange
 from timeline.store import open_store
 
 DEMO_MARK = "demo"
@@ -27,7 +27,7 @@ STAGES = ("prospect", "new", "established", "loyal", "at_risk", "churned")
 
 
 def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out: Console) -> None:
-    from timeline.generate import generate_branch, last_full_day
+    from timeline.synthetic.generate import generate_branch, last_full_day
 
     if not db.startswith("sqlite:///"):
         raise TimelineError("the demo recreates its database: give a sqlite:/// URL")

@@ -10,9 +10,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from projections.followups import Followup
-from projections.state import CustomerState
-from timeline.recorded import RecordedEvent, iso
+from timeline.domain.recorded import RecordedEvent, iso
+from timeline.projections.followups import Followup
+from timeline.projections.state import CustomerState
 
 
 def listing(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], whole: Collection[str] = ()) -> Table:

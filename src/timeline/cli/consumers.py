@@ -1,6 +1,6 @@
 """The read-model commands: ``consume summary|alerts``, ``tick``, ``summary …``, ``alerts``, ``status``, ``rebuild``.
 
-Registered on the main app by :func:`register` (see :mod:`timeline.cli`).
+Registered on the main app by :func:`register` (see :mod:`timeline.cli.main`).
 The read model lives in PostgreSQL: ``--db`` (``TIMELINE_READ_DB``, else the
 store's ``TIMELINE_DB``).
 """
@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from timeline.errors import TimelineError
-from timeline.report import listing
+from timeline.cli.report import listing
+from timeline.domain.errors import TimelineError
 
 err = Console(stderr=True)
 out = Console(highlight=False)
@@ -84,7 +84,7 @@ def _read_db(db: str | None) -> str:
 
 
 def _policy(policy: str | None) -> Any:
-    from projections.policy import load_policy
+    from timeline.domain.policy import load_policy
 
     return load_policy(policy) if policy else load_policy()
 
@@ -95,7 +95,7 @@ def _instant(text: str | None, time_zone: str, start_of_day: bool = False) -> dt
         return None
     from zoneinfo import ZoneInfo
 
-    from timeline.instants import parse_instant
+    from timeline.domain.instants import parse_instant
 
     text = text.strip()
     if start_of_day and len(text) == 10:
@@ -108,7 +108,7 @@ def _instant(text: str | None, time_zone: str, start_of_day: bool = False) -> dt
 
 
 def _logging(verbose: bool) -> None:
-    for name in ("consumers.projecting", "consumers.summary", "consumers.alerts"):
+    for name in ("timeline.consumers.projecting", "timeline.consumers.summary", "timeline.consumers.alerts"):
         logging.getLogger(name).setLevel(logging.INFO)
     logging.getLogger("kafka").setLevel(logging.WARNING if verbose else logging.CRITICAL)
     if not logging.getLogger().handlers:
@@ -134,10 +134,10 @@ def _consume(
     json_out: bool,
     verbose: bool,
 ) -> None:
-    from consumers.alerts import AlertsConsumer
-    from consumers.backoff import GaveUp
-    from consumers.projecting import utcnow
-    from consumers.summary import SummaryConsumer
+    from timeline.consumers.alerts import AlertsConsumer
+    from timeline.consumers.backoff import GaveUp
+    from timeline.consumers.projecting import utcnow
+    from timeline.consumers.summary import SummaryConsumer
 
     _logging(verbose)
     pol = _policy(policy)
@@ -156,7 +156,7 @@ def _consume(
     )
 
     def _stop(signum: int, _frame: object) -> None:
-        logging.getLogger("consumers.projecting").info("signal %d: finishing the batch in flight", signum)
+        logging.getLogger("timeline.consumers.projecting").info("signal %d: finishing the batch in flight", signum)
         consumer.stop()
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -257,10 +257,10 @@ def tick_command(
     json_out: Json = False,
 ) -> None:
     """Re-evaluate the rows whose next change has come (no new event needed), so the views are right as of now."""
-    from consumers import readmodel
-    from consumers.alerts import AlertsConsumer
-    from consumers.projecting import utcnow
-    from consumers.summary import SummaryConsumer
+    from timeline.consumers import readmodel
+    from timeline.consumers.alerts import AlertsConsumer
+    from timeline.consumers.projecting import utcnow
+    from timeline.consumers.summary import SummaryConsumer
 
     if consumer not in ("summary", "alerts", "all"):
         raise TimelineError(f"--consumer is summary, alerts or all, not {consumer!r}")
@@ -279,7 +279,7 @@ def tick_command(
         finally:
             c.close()
     if json_out:
-        from timeline.recorded import iso
+        from timeline.domain.recorded import iso
 
         _emit({"now": iso(at), "reevaluated": result})
     else:
@@ -306,7 +306,7 @@ def summary_list(
     json_out: Json = False,
 ) -> None:
     """Customers by tier, lifecycle stage, branch and relationship manager."""
-    from consumers import readmodel
+    from timeline.consumers import readmodel
 
     with readmodel.connect(_read_db(db)) as conn:
         _require_summary(conn)
@@ -331,7 +331,7 @@ def summary_moves(
     json_out: Json = False,
 ) -> None:
     """Who moved tier between two dates, with the rule and reason of each move."""
-    from consumers import readmodel
+    from timeline.consumers import readmodel
 
     if direction not in (None, "up", "down"):
         raise TimelineError(f"--direction is up or down, not {direction!r}")
@@ -360,7 +360,7 @@ def summary_at_risk(
     json_out: Json = False,
 ) -> None:
     """Customers at risk of churning, with the rule that holds and why."""
-    from consumers import readmodel
+    from timeline.consumers import readmodel
 
     with readmodel.connect(_read_db(db)) as conn:
         _require_summary(conn)
@@ -374,7 +374,7 @@ def summary_at_risk(
 
 
 def _require_summary(conn: Any) -> None:
-    from consumers import readmodel
+    from timeline.consumers import readmodel
 
     if not readmodel.table_exists(conn, readmodel.SUMMARY_TABLE):
         raise TimelineError(
@@ -391,8 +391,8 @@ def alerts_command(
     json_out: Json = False,
 ) -> None:
     """The alerts `consume alerts` has raised, with their explanations."""
-    from consumers import readmodel
-    from consumers.alerts import list_alerts
+    from timeline.consumers import readmodel
+    from timeline.consumers.alerts import list_alerts
 
     pol = _policy(policy)
     with readmodel.connect(_read_db(db)) as conn:
@@ -424,7 +424,7 @@ def status_command(
 
     Exit 1 if the store, the read model or the broker cannot be reached (each is named); 2 if there is no store.
     """
-    from consumers.status import status
+    from timeline.consumers.status import status
     from timeline.store import resolve_url
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -499,8 +499,8 @@ def rebuild_summary(
     json_out: Json = False,
 ) -> None:
     """Rebuild customer_summary into new tables and swap them in atomically; queries keep answering meanwhile."""
-    from consumers.projecting import utcnow
-    from consumers.summary import rebuild
+    from timeline.consumers.projecting import utcnow
+    from timeline.consumers.summary import rebuild
     from timeline.store import resolve_url
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL)

@@ -16,11 +16,11 @@ from typing import Final
 import orjson
 from cryptography.exceptions import InvalidTag
 
-from timeline.crypto import KeyWrapper, is_sealed, open_sealed
-from timeline.errors import ConfigurationError
-from timeline.events import PII_FIELDS
-from timeline.recorded import ENCRYPTED, RecordedEvent
-from timeline.store.port import StoredRow
+from timeline.application.ports import KeyWrapping, StoredRow
+from timeline.application.sealing import is_sealed, open_sealed
+from timeline.domain.errors import ConfigurationError
+from timeline.domain.events import PII_FIELDS
+from timeline.domain.recorded import ENCRYPTED, RecordedEvent
 
 KEY_KINDS = ("key-missing", "key-not-destroyed", "key-unreadable", "pii-unreadable")
 
@@ -35,11 +35,11 @@ class _NoKeyRow:
 NO_KEY_ROW: Final = _NoKeyRow()
 KeyRow = bytes | None | _NoKeyRow
 Problem = tuple[str, int | None, str | None, str]
-"""kind, version, event id, detail: a :class:`timeline.verify.Finding` without its customer."""
+"""kind, version, event id, detail: a :class:`timeline.application.verify.Finding` without its customer."""
 
 
 def key_finding(
-    customer_id: str, events: list[RecordedEvent], rows: list[StoredRow], key: KeyRow, wrapper: KeyWrapper | None
+    customer_id: str, events: list[RecordedEvent], rows: list[StoredRow], key: KeyRow, wrapper: KeyWrapping | None
 ) -> Problem | None:
     """What is wrong with the customer's key, given its readable events; ``None`` if nothing."""
     erasure = next((e for e in events if e.type == "customer.erased"), None)

@@ -4,7 +4,7 @@ The shell around the pure acceptance rules. Events are taken in batches; for
 each batch the customers' streams are loaded (and cached across batches, up
 to a bound), every event is checked against its customer's history as it
 stands with the batch's earlier events applied, referral qualifications are
-decided at the event that makes them hold (:mod:`timeline.referral_watch`),
+decided at the event that makes them hold (:mod:`timeline.application.referral_watch`),
 and all accepted events are appended in one transaction. Every verdict's
 view is checked when that transaction commits: a stream the batch appends to
 by its primary key, every other stream or referral count a verdict read by
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any
 
-from timeline.batch import (
+from timeline.application.batch import (
     UNKNOWN,
     CachedStream,
     CheckedBatch,
@@ -35,16 +35,15 @@ from timeline.batch import (
     PendingEvent,
     StreamGuard,
 )
-from timeline.codec import GENESIS_HASH, chain_hash, comparable, encode
-from timeline.crypto import KeyWrapper
-from timeline.errors import ConcurrencyConflict, RejectedEvent, UnknownTarget
-from timeline.events import ENGINE_ONLY_TYPES
-from timeline.jsonl import JsonLines
-from timeline.keyring import KeyRing
-from timeline.prepare import Prepared, Refused, claimed_id, prepare, prepared_lines
-from timeline.recorded import RecordedEvent, iso
-from timeline.referral_watch import ReferralWatch, first_deposit
-from timeline.store.port import AppendBatch, EventStore, NewEvent
+from timeline.application.codec import GENESIS_HASH, chain_hash, comparable, encode
+from timeline.application.jsonl import JsonLines
+from timeline.application.keyring import KeyRing
+from timeline.application.ports import AppendBatch, EventStore, KeyWrapping, NewEvent
+from timeline.application.prepare import Prepared, Refused, claimed_id, prepare, prepared_lines
+from timeline.application.referral_watch import ReferralWatch, first_deposit
+from timeline.domain.errors import ConcurrencyConflict, RejectedEvent, UnknownTarget
+from timeline.domain.events import ENGINE_ONLY_TYPES
+from timeline.domain.recorded import RecordedEvent, iso
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class Ingestor:
     def __init__(
         self,
         store: EventStore,
-        wrapper: KeyWrapper,
+        wrapper: KeyWrapping,
         rules: Rules,
         clock: Clock = utcnow,
         batch_size: int = 1000,
@@ -83,7 +82,7 @@ class Ingestor:
         validation_worker: bool = True,
     ) -> None:
         """``referrals``: decide referral qualifications in place (RULES §5); ``validation_worker``: validate
-        large :class:`~timeline.jsonl.JsonLines` inputs in a worker process."""
+        large :class:`~timeline.application.jsonl.JsonLines` inputs in a worker process."""
         self.store = store
         self.wrapper = wrapper
         self.rules = rules
@@ -118,8 +117,8 @@ class Ingestor:
         rejected, nothing is stored and accepted events are reported as rejected
         with the reason "atomic input had rejections".
 
-        Lines from :func:`timeline.jsonl.read_lines` are validated by a worker
-        process when there are many (:mod:`timeline.prepare`).
+        Lines from :func:`timeline.application.jsonl.read_lines` are validated by a worker
+        process when there are many (:mod:`timeline.application.prepare`).
         """
         if isinstance(items, JsonLines):
             return self._ingest(prepared_lines(items, self.validation_worker), atomic, owned=True)

@@ -1,6 +1,6 @@
 """Referral qualification decided again from what is stored (RULES §5): ``timeline requalify``.
 
-Ingestion decides each qualification in place (:mod:`timeline.referral_watch`);
+Ingestion decides each qualification in place (:mod:`timeline.application.referral_watch`);
 this repair tool asks the same rule about every referred customer, from the
 store alone, and lists the qualifications that are missing (e.g. in a store
 written by a version that decided them after the batch). Their event ids are
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.counted import counted
-from projections.policy import Policy
-from projections.referrals import decide, qualification_id
-from timeline.codec import decode
-from timeline.store.port import EventStore
+from timeline.application.codec import decode
+from timeline.application.ports import EventStore
+from timeline.domain.policy import Policy
+from timeline.projections.counted import counted
+from timeline.projections.referrals import decide, qualification_id
 
 
 class Qualifier:

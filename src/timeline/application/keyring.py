@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from timeline.codec import decode
-from timeline.crypto import KeyWrapper
-from timeline.recorded import RecordedEvent
-from timeline.store.port import EventStore, StoredRow
+from timeline.application.codec import decode
+from timeline.application.ports import EventStore, KeyWrapping, StoredRow
+from timeline.domain.recorded import RecordedEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +19,7 @@ class CustomerKey:
 class KeyRing:
     """Unwraps each customer's key once; ``wrapper=None`` reads PII as encrypted."""
 
-    def __init__(self, store: EventStore, wrapper: KeyWrapper | None) -> None:
+    def __init__(self, store: EventStore, wrapper: KeyWrapping | None) -> None:
         self._store = store
         self._wrapper = wrapper
         self._cache: dict[str, CustomerKey] = {}

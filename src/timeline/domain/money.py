@@ -1,7 +1,7 @@
 """Money: CNY decimals with at most two places, never floats.
 
 Accepted forms are a decimal string ("50000.00", "100") or a JSON integer or
-plain JSON decimal (parsed to ``Decimal`` by :func:`timeline.jsonl.loads`).
+plain JSON decimal (parsed to ``Decimal`` by :func:`timeline.application.jsonl.loads`).
 Exponent notation ("1e3") and more than two places are refused, because a
 bank ledger must never guess what a float-like value meant.
 """

@@ -3,7 +3,7 @@
 Every stored event keeps the ``schema_version`` it was written with, and its
 stored bytes never change (they are hash-chained). Readers upcast on the way
 in: a function per (type, version) lifts a raw event dict one version up,
-until it reaches the version the models in :mod:`timeline.events` accept.
+until it reaches the version the models in :mod:`timeline.domain.events` accept.
 Version 1 is the first, so the table is empty; adding version 2 of a type
 means registering one function here and bumping the model.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from timeline.errors import RejectedEvent
+from timeline.domain.errors import RejectedEvent
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 

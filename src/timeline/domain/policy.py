@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from timeline.errors import ConfigurationError
+from timeline.domain.errors import ConfigurationError
 
 DEFAULT_POLICY = "bank-default-v1"
 

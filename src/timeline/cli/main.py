@@ -12,14 +12,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from timeline.batch import Summary
-from timeline.consumer_cli import register as register_consumer_commands
+from timeline.application.batch import Summary
+from timeline.application.jsonl import check_utf8, read_lines
+from timeline.application.process import tune_gc_for_bulk_work
+from timeline.cli.consumers import register as register_consumer_commands
+from timeline.cli.relay import relay_command
+from timeline.domain.errors import TimelineError
+from timeline.domain.recorded import iso
 from timeline.engine import open_engine
-from timeline.errors import TimelineError
-from timeline.jsonl import check_utf8, read_lines
-from timeline.process import tune_gc_for_bulk_work
-from timeline.recorded import iso
-from timeline.relay_cli import relay_command
 
 app = typer.Typer(
     help="Event-sourced customer timelines for banks.",
@@ -81,7 +81,7 @@ def _printable(text: str) -> str:
 class _input:
     """The input's stream, with a progress bar over bytes when stderr is a terminal.
 
-    A stream, not its lines: :class:`~timeline.jsonl.JsonLines` reads it a
+    A stream, not its lines: :class:`~timeline.application.jsonl.JsonLines` reads it a
     bounded line at a time, so an over-long line is never held whole.
     """
 
@@ -115,7 +115,7 @@ def history(customer_id: str, db: Db = None, json_out: Json = False) -> None:
     """A customer's events in business order, with recorded_at, position and PII as stored."""
     engine = open_engine(db, keys=False, create=False)
     try:
-        from timeline.keyring import load_history
+        from timeline.application.keyring import load_history
 
         stored = load_history(engine.store, engine.keyring(), customer_id)
         events = sorted(stored, key=lambda e: (e.occurred_at, e.position))
@@ -127,7 +127,7 @@ def history(customer_id: str, db: Db = None, json_out: Json = False) -> None:
         for e in events:
             _emit({**e.envelope(), "recorded_at": iso(e.recorded_at), "position": e.position, "version": e.version})
         return
-    from timeline.report import render_history
+    from timeline.cli.report import render_history
 
     out.print(render_history(customer_id, events))
 
@@ -139,7 +139,7 @@ def verify(
     json_out: Json = False,
 ) -> None:
     """Recompute every hash chain and check every key; name the first altered, inserted or missing event."""
-    from timeline.verify import verify as run_verify
+    from timeline.application.verify import verify as run_verify
 
     engine = open_engine(db, keys=False, create=False)
     try:
@@ -177,7 +177,7 @@ def _verify_wrapper(store: Any) -> Any:
     import os
 
     from timeline.crypto import KeyWrapper, kek_for_store
-    from timeline.errors import ConfigurationError
+    from timeline.domain.errors import ConfigurationError
 
     try:
         kek = kek_for_store(store, may_create=False)
@@ -204,7 +204,7 @@ def generate(
     """Write a realistic branch history as JSON Lines, deterministic per seed and end date."""
     import datetime as dt
 
-    from timeline.generate import generate_branch, last_full_day, write_jsonl
+    from timeline.synthetic.generate import generate_branch, last_full_day, write_jsonl
 
     try:
         last_day = dt.date.fromisoformat(end) if end else last_full_day(dt.datetime.now(dt.UTC))
@@ -233,7 +233,7 @@ PolicyOpt = Annotated[str | None, typer.Option("--policy", envvar="TIMELINE_POLI
 def _times(policy: Any, as_of: str | None, known_at: str | None) -> tuple[Any, Any]:
     import datetime as dt
 
-    from timeline.instants import parse_instant
+    from timeline.domain.instants import parse_instant
 
     now = dt.datetime.now(dt.UTC)
     return parse_instant(as_of, policy.time_zone, now), parse_instant(known_at, policy.time_zone, now)
@@ -250,7 +250,7 @@ def state(
     json_out: Json = False,
 ) -> None:
     """Tier, lifecycle stage, points and AUM as of a business time, as known at a system time."""
-    from timeline.states import StateReader
+    from timeline.application.states import StateReader
 
     if all_customers == (customer_id is not None):
         raise TimelineError("give a CUSTOMER_ID or --all")
@@ -271,7 +271,7 @@ def state(
     if json_out:
         _emit(result.to_json())
         return
-    from timeline.report import render_state
+    from timeline.cli.report import render_state
 
     out.print(render_state(result))
 
@@ -286,7 +286,7 @@ def explain(
     json_out: Json = False,
 ) -> None:
     """Why: the rule behind tier, stage and points, the events it rests on, and the points ledger."""
-    from timeline.states import StateReader
+    from timeline.application.states import StateReader
 
     engine = open_engine(db, policy=policy, keys=False, create=False)
     try:
@@ -297,7 +297,7 @@ def explain(
     if json_out:
         _emit(result.explain_json())
         return
-    from timeline.report import render_explanation
+    from timeline.cli.report import render_explanation
 
     out.print(render_explanation(result))
 
@@ -313,7 +313,7 @@ def followups(
     json_out: Json = False,
 ) -> None:
     """Open follow-ups per relationship manager and branch; overdue when due before today."""
-    from timeline.states import StateReader
+    from timeline.application.states import StateReader
 
     engine = open_engine(db, policy=policy, keys=False, create=False)
     try:
@@ -335,7 +335,7 @@ def followups(
         for f in items:
             _emit(f.to_json())
         return
-    from timeline.report import render_followups
+    from timeline.cli.report import render_followups
 
     out.print(render_followups(items))
 
@@ -380,7 +380,7 @@ def demo(
     ] = "sqlite:///timeline-demo.db",
 ) -> None:
     """Generate a realistic branch, ingest it, and show what a branch head wants to see."""
-    from timeline.demo import run_demo
+    from timeline.cli.demo import run_demo
 
     run_demo(customers, years, seed, db, err, out)
 
@@ -418,7 +418,7 @@ def schemas_export(
     directory: Annotated[Path, typer.Option("--dir", help="Where to write the schema files.")] = Path("schemas"),
 ) -> None:
     """Write the JSON Schemas (draft 2020-12) of every event type: the input event and the published data."""
-    from timeline.schemas import export_schemas
+    from timeline.domain.schemas import export_schemas
 
     for path in export_schemas(directory):
         out.print(str(path))

@@ -1,0 +1,1 @@
+"""Ingest, acceptance, qualification, state reading and verify, over the ports in :mod:`.ports`."""

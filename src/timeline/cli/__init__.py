@@ -1,0 +1,1 @@
+"""The command line, grouped by who uses it."""
