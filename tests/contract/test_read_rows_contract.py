@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tests.contract.test_event_store_contract import new
-
 from timeline.application.ports import AppendBatch
 
 
