@@ -103,18 +103,22 @@ def test_every_event_type_is_documented() -> None:
 
 
 def _emitted_rule_codes() -> set[str]:
-    """Every rule code the projections can put in a result.
+    """Every rule code the projections can put in a result, and every rule text they print.
 
-    From ``RuleCode`` once the domain has it; until then read from the projections' source: the
-    literal ``rule`` of each tier and stage result, the ``kind`` of each ledger line, and the
-    numbered at-risk criteria (``3a. …``) of the lifecycle rules.
+    The codes are the members of ``RuleCode`` (when the domain has it); the texts are read from the
+    projections' source: the literal ``rule`` of each tier and stage result, the ``kind`` of each
+    ledger line, and the numbered at-risk criteria (``3a. …``) of the lifecycle rules.
     """
     try:
         from timeline.domain.types import RuleCode
     except ImportError:
-        pass
+        members: set[str] = set()
     else:
-        return {str(code) for code in RuleCode}
+        members = {str(code) for code in RuleCode}
+    return members | _printed_rules()
+
+
+def _printed_rules() -> set[str]:
     fields = {cls.__name__: [f.name for f in dataclasses.fields(cls)] for cls in (TierChange, TierResult, StageResult)}
     fields["LedgerLine"] = [f.name for f in dataclasses.fields(LedgerLine)]
     codes: set[str] = set()

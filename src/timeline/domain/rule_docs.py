@@ -25,7 +25,8 @@ ANCHORS: frozenset[str] = frozenset(
         "tier", "aum", "tier-registered", "tier-upgrade", "tier-downgrade", "tier-one-instant",
         "lifecycle", "lifecycle-definitions", "lifecycle-1", "lifecycle-2", "lifecycle-3", "lifecycle-3a",
         "lifecycle-3b", "lifecycle-3c", "lifecycle-4", "lifecycle-5", "lifecycle-6",
-        "points", "points-buckets", "points-vest", "points-pending", "points-earn", "points-expire",
+        "points", "points-buckets", "points-vest", "points-pending", "points-earn", "points-referral",
+        "points-birthday", "points-survey", "points-expire",
         "points-redeem", "points-overdraft", "points-available",
         "followups", "followups-open", "followups-assignment",
         "referral", "referral-qualify", "referral-final",
@@ -41,13 +42,19 @@ _NAMED = {
     "upgrade after hold": "tier-upgrade",
     "downgrade after grace period": "tier-downgrade",
     "vest": "points-vest",
+    "deposit held": "points-vest",
     "pending": "points-pending",
     "earn": "points-earn",
+    "referral qualified": "points-referral",
+    "birthday greeting": "points-birthday",
+    "monthly survey": "points-survey",
     "expire": "points-expire",
+    "bucket expiry": "points-expire",
     "redeem": "points-redeem",
+    "redemption": "points-redeem",
     "overdraft": "points-overdraft",
 }
-"""Rules the engine prints by name: the tier's rules and the points ledger's kinds."""
+"""Rules named in words: the tier's rules, the points ledger's kinds and the points rules behind them."""
 
 _NUMBERED = re.compile(r"(?P<number>\d+[a-z]?)(?:\.|$)")
 """A lifecycle rule as printed: its number first (``3.``, ``3a.``, ``2. AUM 0 for 90 days``)."""
