@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import datetime as dt
 import re
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 
+from timeline.cli.report import render_explanation
 from timeline.domain import rule_docs
 from timeline.domain.events import EVENT_MODELS
 from timeline.domain.policy import Policy, load_policy
 from timeline.domain.policy_doc import PARAMETERS, REGENERATE, TABLES, main, parameter_keys, regenerate, render
+from timeline.domain.recorded import RecordedEvent
 from timeline.projections.lifecycle import StageResult
 from timeline.projections.points import LedgerLine
+from timeline.projections.state import customer_state
 from timeline.projections.tier import TierChange, TierResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,3 +182,22 @@ def test_a_printed_rule_links_to_its_section(printed: str, link: str) -> None:
 def test_a_rule_without_a_section_is_an_error_naming_it(unknown: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"no section of docs/POLICY.md states a rule {unknown!r}")):
         rule_docs.anchor(unknown)
+
+
+def _recorded(position: int, kind: str, at: dt.datetime, data: dict[str, Any]) -> RecordedEvent:
+    return RecordedEvent(position, "C1", position, uuid.uuid4(), kind, 1, at, at, None, None, data, "", "")
+
+
+def test_explain_links_each_rule_it_names_to_its_section() -> None:
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    registration = {"branch_id": "B1", "relationship_manager": "RM1", "segment": "individual"}
+    history = [
+        _recorded(1, "customer.registered", start, registration),
+        _recorded(2, "deposit.made", start, {"account_id": "A1", "amount": "60000.00", "product": "demand"}),
+    ]
+    state = customer_state(history, load_policy(), start + dt.timedelta(days=10), start + dt.timedelta(days=10))
+    console = Console(width=240, record=True)
+    console.print(render_explanation(state))
+    text = console.export_text()
+    assert "upgrade after hold (docs/POLICY.md#tier-upgrade)" in text
+    assert "6. new (docs/POLICY.md#lifecycle-6)" in text
