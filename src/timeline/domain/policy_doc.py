@@ -86,7 +86,7 @@ PARAMETERS: dict[str, tuple[str, Show]] = {
     "points.birthday": ("*birthday points*, for the first birthday greeting of a calendar year", _points),
     "points.survey": ("*survey points*, for the first survey of a calendar month", _points),
     "points.expiry_years": ("*expiry*: a bucket of year Y expires at the start of year Y + this", _years),
-    "referral.min_first_deposit": ("*minimum first deposit* of the referred customer (§8)", _money),
+    "referral.min_first_deposit": ("*minimum first deposit*: what a referred customer's first deposits total", _money),
 }
 """Every scalar parameter of a policy, by its key in the policy file: what it means, how its value reads."""
 
@@ -119,7 +119,7 @@ def render(policy: Policy, name: str) -> str:
     table = "\n".join(rows) + "\n"
     if name != "tier":
         return table
-    levels = ["| tier | lowest AUM |", "| --- | --- |"]
+    levels = ["| tier | AUM threshold |", "| --- | --- |"]
     levels.extend(f"| `{level.name}` | {_money(level.threshold, policy)} |" for level in policy.tier.tiers)
     return "\n".join(levels) + "\n\n" + table
 

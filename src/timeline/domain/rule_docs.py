@@ -22,7 +22,7 @@ ANCHORS: frozenset[str] = frozenset(
         "acceptance-referral", "acceptance-erasure", "acceptance-duplicate",
         "time", "time-business-system", "time-zone", "time-instants", "time-known-at", "time-late",
         "time-durations",
-        "tier", "aum", "tier-registered", "tier-upgrade", "tier-downgrade", "tier-one-instant",
+        "projections", "aum", "tier", "tier-registered", "tier-upgrade", "tier-downgrade", "tier-one-instant",
         "lifecycle", "lifecycle-definitions", "lifecycle-1", "lifecycle-2", "lifecycle-3", "lifecycle-3a",
         "lifecycle-3b", "lifecycle-3c", "lifecycle-4", "lifecycle-5", "lifecycle-6",
         "points", "points-buckets", "points-vest", "points-pending", "points-earn", "points-referral",
