@@ -152,19 +152,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     path = Path(args.document)
     try:
+        policy = load_policy(args.policy)
         text = path.read_text(encoding="utf-8")
-        fresh = regenerate(text, load_policy(args.policy))
-    except (OSError, ValueError, ConfigurationError) as exc:
-        print(f"{REGENERATE}: {path}: {exc}", file=sys.stderr)
-        return 2
+        fresh = regenerate(text, policy)
+    except ConfigurationError as exc:
+        return _fail(str(exc))
+    except FileNotFoundError:
+        hint = " (run it from the repository's root, or give the path)" if args.document == DOCUMENT else ""
+        return _fail(f"no such file: {path}{hint}")
+    except (OSError, ValueError) as exc:
+        return _fail(f"{path}: {exc}")
     if fresh == text:
         return 0
     if args.check:
-        print(f"{path} is out of date with policy {args.policy}: run `{REGENERATE}`", file=sys.stderr)
-        return 1
+        command = " ".join(
+            [REGENERATE]
+            + ([args.document] if args.document != DOCUMENT else [])
+            + (["--policy", args.policy] if args.policy != DEFAULT_POLICY else [])
+        )
+        return _fail(f"{path} is out of date with policy {args.policy}: run `{command}`", status=1)
     path.write_text(fresh, encoding="utf-8")
     print(f"{path}: tables regenerated from policy {args.policy}")
     return 0
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"{REGENERATE}: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
