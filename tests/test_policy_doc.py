@@ -201,3 +201,6 @@ def test_explain_links_each_rule_it_names_to_its_section() -> None:
     text = console.export_text()
     assert "upgrade after hold (docs/POLICY.md#tier-upgrade)" in text
     assert "6. new (docs/POLICY.md#lifecycle-6)" in text
+    why = state.explain_json()
+    assert why["tier_explained"]["see"] == why["tier_explained"]["changes"][0]["see"] == "docs/POLICY.md#tier-upgrade"
+    assert why["lifecycle_explained"]["see"] == "docs/POLICY.md#lifecycle-6"
