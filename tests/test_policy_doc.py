@@ -59,12 +59,15 @@ def test_a_changed_policy_changes_the_tables() -> None:
 
 def test_each_table_is_marked_exactly_once() -> None:
     text = _text()
+    assert set(TABLES) == set(re.findall(r"<!-- policy-table: (\w+) -->", text))
     twice = text + "\n<!-- policy-table: tier -->\n<!-- /policy-table -->\n"
     with pytest.raises(ValueError, match="exactly once; not so: tier"):
         regenerate(twice, load_policy())
+
+
+def test_a_marker_naming_no_table_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown policy table marker.*: bogus"):
-        regenerate(text + "\n<!-- policy-table: bogus -->\n<!-- /policy-table -->\n", load_policy())
-    assert set(TABLES) == set(re.findall(r"<!-- policy-table: (\w+) -->", text))
+        regenerate(_text() + "\n<!-- policy-table: bogus -->\n<!-- /policy-table -->\n", load_policy())
 
 
 def test_the_command_rewrites_a_stale_document_and_check_says_what_to_run(tmp_path, capsys) -> None:
