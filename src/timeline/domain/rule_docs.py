@@ -3,7 +3,8 @@
 An explanation names the rule that decided an answer; :func:`link` turns that name into the
 address of the rule's section, so a reader can look the rule up. A code is what the engine prints
 (the tier's ``upgrade after hold``, the stage's ``3. at risk (3a, 3b)``, a points ledger line's
-``vest``) or a section's anchor itself. The tests check that every anchor here is a heading of
+``vest``), a ``RuleCode`` of ``timeline.domain.types`` (``3a``, ``deposit held``) or a section's
+anchor itself. The tests check that every anchor here is a heading of
 the document, once, and that every code the projections emit has one.
 """
 
