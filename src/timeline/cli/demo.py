@@ -83,25 +83,30 @@ def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out
     )
     for table in branch_report(states, now, engine.policy):
         out.print(table)
+    for line in _explore(example, rounds, between.astimezone(engine.policy.zone), db) or [
+        f"Explore: timeline explain {states[0].customer_id} --db {db}"
+    ]:
+        out.print(line, highlight=False, soft_wrap=True)
+
+
+def _explore(
+    example: tuple[CustomerState, CustomerState] | None, rounds: Rounds, between: dt.datetime, db: str
+) -> list[str]:
+    """What round 2 changed of a customer's past, and the command that shows it (nothing without an example)."""
     if example is None:
-        out.print(f"Explore: timeline explain {states[0].customer_id} --db {db}", highlight=False, soft_wrap=True)
-        return
+        return []
     then, known = example
-    shown = between.astimezone(engine.policy.zone).isoformat()
     brought = Counter(
         "correction" if e["type"] == "correction.recorded" else f"late {e['type']}"
         for e in rounds.later
         if e["customer_id"] == known.customer_id
     )
-    out.print(
+    shown = between.isoformat()
+    return [
         f"Known at {shown} → now, {known.customer_id}: {_changes(then, known)} "
         f"(round 2 brought it {', '.join(f'{n} {kind}' for kind, n in sorted(brought.items()))})",
-        highlight=False,
-        soft_wrap=True,
-    )
-    out.print(
-        f"Explore: timeline explain {known.customer_id} --known-at {shown} --db {db}", highlight=False, soft_wrap=True
-    )
+        f"Explore: timeline explain {known.customer_id} --known-at {shown} --db {db}",
+    ]
 
 
 def _ingest_round(
@@ -139,7 +144,8 @@ def known_then_and_now(
     rank: dict[str, int] = {}
     for event in rounds.later:
         kind, customer = event["type"], event["customer_id"]
-        order = 0 if kind == "correction.recorded" else 1 if kind in ("greeting.sent", "survey.completed") else 2
+        earns = kind == "survey.completed" or event["data"].get("occasion") == "birthday"
+        order = 0 if kind == "correction.recorded" else 1 if earns else 2
         rank[customer] = min(order, rank.get(customer, order))
     stage_only = None
     for customer in sorted((c for c in rank if c in now), key=lambda c: (rank[c], c))[:EXAMPLE_CANDIDATES]:

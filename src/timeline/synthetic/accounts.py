@@ -18,6 +18,10 @@ from timeline.synthetic.vocab import TELLERS_PER_BRANCH, TERM_CUM, TERM_RATES, T
 
 DUPLICATE_DEPOSIT_SHARE = 0.004
 """Of the regular deposits, this share is keyed in twice."""
+TIME_DEPOSIT_TARGET = 30_000
+"""Yuan: customers aiming at less keep everything on demand."""
+TIME_DEPOSIT_LEAST = 500_000
+"""Cents (5,000 yuan): the smallest time deposit."""
 
 
 def cents_of(rng: random.Random, yuan: float) -> int:
@@ -50,6 +54,11 @@ class Banking(Agenda):
         self.balances: dict[str, int] = {}
         self.aum = 0
         self.accounts = 0
+
+    def wealthy(self) -> bool:
+        """Whether the target now meets a tier served as high net worth or above (RMs push time deposits)."""
+        policy = self.w.policy
+        return policy.level(policy.rank(self.target)) >= 2
 
     def teller(self) -> str:
         return f"TL{self.p.branch + 1}{int(self.rng.random() * TELLERS_PER_BRANCH) + 1:02d}"
@@ -88,8 +97,8 @@ class Banking(Agenda):
         self.at(self.soon(t, 3 * DAY, 45 * DAY), self.top_up)
         self.after(t, self.flow_mean, self.cash_in)
         self.after(t, self.flow_mean, self.cash_out)
-        if self.target >= 30_000:
-            self.after(t, 90 * DAY if self.target < 500_000 else 45 * DAY, self.open_time_deposit)
+        if self.target >= TIME_DEPOSIT_TARGET:
+            self.after(t, 45 * DAY if self.wealthy() else 90 * DAY, self.open_time_deposit)
 
     def top_up(self, t: int, _: Any) -> None:
         if t < self.churn_at:
@@ -140,14 +149,14 @@ class Banking(Agenda):
         rng = self.rng
         balance = self.balances.get("A1", 0)
         cents = cents_of(rng, balance / 100 * rng.uniform(0.3, 0.7))
-        if 500_000 <= cents <= balance:  # at least 5,000 yuan
+        if TIME_DEPOSIT_LEAST <= cents <= balance:
             self.accounts += 1
             account = f"A{self.accounts}"
             term = rng.choices(TERMS, cum_weights=TERM_CUM)[0]
             self.withdraw(t, "A1", cents)
             self.deposit(t, account, cents, term)
             self.at(self.maturity(t, term), self.mature, (account, term))
-        self.after(t, 120 * DAY if self.target < 500_000 else 60 * DAY, self.open_time_deposit)
+        self.after(t, 60 * DAY if self.wealthy() else 120 * DAY, self.open_time_deposit)
 
     def maturity(self, t: int, term: int) -> int:
         d = self.w.date(t)

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from timeline.synthetic.bank_policy import BranchPolicy
+from timeline.synthetic.bank_policy import LOCAL_OFFSET, BranchPolicy
 from timeline.synthetic.vocab import MID_AUTUMN, SPRING_FESTIVAL
 
 DAY = 86_400
@@ -22,7 +22,7 @@ HOUR = 3_600
 MINUTE = 60
 EPOCH = dt.date(1970, 1, 1).toordinal()
 CLOSE_OF_BUSINESS = dt.time(18, 0)
-BRANCH_TZ = dt.timezone(dt.timedelta(hours=8))
+BRANCH_TZ = dt.timezone(dt.timedelta(seconds=LOCAL_OFFSET))
 LATE_SHARE = 0.02
 """Of the events that may arrive late (visits, greetings, surveys, profile updates), this share does."""
 
