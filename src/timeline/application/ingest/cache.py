@@ -31,7 +31,7 @@ MAX_CACHED_EVENTS = 1_000_000
 no events, only its guard's compact state (tens of bytes an event), so the bound holds a large branch's
 working set: an input interleaving more customers than fit would reload and refold streams on every batch
 (measured with decoded histories: a bound of 100,000 made 200,000 events of 4,000 customers 2.3x slower)."""
-MAX_HISTORY_EVENTS = 100_000
+MAX_HISTORY_EVENTS = 20_000
 """Events of materialised histories above which they are dropped, oldest first, down to half."""
 
 
