@@ -11,8 +11,6 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from timeline.consumers import readmodel
-from timeline.consumers.summary import chunks_of, rebuild
 
 from tests.consumers.pipeline import (
     NOW,
@@ -27,6 +25,8 @@ from tests.consumers.pipeline import (
 )
 from tests.consumers.test_summary import branch_events
 from tests.factories import deposit, registered
+from timeline.consumers.readmodels import summary_queries
+from timeline.consumers.readmodels.rebuild import chunks_of, rebuild
 
 
 def _status(pg_url: str, bootstrap: str, topic: str) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def test_rebuild_from_the_store_swaps_atomically_while_queries_answer_and_the_co
             with psycopg.connect(pg_url, autocommit=True) as conn:
                 while not stop.is_set():
                     try:
-                        answers.append(len(readmodel.list_customers(conn)))
+                        answers.append(len(summary_queries.list_customers(conn)))
                     except BaseException as exc:  # noqa: BLE001 - the test reports it
                         failures.append(exc)
                         return

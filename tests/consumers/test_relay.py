@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from timeline.consumers.cloudevents import CONTENT_TYPE, parse
-from timeline.consumers.relay import PositionStore, Relay, RelayError
 
 from tests.factories import deposit, erased, event, registered, visit, withdrawal
 from tests.kafka import Broker, read_topic
 from timeline.application.keyring import KeyRing
+from timeline.consumers.cloudevents import CONTENT_TYPE, parse
+from timeline.consumers.relay.positions import PositionStore, RelayError
+from timeline.consumers.relay.relay import Relay
 from timeline.domain.recorded import RecordedEvent
 from timeline.engine import Engine
 
@@ -200,7 +201,7 @@ def test_a_restart_resumes_after_the_saved_position(pg_url, clock, kafka_broker,
 CRASHING_RELAY = """
 import sys, time
 from pathlib import Path
-from timeline.consumers.relay import Relay
+from timeline.consumers.relay.relay import Relay
 from timeline.store import open_store
 
 url, bootstrap, topic, batch, crash_at, marker = sys.argv[1:7]
@@ -535,7 +536,8 @@ def test_a_second_relay_with_the_same_name_and_topic_refuses_to_start_on_postgre
 @pytest.mark.timeout(30)
 def test_the_caching_partitioner_maps_keys_as_the_default_one():
     from kafka.partitioner.default import DefaultPartitioner
-    from timeline.consumers.relay import KeyCachingPartitioner
+
+    from timeline.consumers.relay.producer import KeyCachingPartitioner
 
     class Cluster:
         def __init__(self, n: int) -> None:

@@ -19,9 +19,6 @@ from typing import Any
 import psycopg
 import pytest
 from kafka import KafkaProducer
-from timeline.consumers import readmodel
-from timeline.consumers.summary import SummaryConsumer
-from timeline.projections import state as state_module
 
 from tests.consumers.pipeline import (
     NOW,
@@ -40,7 +37,10 @@ from tests.consumers.pipeline import (
 )
 from tests.factories import deposit, registered, visit, withdrawal
 from tests.kafka import read_topic
+from timeline.consumers.readmodels import database
+from timeline.consumers.readmodels.summary import SummaryConsumer
 from timeline.domain.recorded import iso
+from timeline.projections import state as state_module
 from timeline.synthetic.generate import generate_branch
 
 LOST_CONNECTION = r"terminating connection|server closed the connection|connection is lost|consuming input failed"
@@ -159,7 +159,7 @@ def test_a_running_consumer_grows_its_folds_and_stays_exact_as_events_keep_arriv
 CRASHING_CONSUMER = """
 import datetime as dt, os, signal, sys
 from pathlib import Path
-from timeline.consumers.summary import SummaryConsumer
+from timeline.consumers.readmodels.summary import SummaryConsumer
 
 url, bootstrap, topic, where, marker, now, group = sys.argv[1:8]
 fixed = dt.datetime.fromisoformat(now)
@@ -351,7 +351,7 @@ def _json_lines(done: subprocess.CompletedProcess) -> list[dict[str, Any]]:
 def test_the_read_model_refuses_a_non_postgres_database(tmp_path):
     done = timeline("summary", "list", "--db", f"sqlite:///{tmp_path / 'x.db'}")
     assert done.returncode == 2 and "PostgreSQL" in done.stderr
-    assert readmodel.is_postgres("postgresql://u@h/db")
+    assert database.is_postgres("postgresql://u@h/db")
 
 
 @pytest.mark.timeout(120)
@@ -447,7 +447,7 @@ def test_a_long_running_consumer_keeps_retrying_and_logs_each_retry_with_its_del
         backoff_max=0.4,
         consumer_config={"request_timeout_ms": 500, "bootstrap_timeout_ms": 500},
     )
-    caplog.set_level("WARNING", logger="timeline.consumers.projecting")
+    caplog.set_level("WARNING", logger="timeline.consumers.readmodels")
     runner = threading.Thread(target=consumer.run)
     try:
         with kafka_broker.paused_for():
