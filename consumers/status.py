@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from kafka import TopicPartition
 
-from timeline.consumers.backoff import describe
+from timeline.consumers.backoff import describe, describe_kafka
 from timeline.consumers.readmodels import database, summary_queries, summary_tables
 from timeline.consumers.readmodels.registry import READ_MODELS
 from timeline.domain.errors import NoStore, TimelineError
@@ -234,7 +234,7 @@ def status(
         try:
             kafka = kafka_status(bootstrap, topics, saved_topics)
         except Exception as exc:  # noqa: BLE001
-            errors["kafka"] = kafka["error"] = _error(exc)
+            errors["kafka"] = kafka["error"] = describe_kafka(exc, bootstrap, KAFKA_TIMEOUT).splitlines()[0]
     result["topics"] = kafka["topics"]
     if "error" in kafka:
         result["kafka_error"] = kafka["error"]

@@ -27,7 +27,7 @@ import psycopg
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from timeline.consumers.backoff import Backoff, GaveUp, describe
+from timeline.consumers.backoff import Backoff, GaveUp, describe, describe_kafka
 from timeline.consumers.readmodels.dlq import DeadLetters
 from timeline.consumers.readmodels.evaluation import Clock, utcnow
 from timeline.consumers.readmodels.projector import TICK_CHUNK, Batch, Projector
@@ -219,9 +219,11 @@ class ProjectingConsumer(Projector):
 
     def _failed(self, exc: BaseException, doing: str) -> None:
         """Count the failure and wait before the retry (:class:`GaveUp` once a bounded run is out of time)."""
+        attempt = self.source.attempt_seconds
         self.stats.failures += 1
-        self.stats.last_error = describe(exc)
-        self.backoff.failed(exc, doing, attempt=self.source.attempt_seconds)
+        self.stats.last_error = describe_kafka(exc, self.bootstrap, attempt) if isinstance(exc, KafkaError) else None
+        self.stats.last_error = self.stats.last_error or describe(exc)
+        self.backoff.failed(exc, doing, attempt=attempt, why=self.stats.last_error)
 
     def _progress(self, final: bool = False) -> None:
         now = time.monotonic()

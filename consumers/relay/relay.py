@@ -44,7 +44,7 @@ from kafka.errors import ClusterAuthorizationFailedError, KafkaError, Unsupporte
 
 from timeline.application.keyring import KeyRing
 from timeline.application.ports import EventStore, StoredRow
-from timeline.consumers.backoff import Backoff, describe
+from timeline.consumers.backoff import Backoff, describe, describe_kafka
 from timeline.consumers.cloudevents import CONTENT_TYPE, stored_to_bytes
 from timeline.consumers.relay.positions import PositionStore, RelayError
 from timeline.consumers.relay.producer import (
@@ -329,11 +329,13 @@ class Relay:
 
     def _failed(self, exc: BaseException, doing: str) -> None:
         """Count and report the failure, then wait (:class:`GaveUp` once a bounded run is out of time)."""
+        within = self.producer_config["max_block_ms"] / 1000
         self.stats.failures += 1
-        self.stats.last_error = describe(exc)
+        self.stats.last_error = describe_kafka(exc, self.bootstrap, within) if isinstance(exc, KafkaError) else None
+        self.stats.last_error = self.stats.last_error or describe(exc)
         if self.on_failure:
             self.on_failure(self, exc)
-        self.backoff.failed(exc, doing, attempt=self._attempt_seconds)
+        self.backoff.failed(exc, doing, attempt=self._attempt_seconds, why=self.stats.last_error)
 
     def _retrying(self, action: Callable[[], Any]) -> Any:
         """Run a database action until it succeeds (reconnecting), or None once stopped."""

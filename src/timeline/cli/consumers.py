@@ -157,4 +157,5 @@ def _consume(
             f"({plural(stats.duplicates, 'repeat')}, {plural(stats.dead_letters, 'dead letter')}) "
             f"in {stats.elapsed:.1f}s",
             highlight=False,
+            soft_wrap=True,
         )

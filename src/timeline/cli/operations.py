@@ -68,7 +68,7 @@ def tick_command(
         emit({"now": iso(at), "reevaluated": result})
     else:
         for name, n in result.items():
-            err.print(f"{name}: re-evaluated {plural(n, 'customer')}", highlight=False)
+            err.print(f"{name}: re-evaluated {plural(n, 'customer')}", highlight=False, soft_wrap=True)
 
 
 def status_command(
@@ -105,7 +105,7 @@ def _print_status(report: dict[str, Any]) -> None:
     elif "error" in s:
         problems.append(("store", f"unreachable: {s['error']}"))
     if report.get("kafka_error"):
-        problems.append(("kafka", f"unreachable: {report['kafka_error']}"))
+        problems.append(("kafka", report["kafka_error"]))
     read_error = (report.get("read_model") or {}).get("error")
     if read_error:
         problems.append(("read model", f"unreachable: {read_error}"))
@@ -231,4 +231,5 @@ def _rebuild(
             f"{plural(result.events, 'event')} in {result.seconds:.1f}s (swap {result.swap_seconds * 1000:.0f} ms, "
             f"{plural(result.merged, 'customer')} merged from the running consumer)",
             highlight=False,
+            soft_wrap=True,
         )
