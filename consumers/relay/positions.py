@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-import time
 import zlib
 from typing import Any
 
 import psycopg
 
+from timeline.consumers.backoff import Backoff, GaveUp
 from timeline.domain.errors import TimelineError
+
+log = logging.getLogger(__name__)
+
+LOCK_RETRY = 0.2
+LOCK_RETRY_MAX = 2.0
+"""Seconds between attempts to take a relay's lock (doubling): a killed relay's session may linger a moment."""
 
 
 class RelayError(TimelineError):
@@ -65,11 +72,13 @@ class PositionStore:
         if not (self.is_postgres and self._lock) or self._locked == (name, topic):
             return
         key = zlib.crc32(f"timeline-relay\0{name}\0{topic}".encode()) - 2**31
-        deadline = time.monotonic() + self._lock_wait
+        waiting = Backoff(log, f"relay {name}", LOCK_RETRY, LOCK_RETRY_MAX, self._lock_wait)
         while not self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (7431, key)).fetchone()[0]:
-            if time.monotonic() >= deadline:
-                raise RelayError(f"another relay named {name!r} is publishing to topic {topic!r} from this database")
-            time.sleep(0.2)
+            busy = RelayError(f"another relay named {name!r} is publishing to topic {topic!r} from this database")
+            try:
+                waiting.failed(busy, "taking its position lock")
+            except GaveUp:
+                raise busy from None
         self._locked = (name, topic)
 
     def load(self, name: str, topic: str) -> int:

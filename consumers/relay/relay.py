@@ -119,7 +119,6 @@ class Relay:
         producer_config: dict[str, Any] | None = None,
         partitions: int = 3,
         replication_factor: int = 1,
-        create_topic: bool = True,
         poll_interval: float = 1.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
@@ -142,7 +141,6 @@ class Relay:
         """The broker grants no producer ids: go on with a plain producer, one request in flight."""
         self.partitions = partitions
         self.replication_factor = replication_factor
-        self.create_topic = create_topic
         self.poll_interval = poll_interval
         self.on_batch = on_batch
         self.on_failure = on_failure
@@ -303,7 +301,7 @@ class Relay:
             close_producer(producer, timeout)
 
     def _ensure_topic(self) -> None:
-        if self._topic_ready or not self.create_topic:
+        if self._topic_ready:
             return
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError

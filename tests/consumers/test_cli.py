@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_status_prints_tables_not_python_data(pg_url, kafka_broker, topic):
                     env={"COLUMNS": "100"})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "{" not in done.stdout and "'" not in done.stdout, done.stdout
-    assert "┃ relay " in done.stdout and f"group cli-{topic}: lag 0" in done.stdout
+    assert re.search(rf"^default +{topic} +2 +0 *$", done.stdout, re.M) and f"group cli-{topic}: lag 0" in done.stdout
     assert "customer_summary: 1 row," in done.stdout
 
 

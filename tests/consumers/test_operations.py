@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -63,12 +64,14 @@ def test_status_shows_the_head_the_relay_position_and_each_groups_lag(pg_url, ka
         report = _status(pg_url, kafka_broker.bootstrap, topic)
         assert report["store"]["head"] == engine.store.head_position()
         assert report["store"]["relays"][0]["behind"] == 1
+        published = report["store"]["relays"][0]["position"]
         [g] = [g for g in report["groups"] if g["group"] == group]
         assert g["lag"] == 14 and sum(p["lag"] for p in g["partitions"]) == 14
 
     text = timeline("status", "--store", pg_url, "--bootstrap", kafka_broker.bootstrap, "--topic", topic)
     assert text.returncode == 0, text.stderr
-    assert f"group {group}: lag 14" in text.stdout and "1 behind" in text.stdout
+    assert f"group {group}: lag 14" in text.stdout
+    assert re.search(rf"^default +{topic} +{published} +1 *$", text.stdout, re.M), text.stdout  # one position behind
 
 
 @pytest.mark.timeout(120)
@@ -262,8 +265,8 @@ def test_status_with_the_store_unreachable_names_it_and_exits_1(kafka_broker):
         env={"COLUMNS": "200"},
     )  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]
-    assert "│ store      │ unreachable: cannot reach PostgreSQL at 127.0.0.1:1/nothing" in done.stdout
-    assert "│ read model │ unreachable: cannot reach the read-model database" in done.stdout
+    assert re.search(r"^store +unreachable: cannot reach PostgreSQL at 127.0.0.1:1/nothing", done.stdout, re.M)
+    assert re.search(r"^read model +unreachable: cannot reach the read-model database", done.stdout, re.M)
 
 
 def test_chunks_hold_about_the_asked_events_and_never_split_a_customer():

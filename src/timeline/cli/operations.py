@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from timeline.cli.consumer_options import (
     DEFAULT_BOOTSTRAP,
@@ -27,7 +30,6 @@ from timeline.cli.consumer_options import (
     plural,
     read_db,
 )
-from timeline.cli.report import listing
 from timeline.consumers.readmodels.registry import READ_MODELS, read_model
 from timeline.domain.errors import TimelineError
 
@@ -110,14 +112,14 @@ def _print_status(report: dict[str, Any]) -> None:
     if read_error:
         problems.append(("read model", f"unreachable: {read_error}"))
     if problems:
-        out.print(listing("not reachable", ("part", "why"), problems))
+        _section("not reachable", ("part", "why"), problems)
     if s and "error" not in s:
-        relays = [(r["name"], r["topic"], str(r["position"]), f"{r['behind']} behind") for r in s["relays"]]
-        title = f"store head position: {s['head']}" + ("" if relays else " (relay: has not run)")
-        out.print(listing(title, ("relay", "topic", "position", "behind"), relays))
+        relays = [(r["name"], r["topic"], str(r["position"]), str(r["behind"])) for r in s["relays"]]
+        _section(f"store head position: {s['head']}", ("relay", "topic", "position", "behind"), relays,
+                 empty="relay: has not run")  # fmt: skip
     topics = [(name, str(t["partitions"]), str(t["messages"])) for name, t in report["topics"].items()]
     if topics:
-        out.print(listing("topics", ("topic", "partitions", "messages"), topics))
+        _section("topics", ("topic", "partitions", "messages"), topics)
     for g in report["groups"]:
         rows = [
             [f"{p['topic']}/{p['partition']}"]
@@ -130,13 +132,28 @@ def _print_status(report: dict[str, Any]) -> None:
         dead = f", {plural(g['dead_letters'], 'dead letter')}" if g["dead_letters"] else ""
         lag = "unknown" if g["lag"] is None else g["lag"]
         columns = ("topic/partition", "start", "end", "committed", "saved", "lag")
-        out.print(listing(f"group {g['group']}: lag {lag}{dead}", columns, rows, whole=("topic/partition",)))
+        _section(f"group {g['group']}: lag {lag}{dead}", columns, rows)
     summary = (report.get("read_model") or {}).get("summary")
     if summary:
         rows = [("tier", name, str(n)) for name, n in summary["tiers"].items()]
         rows += [("stage", name, str(n)) for name, n in summary["lifecycles"].items()]
         title = f"customer_summary: {plural(summary['customers'], 'row')}, {summary['stale']} due for a tick"
-        out.print(listing(title, ("by", "value", "rows"), rows))
+        _section(title, ("by", "value", "rows"), rows)
+
+
+def _section(heading: str, columns: Sequence[str], rows: Sequence[Sequence[str]], empty: str = "") -> None:
+    """A heading on a line of its own (never squeezed to the table's width), then the table or ``empty``."""
+    out.print(heading, soft_wrap=True)
+    if not rows:
+        if empty:
+            out.print(f"  {empty}", soft_wrap=True)
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
 
 
 def _rebuild_command(name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from timeline.cli.consumer_options import (
@@ -24,6 +25,11 @@ from timeline.cli.report import listing
 from timeline.domain.errors import TimelineError
 
 summary_app = typer.Typer(help="Query the customer_summary read model.", no_args_is_help=True)
+
+COLUMN_GAP = 3
+"""Characters between two columns of a borderless table (padding and separator)."""
+
+NUMBERS = ("points", "aum")
 
 Branch = Annotated[str | None, typer.Option("--branch", help="Only this branch.")]
 Rm = Annotated[str | None, typer.Option("--rm", help="Only this relationship manager's.")]
@@ -82,10 +88,27 @@ def summary_list(
     for r in rows:
         r["last_activity"], r["next_change"] = _day(r["last_activity_at"]), _day(r["next_change_at"])
     columns = {"customer_id": "customer", "branch_id": "branch", "relationship_manager": "rm", "tier": "tier",
-               "lifecycle": "stage", "points": "points", "aum": "aum", "last_activity": "last activity",
+               "lifecycle": "stage", "points": "points", "aum": "aum", "last_activity": "last active",
                "next_change": "next change"}  # fmt: skip
-    whole = ("customer_id", "aum", "last_activity", "next_change")
-    out.print(_rows_table(plural(len(rows), "customer"), rows, columns, whole))
+    cells = [["" if r.get(c) is None else str(r[c]) for c in columns] for r in rows]
+    table, left_out = _fitting(plural(len(rows), "customer"), list(columns.values()), cells, out.width)
+    out.print(table)
+    if left_out:
+        out.print(f"({', '.join(left_out)}: not shown at this width; --json has every field)")
+
+
+def _fitting(title: str, headings: list[str], rows: list[list[str]], width: int) -> tuple[Table, list[str]]:
+    """The leading columns that fit ``width`` on one line per row, and the headings of those left out."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headings)]
+    shown = len(headings)
+    while shown > 1 and sum(widths[:shown]) + COLUMN_GAP * (shown - 1) > width:
+        shown -= 1
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for heading in headings[:shown]:
+        table.add_column(heading, no_wrap=True, justify="right" if heading in NUMBERS else "left")
+    for row in rows:
+        table.add_row(*row[:shown])
+    return table, headings[shown:]
 
 
 @summary_app.command("moves")
