@@ -29,11 +29,21 @@ def _one_line_usage_error(done, *valid: str) -> str:
         (["summary", "list", "--tier", "gold"], ["mass", "affluent", "high_net_worth", "private"]),
         (["summary", "list", "--lifecycle", "bogus"], ["prospect", "at_risk", "churned", "loyal"]),
         (["alerts", "--kind", "bogus"], ["at_risk", "tier_drop"]),
+        (["tick", "--consumer", "bogus"], ["summary", "alerts", "all"]),
         (["summary", "moves", "--from", "2025-01-01", "--to", "2025-12-31", "--direction", "sideways"], ["up", "down"]),
     ],
 )
 def test_a_value_the_read_model_cannot_hold_is_a_usage_error_listing_the_valid_ones(pg_url, command, valid):
     _one_line_usage_error(timeline(*command, "--db", pg_url), *valid)
+
+
+def test_every_read_model_of_the_registry_has_a_consume_command():
+    from timeline.consumers.readmodels.registry import READ_MODELS
+
+    done = timeline("consume", "--help", env={"COLUMNS": "200"})
+    assert done.returncode == 0
+    for name, model in READ_MODELS.items():
+        assert f" {name} " in done.stdout and model.description in done.stdout
 
 
 def test_a_read_model_that_cannot_be_rebuilt_has_no_rebuild_command(pg_url):
