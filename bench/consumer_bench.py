@@ -14,7 +14,7 @@ One fresh PostgreSQL database (store and read model) and one Tansu broker
      doing nothing with it — the ceiling for any consumer on kafka-python;
    - plain consumer + parse: the same, decoding each message into a
      ``RecordedEvent`` (``timeline.consumers.cloudevents.parse``);
-   - summary consumer: ``timeline.consumers.summary.SummaryConsumer`` — parse, insert
+   - summary consumer: ``timeline.consumers.readmodels.summary.SummaryConsumer`` — parse, insert
      into its copy, re-fold every customer touched (``customer_state``),
      upsert rows and tier moves, save offsets, one transaction per poll batch
      (up to ``--max-batch`` messages).
@@ -56,12 +56,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import KEK, OUT, create_topic, fresh_db, generated_history, ingest_file  # noqa: E402
-from timeline.consumers.cloudevents import parse  # noqa: E402
-from timeline.consumers.projecting import CONSUMER_DEFAULTS, BatchResult  # noqa: E402
-from timeline.consumers.relay import PositionStore, Relay  # noqa: E402
-from timeline.consumers.summary import SummaryConsumer  # noqa: E402
 
 from tests.kafka import start_broker  # noqa: E402
+from timeline.consumers.cloudevents import parse  # noqa: E402
+from timeline.consumers.readmodels.source import CONSUMER_DEFAULTS  # noqa: E402
+from timeline.consumers.readmodels.stats import BatchResult  # noqa: E402
+from timeline.consumers.readmodels.summary import SummaryConsumer  # noqa: E402
+from timeline.consumers.relay.positions import PositionStore  # noqa: E402
+from timeline.consumers.relay.relay import Relay  # noqa: E402
 from timeline.crypto import KeyWrapper  # noqa: E402
 from timeline.engine import Engine  # noqa: E402
 from timeline.store import open_store  # noqa: E402
@@ -71,7 +73,7 @@ TOPIC = "customer-events"
 
 LAG_CONSUMER = """
 import sys, time
-from timeline.consumers.summary import SummaryConsumer
+from timeline.consumers.readmodels.summary import SummaryConsumer
 from timeline.application.process import tune_gc_for_bulk_work
 
 tune_gc_for_bulk_work()  # as the `timeline` CLI does for `timeline consume summary`
@@ -191,9 +193,9 @@ def bench_summary(url: str, bootstrap: str, topic: str, expected: int, group: st
     finally:
         consumer.close()
     assert stats.applied == expected and stats.errors == 0, stats.to_json()
-    window = batches[-1].committed_at - consumer.assigned_at
+    window = batches[-1].committed_at - consumer.source.assigned_at
     return {
-        "join_s": round(consumer.assigned_at - started, 2),
+        "join_s": round(consumer.source.assigned_at - started, 2),
         "seconds": round(window, 2),
         "events_per_s": round(stats.applied / window),
         "batches": len(batches),

@@ -11,7 +11,7 @@ run and on the same broker, ``--repeat`` times each:
   bytes (keys, values, headers; built beforehand, not timed) with the relay's
   producer settings (acks=all, idempotent, same linger and batch size), then
   ``flush`` -- the ceiling for any relay written on kafka-python;
-- relay: ``timeline.consumers.relay.Relay`` from position 0 to the head into a fresh
+- relay: ``timeline.consumers.relay.relay.Relay`` from position 0 to the head into a fresh
   topic: read the log, decode without keys, build CloudEvents, send, wait for
   every acknowledgement, save the position after each batch.
 
@@ -36,12 +36,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import KEK, create_topic, fresh_db  # noqa: E402
-from timeline.consumers.cloudevents import to_bytes  # noqa: E402
-from timeline.consumers.relay import HEADERS, PRODUCER_DEFAULTS, PositionStore, Relay, fast_crc_available  # noqa: E402
 
 from tests.kafka import start_broker  # noqa: E402
 from timeline.application.keyring import KeyRing  # noqa: E402
 from timeline.application.process import tune_gc_for_bulk_work  # noqa: E402
+from timeline.consumers.cloudevents import to_bytes  # noqa: E402
+from timeline.consumers.relay.positions import PositionStore  # noqa: E402
+from timeline.consumers.relay.producer import PRODUCER_DEFAULTS, fast_crc_available  # noqa: E402
+from timeline.consumers.relay.relay import HEADERS, Relay  # noqa: E402
 from timeline.crypto import KeyWrapper  # noqa: E402
 from timeline.engine import Engine  # noqa: E402
 from timeline.store import open_store  # noqa: E402

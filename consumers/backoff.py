@@ -35,6 +35,15 @@ def describe(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
+def describe_kafka(exc: BaseException, bootstrap: str, within: float) -> str:
+    """What failed, said plainly: a broker that did not answer in time is named with the time it had."""
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    if isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
+        return f"Kafka broker at {bootstrap} not reachable within {within:g} s"
+    return describe(exc)
+
+
 class Backoff:
     """Delays between retries of one operation; ``give_up_after`` seconds without success ends a bounded run."""
 
@@ -77,13 +86,14 @@ class Backoff:
             return None
         return max(self._last_success + self.give_up_after - time.monotonic(), 0.0)
 
-    def failed(self, exc: BaseException, doing: str, attempt: float = 0.0) -> None:
+    def failed(self, exc: BaseException, doing: str, attempt: float = 0.0, why: str | None = None) -> None:
         """Log the failure and wait before the retry; raise :class:`GaveUp` if a bounded run is out of time.
 
-        ``attempt``: how long the next attempt may take (it must end before the deadline too).
+        ``attempt``: how long the next attempt may take (it must end before the deadline too);
+        ``why``: what failed, if better said than the exception says it.
         """
         self.failures += 1
-        self.last_error = describe(exc)
+        self.last_error = why or describe(exc)
         left = self.remaining()
         if left is not None and (left <= 0 or self.delay + attempt > left):
             raise GaveUp(

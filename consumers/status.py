@@ -33,13 +33,13 @@ from typing import Any
 
 import psycopg
 from kafka import TopicPartition
-from timeline.consumers import readmodel
-from timeline.consumers.backoff import describe
 
+from timeline.consumers.backoff import describe, describe_kafka
+from timeline.consumers.readmodels import database, summary_queries, summary_tables
+from timeline.consumers.readmodels.registry import READ_MODELS
 from timeline.domain.errors import NoStore, TimelineError
 from timeline.domain.recorded import iso
 
-CONSUMER_PREFIXES = (readmodel.SUMMARY, readmodel.ALERTS)
 KAFKA_TIMEOUT = 4.0
 """Seconds for the broker's bootstrap and for each request (the whole report stays under 10 s when it is away)."""
 
@@ -69,9 +69,9 @@ def store_status(store_url: str) -> dict[str, Any]:
 
 def _relay_rows(store_url: str) -> list[tuple[Any, ...]]:
     sql = "SELECT name, topic, position, updated_at FROM timeline_relay_positions ORDER BY name, topic"
-    if readmodel.is_postgres(store_url):
+    if database.is_postgres(store_url):
         with psycopg.connect(store_url, connect_timeout=10) as conn:
-            if not readmodel.table_exists(conn, "timeline_relay_positions"):
+            if not database.table_exists(conn, "timeline_relay_positions"):
                 return []
             return conn.execute(sql).fetchall()
     conn = sqlite3.connect(store_url[len("sqlite:///") :])
@@ -177,9 +177,9 @@ def _group_id(group: Any) -> str:
 def read_model_status(db_url: str, now: dt.datetime) -> dict[str, Any]:
     """Offsets saved with the views, dead letters and the summary's row counts."""
     out: dict[str, Any] = {"saved": {}, "dead_letters": {}, "summary": None}
-    with readmodel.connect(db_url) as conn:
-        for prefix in CONSUMER_PREFIXES:
-            if readmodel.table_exists(conn, f"{prefix}_offsets"):
+    with database.connect(db_url) as conn:
+        for prefix in (m.prefix for m in READ_MODELS.values()):
+            if database.table_exists(conn, f"{prefix}_offsets"):
                 for group, topic, partition, offset, position, updated in conn.execute(
                     f'SELECT "group", topic, partition, next_offset, max_position, updated_at FROM {prefix}_offsets'
                 ).fetchall():
@@ -189,13 +189,13 @@ def read_model_status(db_url: str, now: dt.datetime) -> dict[str, Any]:
                         iso(updated),
                         prefix,
                     )
-            if readmodel.table_exists(conn, f"{prefix}_dead_letters"):
+            if database.table_exists(conn, f"{prefix}_dead_letters"):
                 for group, count in conn.execute(
                     f'SELECT "group", count(*) FROM {prefix}_dead_letters GROUP BY 1'
                 ).fetchall():
                     out["dead_letters"][group] = count
-        if readmodel.table_exists(conn, readmodel.SUMMARY_TABLE):
-            out["summary"] = readmodel.counts(conn, now)
+        if database.table_exists(conn, summary_tables.SUMMARY_TABLE):
+            out["summary"] = summary_queries.counts(conn, now)
     return out
 
 
@@ -222,7 +222,7 @@ def status(
         result["store"] = {"error": errors["store"]}
         result["missing_store"] = isinstance(exc, NoStore)
     read: dict[str, Any] = {"saved": {}, "dead_letters": {}, "summary": None}
-    if db_url and readmodel.is_postgres(db_url):
+    if db_url and database.is_postgres(db_url):
         try:
             read = read_model_status(db_url, now)
         except Exception as exc:  # noqa: BLE001
@@ -234,7 +234,7 @@ def status(
         try:
             kafka = kafka_status(bootstrap, topics, saved_topics)
         except Exception as exc:  # noqa: BLE001
-            errors["kafka"] = kafka["error"] = _error(exc)
+            errors["kafka"] = kafka["error"] = describe_kafka(exc, bootstrap, KAFKA_TIMEOUT).splitlines()[0]
     result["topics"] = kafka["topics"]
     if "error" in kafka:
         result["kafka_error"] = kafka["error"]

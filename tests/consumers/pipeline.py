@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from timeline.consumers import readmodel
-from timeline.consumers.projecting import ProjectingConsumer
-from timeline.consumers.relay import Relay
-from timeline.consumers.summary import SummaryConsumer
 
 from tests.conftest import KEK
 from tests.kafka import Broker
 from timeline.application.states import StateReader
+from timeline.consumers.readmodels import summary_queries
+from timeline.consumers.readmodels.runner import ProjectingConsumer
+from timeline.consumers.readmodels.summary import SummaryConsumer
+from timeline.consumers.relay.relay import Relay
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
 from timeline.store import open_store
@@ -102,7 +102,7 @@ def expected(engine: Engine, now: dt.datetime = NOW) -> dict[str, dict[str, Any]
 
 def read_model(pg_url: str) -> dict[str, dict[str, Any]]:
     with psycopg.connect(pg_url) as conn:
-        rows = readmodel.list_customers(conn)
+        rows = summary_queries.list_customers(conn)
     return {r.customer_id: {k: r.to_json()[k] for k in COMPARED} for r in rows}
 
 

@@ -7,10 +7,10 @@ import json
 import logging
 
 import pytest
-from timeline.consumers.alerts import AlertsConsumer
 
 from tests.consumers.pipeline import consume, group_of, ingest, pg_engine, relay_once, scalar, timeline
 from tests.factories import deposit, registered, visit, withdrawal
+from timeline.consumers.readmodels.alerts import AlertsConsumer
 from timeline.domain.recorded import iso
 
 
@@ -22,7 +22,7 @@ def utc(text: str) -> dt.datetime:
 def test_alerts_on_becoming_at_risk_and_on_a_tier_drop_once_each_with_the_explanation(
     pg_url, kafka_broker, topic, caplog
 ):
-    caplog.set_level(logging.WARNING, logger="timeline.consumers.alerts")
+    caplog.set_level(logging.WARNING, logger="timeline.consumers.readmodels.alerts")
     group = group_of(topic, "alerts")
     with pg_engine(pg_url) as engine:
         # Phase 1: C1 affluent (100,000 held since January), C2 steady; neither at risk.

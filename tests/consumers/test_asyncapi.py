@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from timeline.consumers.cloudevents import ASYNCAPI_FILE, message_name, render_asyncapi, schema_file, to_cloudevent
 
 from tests.consumers.pipeline import ingest, relay_once
 from tests.jsonschemas import data_errors, message_errors
 from tests.kafka import read_topic
+from timeline.consumers.cloudevents import ASYNCAPI_FILE, message_name, render_asyncapi, schema_file, to_cloudevent
 from timeline.domain.events import EVENT_TYPES, PII_FIELDS
 from timeline.domain.recorded import ENCRYPTED, ERASED, RecordedEvent
 from timeline.synthetic.generate import generate_branch

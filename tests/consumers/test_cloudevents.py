@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from timeline.consumers.cloudevents import (
     CONTENT_TYPE,
     NotACloudEvent,
@@ -20,7 +21,6 @@ from timeline.consumers.cloudevents import (
     to_bytes,
     to_cloudevent,
 )
-
 from timeline.domain.events import EVENT_TYPES
 from timeline.domain.recorded import ENCRYPTED, ERASED, RecordedEvent
 

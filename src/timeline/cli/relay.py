@@ -1,4 +1,4 @@
-"""``timeline relay``: publish the event store to Kafka (see :mod:`timeline.consumers.relay`)."""
+"""``timeline relay``: publish the event store to Kafka (see :mod:`timeline.consumers.relay.relay`)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def relay_command(
 ) -> None:
     """Publish every stored event, in global order, as CloudEvents to Kafka (at least once)."""
     from timeline.consumers.backoff import GaveUp
-    from timeline.consumers.relay import Relay
+    from timeline.consumers.relay.relay import Relay
 
     logging.getLogger("timeline.consumers.relay").setLevel(logging.INFO)
     # The relay logs each failure once with what it does next; the client logs every reconnect attempt.

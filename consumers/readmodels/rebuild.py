@@ -1,10 +1,4 @@
-"""``timeline consume summary``: the ``customer_summary`` read model, and its rebuild.
-
-:class:`SummaryConsumer` keeps one row per registered customer (branch,
-relationship manager, tier, lifecycle stage with its rule and reason, points,
-AUM, last activity, the next instant at which time alone changes the state)
-and every tier change in ``summary_tier_moves``, exactly once per message (see
-:mod:`timeline.consumers.projecting`).
+"""``timeline rebuild summary``: compute ``customer_summary`` again into new tables and swap them in.
 
 :func:`rebuild` computes every row again — from the event store, or from the
 topic up to the offsets the consumer has applied — into new tables, then
@@ -16,7 +10,6 @@ is merged in under the swap's lock).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,70 +17,19 @@ from typing import Any
 
 import psycopg
 from kafka import TopicPartition
-from timeline.consumers import readmodel
-from timeline.consumers.cloudevents import NotACloudEvent, parse, stored_to_bytes
-from timeline.consumers.projecting import Evaluation, ProjectingConsumer, evaluate, utcnow
 
+from timeline.consumers.cloudevents import NotACloudEvent, parse, stored_to_bytes
+from timeline.consumers.readmodels import checkpoints, copies, database, summary_tables
+from timeline.consumers.readmodels.evaluation import evaluate, utcnow
+from timeline.consumers.readmodels.summary import DEFAULT_GROUP, PREFIX, write_rows
 from timeline.domain.errors import TimelineError
 from timeline.domain.policy import Policy, load_policy
 from timeline.domain.recorded import RecordedEvent
 
-log = logging.getLogger(__name__)
-
-PREFIX = readmodel.SUMMARY
-DEFAULT_GROUP = "timeline-summary"
 NEW = "_new"
+OLD = "_old"
 CHUNK_EVENTS = 5_000
 """Events a rebuild holds in memory at once (whole customers: one with more is a chunk of its own)."""
-OLD = "_old"
-
-
-class SummaryConsumer(ProjectingConsumer):
-    prefix = PREFIX
-    default_group = DEFAULT_GROUP
-
-    def ddl(self) -> list[str]:
-        return readmodel.summary_ddl()
-
-    def write(self, cur: psycopg.Cursor, evaluations: list[Evaluation], as_of: dt.datetime) -> None:
-        # Tier moves change far less often than rows: rewrite a customer's only when they differ from
-        # what this process last wrote (remembered with the cached history, so forgotten on any doubt).
-        memo = self.cache.memo
-        moved = []
-        for e in evaluations:
-            changes = e.state.tier.changes if e.state is not None else None
-            if e.customer_id not in memo or memo[e.customer_id] != changes:
-                moved.append(e.customer_id)
-            memo[e.customer_id] = changes
-        write_rows(cur, evaluations, self.ranks, moves_of=set(moved))
-
-
-def write_rows(
-    cur: psycopg.Cursor,
-    evaluations: Sequence[Evaluation],
-    ranks: dict[str, int],
-    suffix: str = "",
-    moves_of: set[str] | None = None,
-) -> None:
-    """Upsert the rows of these evaluations (delete those without a state) and replace their tier moves.
-
-    ``moves_of``: only these customers' tier moves are replaced (default: all of them).
-    """
-    rows, moves, gone = [], [], []
-    for e in evaluations:
-        if e.state is None:
-            gone.append(e.customer_id)
-            continue
-        rows.append(readmodel.summary_row(e.state, e.last_version, e.last_position))
-        if moves_of is None or e.customer_id in moves_of:
-            moves.extend(readmodel.move_rows(e.state, ranks))
-    readmodel.upsert_summary(cur, rows, suffix)
-    readmodel.delete_summary(cur, gone, suffix)
-    replaced = [e.customer_id for e in evaluations if moves_of is None or e.customer_id in moves_of]
-    readmodel.replace_moves(cur, replaced, moves, suffix)
-
-
-# -- rebuild ------------------------------------------------------------------------------------
 
 Progress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)``."""
@@ -95,8 +37,8 @@ Progress = Callable[[str, int, int | None], None]
 SWAPPED = (
     f"{PREFIX}_events",
     f"{PREFIX}_streams",
-    readmodel.SUMMARY_TABLE,
-    readmodel.MOVES_TABLE,
+    summary_tables.SUMMARY_TABLE,
+    summary_tables.MOVES_TABLE,
 )
 
 
@@ -146,17 +88,17 @@ def rebuild(
     policy = policy or load_policy()
     ranks = {level.name: i for i, level in enumerate(policy.tier.tiers)}
     started = time.monotonic()
-    conn = readmodel.connect(db_url)
+    conn = database.connect(db_url)
     conn.autocommit = True
     try:
-        readmodel.ensure(
-            conn, [*readmodel.consumer_ddl(PREFIX), *readmodel.offsets_ddl(PREFIX), *readmodel.summary_ddl()]
+        database.ensure(
+            conn, [*copies.copy_ddl(PREFIX), *checkpoints.checkpoint_ddl(PREFIX), *summary_tables.summary_ddl()]
         )
         snapshot_seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {PREFIX}_events").fetchone()[0]
         with conn.transaction():
             for table in SWAPPED:
                 conn.execute(f"DROP TABLE IF EXISTS {table}{NEW}")
-            for stmt in [*readmodel.consumer_ddl(PREFIX, NEW), *readmodel.summary_ddl(NEW)]:
+            for stmt in [*copies.copy_ddl(PREFIX, NEW), *summary_tables.summary_ddl(NEW)]:
                 conn.execute(stmt)
         writer = _ChunkWriter(conn, policy, ranks, clock(), progress)
         if source == "store":
@@ -187,15 +129,13 @@ def rebuild(
 
 
 def _saved_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:
-    rows = conn.execute(
-        f'SELECT partition, next_offset FROM {PREFIX}_offsets WHERE "group" = %s AND topic = %s', (group, topic)
-    ).fetchall()
-    if not rows:
+    saved = checkpoints.saved_offsets(conn, PREFIX, group, topic)
+    if not saved:
         raise TimelineError(
             f"group {group!r} has applied nothing of topic {topic!r} here: nothing to rebuild from the topic "
             "(rebuild --from store, or run the consumer)"
         )
-    return dict(rows)
+    return {tp.partition: offset for tp, offset in saved.items()}
 
 
 def chunks_of(counts: Sequence[tuple[str, int]], chunk_events: int) -> Iterator[list[str]]:
@@ -238,7 +178,7 @@ class _ChunkWriter:
                     for row in values:
                         copy.write_row(row)
             write_rows(cur, evaluations, self.ranks, NEW)
-            _write_streams(cur, evaluations, NEW)
+            copies.save_streams(cur, PREFIX, evaluations, NEW)
         self.customers += len(evaluations)
         self.events += sum(len(h) for h in histories.values())
         if self.progress:
@@ -342,12 +282,7 @@ def _insert_copy(conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]]) -> N
         return
     columns = list(zip(*rows, strict=True))
     with conn.transaction():
-        conn.execute(
-            f"INSERT INTO {PREFIX}_events{NEW} (event_id, customer_id, version, position, value)"
-            " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::bigint[], %s::bytea[])"
-            " ON CONFLICT (event_id) DO NOTHING",
-            [list(c) for c in columns],
-        )
+        conn.execute(copies.INSERT_EVENTS.format(table=f"{PREFIX}_events{NEW}"), [list(c) for c in columns])
 
 
 def _from_copy(conn: psycopg.Connection, writer: _ChunkWriter, chunk_events: int) -> None:
@@ -355,32 +290,10 @@ def _from_copy(conn: psycopg.Connection, writer: _ChunkWriter, chunk_events: int
     counts = conn.execute(f"SELECT customer_id, count(*) FROM {PREFIX}_events{NEW} GROUP BY 1 ORDER BY 1").fetchall()
     writer.total = len(counts)
     for chunk in chunks_of(counts, chunk_events):
-        histories: dict[str, list[RecordedEvent]] = {c: [] for c in chunk}
-        rows = conn.execute(
-            f"SELECT customer_id, value FROM {PREFIX}_events{NEW} WHERE customer_id = ANY(%s)"
-            " ORDER BY customer_id, version",
-            (chunk,),
-        )
-        for customer_id, value in rows:
-            histories[customer_id].append(parse(bytes(value)))
+        with conn.cursor() as cur:
+            histories = copies.read_histories(cur, PREFIX, chunk, NEW)
         writer.write(histories)
         del histories
-
-
-def _write_streams(cur: psycopg.Cursor, evaluations: Sequence[Evaluation], suffix: str) -> None:
-    if evaluations:
-        cur.execute(
-            f"INSERT INTO {PREFIX}_streams{suffix} (customer_id, last_version, last_position, recheck_at)"
-            " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::timestamptz[])"
-            " ON CONFLICT (customer_id) DO UPDATE SET last_version = excluded.last_version,"
-            " last_position = excluded.last_position, recheck_at = excluded.recheck_at",
-            (
-                [e.customer_id for e in evaluations],
-                [e.last_version for e in evaluations],
-                [e.last_position for e in evaluations],
-                [e.recheck_at for e in evaluations],
-            ),
-        )
 
 
 def _swap(
@@ -388,7 +301,7 @@ def _swap(
 ) -> int:
     """Under the exclusive lock: merge what the consumer applied since the snapshot, rename, drop the old."""
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (readmodel.SWAP_LOCK,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (database.SWAP_LOCK,))
         cur.execute(
             f"INSERT INTO {PREFIX}_events{NEW} (event_id, customer_id, version, position, value)"
             f" SELECT event_id, customer_id, version, position, value FROM {PREFIX}_events WHERE seq > %s"
@@ -398,17 +311,10 @@ def _swap(
         cur.execute(f"SELECT DISTINCT customer_id FROM {PREFIX}_events WHERE seq > %s", (snapshot_seq,))
         late = [r[0] for r in cur.fetchall()]
         if late:
-            cur.execute(
-                f"SELECT customer_id, value FROM {PREFIX}_events{NEW} WHERE customer_id = ANY(%s)"
-                " ORDER BY customer_id, version",
-                (late,),
-            )
-            histories: dict[str, list[RecordedEvent]] = {}
-            for customer_id, value in cur.fetchall():
-                histories.setdefault(customer_id, []).append(parse(bytes(value)))
-            evaluations = [evaluate(c, h, policy, as_of) for c, h in sorted(histories.items())]
+            histories = copies.read_histories(cur, PREFIX, late, NEW)
+            evaluations = [evaluate(c, h, policy, as_of) for c, h in sorted(histories.items()) if h]
             write_rows(cur, evaluations, ranks, NEW)
-            _write_streams(cur, evaluations, NEW)
+            copies.save_streams(cur, PREFIX, evaluations, NEW)
         for table in SWAPPED:
             cur.execute(f"ALTER TABLE {table} RENAME TO {table}{OLD}")
             cur.execute(f"ALTER TABLE {table}{NEW} RENAME TO {table}")

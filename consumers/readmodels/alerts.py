@@ -5,7 +5,7 @@ so it runs, lags and fails independently of the summary. For every customer
 it re-evaluates (a new event, or an instant at which time alone changes the
 state), it compares the new state with the last one it saw
 (``alerts_watch``) and writes an alert row to ``alerts`` with the
-explanation, and logs it as one JSON line (logger ``timeline.consumers.alerts``):
+explanation, and logs it as one JSON line (logger ``timeline.consumers.readmodels.alerts``):
 
 - ``at_risk``: the lifecycle stage became ``at_risk`` (from any other stage,
   or on first sight). ``at`` is the evaluation instant; the explanation is the
@@ -31,18 +31,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from timeline.consumers import readmodel
-from timeline.consumers.projecting import Evaluation, ProjectingConsumer
 
+from timeline.consumers.readmodels.evaluation import Evaluation
+from timeline.consumers.readmodels.runner import ProjectingConsumer
 from timeline.domain.recorded import iso
 
 log = logging.getLogger(__name__)
 
-PREFIX = readmodel.ALERTS
+PREFIX = "alerts"
 DEFAULT_GROUP = "timeline-alerts"
 AT_RISK = "at_risk"
 TIER_DROP = "tier_drop"
+KINDS = (AT_RISK, TIER_DROP)
 EMITTED_KEPT = 1_000
+ALERTS_DDL = [
+    "CREATE TABLE IF NOT EXISTS alerts_watch ("
+    " customer_id text PRIMARY KEY, tier text NOT NULL, lifecycle text NOT NULL, as_of timestamptz NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS alerts ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_id text NOT NULL,"
+    " at timestamptz NOT NULL, kind text NOT NULL, from_value text, to_value text NOT NULL,"
+    " explanation jsonb NOT NULL, event_ids text[] NOT NULL, branch_id text, relationship_manager text,"
+    " detected_at timestamptz NOT NULL, created_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+    " UNIQUE (customer_id, kind, at))",
+    "CREATE INDEX IF NOT EXISTS alerts_at ON alerts (at)",
+]
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ class AlertsConsumer(ProjectingConsumer):
         """The last alerts this process wrote (bounded: a long run must not keep them all)."""
 
     def ddl(self) -> list[str]:
-        return readmodel.alerts_ddl()
+        return list(ALERTS_DDL)
 
     def write(self, cur: psycopg.Cursor, evaluations: list[Evaluation], as_of: dt.datetime) -> None:
         known = [e for e in evaluations if e.state is not None]

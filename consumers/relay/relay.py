@@ -34,7 +34,6 @@ import logging
 import sqlite3
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,13 +41,19 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import PersistenceError
 from kafka.errors import ClusterAuthorizationFailedError, KafkaError, UnsupportedVersionError
-from kafka.partitioner.default import DefaultPartitioner
-from timeline.consumers.backoff import Backoff, describe
-from timeline.consumers.cloudevents import CONTENT_TYPE, SCHEMA_BASE, stored_to_bytes
 
 from timeline.application.keyring import KeyRing
 from timeline.application.ports import EventStore, StoredRow
-from timeline.domain.errors import StoreUnavailable, TimelineError
+from timeline.consumers.backoff import Backoff, describe, describe_kafka
+from timeline.consumers.cloudevents import CONTENT_TYPE, stored_to_bytes
+from timeline.consumers.relay.positions import PositionStore, RelayError
+from timeline.consumers.relay.producer import (
+    PRODUCER_DEFAULTS,
+    KeyCachingPartitioner,
+    close_producer,
+    fast_crc_available,
+)
+from timeline.domain.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,147 +73,6 @@ PROGRESS_EVERY = 5.0
 TIMEOUTS = ("request_timeout_ms", "delivery_timeout_ms", "max_block_ms", "bootstrap_timeout_ms")
 IDEMPOTENCE_REFUSED = (UnsupportedVersionError, ClusterAuthorizationFailedError)
 """Errors of a broker that does not grant producer ids (InitProducerId): fall back to a plain producer."""
-
-
-class KeyCachingPartitioner(DefaultPartitioner):
-    """kafka-python's default partitioner (murmur2 of the key, as the Java client), remembered per key.
-
-    The same customer maps to the same partition either way; hashing in pure
-    Python cost more per message than the rest of the partitioning.
-    """
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self._cache: dict[tuple[str, bytes, int], int] = {}
-        self._limit = limit
-
-    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # type: ignore[no-untyped-def]
-        if serialized_key is None:
-            return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-        partitions = cluster.partitions_for_topic(topic)
-        cache_key = (topic, serialized_key, len(partitions) if partitions else 0)
-        found = self._cache.get(cache_key)
-        if found is None:
-            if len(self._cache) >= self._limit:
-                self._cache.clear()
-            found = super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-            self._cache[cache_key] = found
-        return found
-
-
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all",
-    "compression_type": None,
-    "linger_ms": 5,
-    "batch_size": 512 * 1024,
-    "max_request_size": 4 * 1024 * 1024,
-    "request_timeout_ms": 30_000,
-    "delivery_timeout_ms": 60_000,
-    "max_block_ms": 30_000,
-    "bootstrap_timeout_ms": 30_000,
-    "retry_backoff_ms": 200,
-    "reconnect_backoff_max_ms": 5_000,
-    "metrics_enabled": False,
-}
-"""Tuned for bulk: big batches per partition, a few ms of linger, no compression."""
-
-
-class RelayError(TimelineError):
-    """The relay cannot run as configured (e.g. another copy holds its position)."""
-
-
-def fast_crc_available() -> bool:
-    """kafka-python checksums every record batch; without the ``crc32c`` package it does so in pure Python."""
-    try:
-        from kafka.record import util
-
-        return util.crc32c_c is not None  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        return False
-
-
-class PositionStore:
-    """``timeline_relay_positions``: where each relay (name, topic) has published up to.
-
-    Same database as the store, own connection (the store's port has no
-    mutable tables). Created idempotently.
-    """
-
-    def __init__(self, url: str, lock: bool = True, lock_wait: float = 10.0) -> None:
-        self.url = url
-        self._lock = lock
-        self._lock_wait = lock_wait
-        self._locked: tuple[str, str] | None = None
-        self._conn: Any = None
-        self._connect()
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.url.startswith(("postgresql://", "postgres://"))
-
-    def _connect(self) -> None:
-        if self.is_postgres:
-            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS timeline_relay_positions ("
-                " name text NOT NULL, topic text NOT NULL, position bigint NOT NULL,"
-                " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (name, topic))"
-            )
-            if self._locked:
-                name, topic = self._locked
-                self._locked = None
-                self.acquire(name, topic)
-        else:
-            path = self.url[len("sqlite:///") :]
-            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS timeline_relay_positions ("
-                " name TEXT NOT NULL, topic TEXT NOT NULL, position INTEGER NOT NULL,"
-                " updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (name, topic))"
-            )
-
-    def acquire(self, name: str, topic: str) -> None:
-        """PostgreSQL: hold an advisory lock on (name, topic) for this connection's life.
-
-        Waits up to ``lock_wait`` seconds: the server session of a relay that
-        was just killed may linger a moment before its lock is released.
-        """
-        if not (self.is_postgres and self._lock) or self._locked == (name, topic):
-            return
-        key = zlib.crc32(f"timeline-relay\0{name}\0{topic}".encode()) - 2**31
-        deadline = time.monotonic() + self._lock_wait
-        while not self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (7431, key)).fetchone()[0]:
-            if time.monotonic() >= deadline:
-                raise RelayError(f"another relay named {name!r} is publishing to topic {topic!r} from this database")
-            time.sleep(0.2)
-        self._locked = (name, topic)
-
-    def load(self, name: str, topic: str) -> int:
-        mark = "%s" if self.is_postgres else "?"
-        row = self._conn.execute(
-            f"SELECT position FROM timeline_relay_positions WHERE name = {mark} AND topic = {mark}", (name, topic)
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def save(self, name: str, topic: str, position: int) -> None:
-        mark = "%s" if self.is_postgres else "?"
-        now = "now()" if self.is_postgres else "CURRENT_TIMESTAMP"
-        self._conn.execute(
-            f"INSERT INTO timeline_relay_positions (name, topic, position) VALUES ({mark}, {mark}, {mark}) "
-            f"ON CONFLICT (name, topic) DO UPDATE SET position = excluded.position, updated_at = {now}",
-            (name, topic, position),
-        )
-
-    def reconnect(self) -> None:
-        self.close()
-        self._connect()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
-            self._conn = None
 
 
 @dataclass
@@ -253,15 +117,12 @@ class Relay:
         batch_size: int = 5000,
         positions: PositionStore | None = None,
         producer_config: dict[str, Any] | None = None,
-        idempotence: bool | None = None,
         partitions: int = 3,
         replication_factor: int = 1,
-        create_topic: bool = True,
         poll_interval: float = 1.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         give_up_after: float | None = None,
-        schema_base: str = SCHEMA_BASE,
         on_batch: Callable[[Relay], None] | None = None,
         on_failure: Callable[[Relay, BaseException], None] | None = None,
     ) -> None:
@@ -276,12 +137,11 @@ class Relay:
         self.stop_event = threading.Event()
         self.backoff = Backoff(log, f"relay {name}", backoff_initial, backoff_max, give_up_after, self.stop_event)
         self.producer_config = self._bounded({**PRODUCER_DEFAULTS, **(producer_config or {})})
-        self.idempotence = idempotence
+        self._idempotence_refused = False
+        """The broker grants no producer ids: go on with a plain producer, one request in flight."""
         self.partitions = partitions
         self.replication_factor = replication_factor
-        self.create_topic = create_topic
         self.poll_interval = poll_interval
-        self.schema_base = schema_base
         self.on_batch = on_batch
         self.on_failure = on_failure
         self.stats = RelayStats()
@@ -380,9 +240,7 @@ class Relay:
         keys = self._retrying(lambda: KeyRing(self.store, None).keys({r.customer_id for r in rows}))
         if keys is None:
             return False
-        messages = [
-            (r.customer_id.encode(), stored_to_bytes(r, keys[r.customer_id].erased, self.schema_base)) for r in rows
-        ]
+        messages = [(r.customer_id.encode(), stored_to_bytes(r, keys[r.customer_id].erased)) for r in rows]
         while not self.stop_event.is_set():
             try:
                 self._ensure_topic()
@@ -399,9 +257,9 @@ class Relay:
                 self.backoff.succeeded()
                 return True
             except (KafkaError, OSError, TimeoutError) as exc:  # back off, retry the same batch
-                if self.idempotence is None and self.stats.idempotent and isinstance(exc, IDEMPOTENCE_REFUSED):
+                if self.stats.idempotent and isinstance(exc, IDEMPOTENCE_REFUSED):
                     log.warning("the broker refuses the idempotent producer (%s); going on without it", exc)
-                    self.idempotence = False
+                    self._idempotence_refused = True
                 self._failed(exc, f"publishing positions {rows[0].position}..{rows[-1].position}")
                 self._close_producer(timeout=0)
         return False
@@ -423,49 +281,27 @@ class Relay:
                 "client_id": f"timeline-relay-{self.name}",
                 **self.producer_config,
             }
-            if self.idempotence is False:
-                self._producer = KafkaProducer(
-                    **config, enable_idempotence=False, max_in_flight_requests_per_connection=1
-                )
-            else:
+            if not self._idempotence_refused:
                 try:
                     self._producer = KafkaProducer(**config, enable_idempotence=True)
                 except (KafkaConfigurationError, UnsupportedVersionError) as exc:
-                    if self.idempotence:
-                        raise
                     log.warning("idempotent producer unsupported here (%s); retries may duplicate", exc)
-                    self.idempotence = False
-                    # One request in flight: a retried request cannot overtake a later one.
-                    self._producer = KafkaProducer(
-                        **config, enable_idempotence=False, max_in_flight_requests_per_connection=1
-                    )
+                    self._idempotence_refused = True
+            if self._idempotence_refused:
+                # One request in flight: a retried request cannot overtake a later one.
+                self._producer = KafkaProducer(
+                    **config, enable_idempotence=False, max_in_flight_requests_per_connection=1
+                )
             self.stats.idempotent = getattr(self._producer, "_transaction_manager", None) is not None
         return self._producer
 
     def _close_producer(self, timeout: float) -> None:
-        """Close the producer; after a failure, abandon whatever it still holds.
-
-        kafka-python's ``close`` flushes first and, if that times out, raises
-        before stopping its sender thread, which would then go on retrying old
-        messages next to the new producer's. So the sender is force-closed here.
-        """
         producer, self._producer = self._producer, None
-        if producer is None:
-            return
-        try:
-            producer.close(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - a broken producer is thrown away anyway
-            log.debug("closing the producer: %s", exc)
-            sender = getattr(producer, "_sender", None)
-            if sender is not None:
-                sender.force_close()
-                sender.join(5)
-            producer._closed = True  # noqa: SLF001 - nothing left to close; keeps __del__ from flushing again
-            if getattr(producer, "_metrics", None):
-                producer._metrics.close()  # noqa: SLF001
+        if producer is not None:
+            close_producer(producer, timeout)
 
     def _ensure_topic(self) -> None:
-        if self._topic_ready or not self.create_topic:
+        if self._topic_ready:
             return
         from kafka.admin import KafkaAdminClient, NewTopic
         from kafka.errors import TopicAlreadyExistsError
@@ -491,11 +327,13 @@ class Relay:
 
     def _failed(self, exc: BaseException, doing: str) -> None:
         """Count and report the failure, then wait (:class:`GaveUp` once a bounded run is out of time)."""
+        within = self.producer_config["max_block_ms"] / 1000
         self.stats.failures += 1
-        self.stats.last_error = describe(exc)
+        self.stats.last_error = describe_kafka(exc, self.bootstrap, within) if isinstance(exc, KafkaError) else None
+        self.stats.last_error = self.stats.last_error or describe(exc)
         if self.on_failure:
             self.on_failure(self, exc)
-        self.backoff.failed(exc, doing, attempt=self._attempt_seconds)
+        self.backoff.failed(exc, doing, attempt=self._attempt_seconds, why=self.stats.last_error)
 
     def _retrying(self, action: Callable[[], Any]) -> Any:
         """Run a database action until it succeeds (reconnecting), or None once stopped."""
