@@ -66,7 +66,7 @@ def grant(
         _emit({"name": name, "role": role, "token": token})
         return
     scope = f" for relationship manager {rm}" if rm else f" for branch {branch}" if branch else ""
-    out.print(f"granted {name} the role {role}{scope}; the token is shown only now, keep it secret:")
+    out.print(f"granted {name} the role {role}{scope}; the token is shown only now, keep it secret:", soft_wrap=True)
     sys.stdout.write(token + "\n")
 
 

@@ -110,30 +110,29 @@ class SqlAccessStore(AccessStore):
     def has_access_tables(self) -> bool:
         return all(self.store._has_table(t) for t in ACCESS_TABLES)
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> int | None:
-        """Run one statement in a transaction of its own: the rows it changed, ``None`` on a uniqueness conflict."""
+    def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """Run one statement in a transaction of its own; whether it changed a row (not on a uniqueness conflict).
+
+        The statement says what it changed with ``RETURNING`` (the library's SQLite cursor has no rowcount).
+        """
         try:
             with self.store._datastore.transaction(commit=True) as c:
-                c.execute(sql, params)
-                return c.rowcount
+                c.execute(sql + " RETURNING 1", params)
+                return bool(c.fetchall())
         except _CONFLICT:
-            return None
+            return False
 
     def add_grant(self, grant: GrantRecord) -> bool:
         p = self.mark
-        return bool(
-            self._write(
-                f"INSERT INTO {GRANTS_TABLE} ({_GRANT_COLUMNS}) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
-                (grant.name, grant.role, grant.rm, grant.branch, grant.token_hash, grant.granted_at, None),
-            )
+        return self._write(
+            f"INSERT INTO {GRANTS_TABLE} ({_GRANT_COLUMNS}) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
+            (grant.name, grant.role, grant.rm, grant.branch, grant.token_hash, grant.granted_at, None),
         )
 
     def revoke_grant(self, name: str, at: str) -> bool:
         p = self.mark
-        return bool(
-            self._write(
-                f"UPDATE {GRANTS_TABLE} SET revoked_at = {p} WHERE name = {p} AND revoked_at IS NULL", (at, name)
-            )
+        return self._write(
+            f"UPDATE {GRANTS_TABLE} SET revoked_at = {p} WHERE name = {p} AND revoked_at IS NULL", (at, name)
         )
 
     def grants(self) -> list[GrantRecord]:
@@ -158,12 +157,11 @@ class SqlAccessStore(AccessStore):
         """Insert only if the record's ``seq`` follows the newest stored one, in the insert's own statement."""
         p = self.mark
         r = record
-        inserted = self._write(
+        return self._write(
             f"INSERT INTO {ACCESS_LOG_TABLE} ({_LOG_COLUMNS}) SELECT {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p} "
             f"WHERE (SELECT COALESCE(MAX(seq), 0) FROM {ACCESS_LOG_TABLE}) = {p}",
             (r.seq, r.at, r.principal, r.role, r.customer_id, r.what, r.purpose, r.prev_hash, r.hash, r.seq - 1),
         )
-        return bool(inserted)
 
     def read_access(
         self,
