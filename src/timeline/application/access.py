@@ -160,7 +160,13 @@ class AccessFinding:
 
 
 class AccessTrail:
-    """Who saw which customer, when, and why: an append-only, hash-chained log in the store's database."""
+    """Who saw which customer, when, and why: an append-only, hash-chained log in the store's database.
+
+    Each record holds its predecessor's hash, so a changed or removed record
+    breaks the chain at the next one. Removing the newest records, with the
+    database's triggers dropped first, leaves a shorter chain that is still
+    whole: like the newest event, that is beyond an in-database check.
+    """
 
     def __init__(self, store: AccessStore, clock: Clock = utcnow) -> None:
         self.store, self.clock = store, clock

@@ -16,8 +16,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from timeline.application.access import AccessTrail, Grants
+from timeline.application.ports import AccessRecord
 from timeline.cli.report import listing
 from timeline.store import open_store
 from timeline.store.access_sql import SqlAccessStore, access_store
@@ -90,17 +93,24 @@ def list_grants(db: Db = None, json_out: Json = False) -> None:
         for g in grants:
             _emit(g.to_json())
         return
+    if not grants:
+        out.print("no grants")
+        return
     rows = [
         (
             g.principal.name,
             str(g.principal.role),
             g.principal.rm or g.principal.branch or "",
-            g.granted_at,
-            g.revoked_at or "active",
+            _seconds(g.granted_at),
+            _seconds(g.revoked_at) if g.revoked_at else "active",
         )
         for g in grants
     ]
-    out.print(listing("grants", ("name", "role", "rm / branch", "granted", "revoked"), rows, whole=("granted",)))
+    out.print(
+        listing(
+            "grants", ("name", "role", "rm / branch", "granted", "revoked"), rows, whole=("role", "granted", "revoked")
+        )
+    )
 
 
 @access_app.command("log")
@@ -117,6 +127,27 @@ def log(
         for r in records:
             _emit(r.to_json())
         return
-    rows = [(str(r.seq), r.at, r.principal, r.role, r.customer_id or "", r.what, r.purpose or "") for r in records]
-    columns = ("seq", "at", "principal", "role", "customer", "what", "purpose")
-    out.print(listing("access log", columns, rows, whole=("at",)))
+    if not records:
+        out.print("no access recorded")
+        return
+    out.print(_trail(records))
+
+
+def _trail(records: list[AccessRecord]) -> Table:
+    """One entry per record, the instant in the margin: readable at any terminal width."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, style="cyan")
+    grid.add_column()
+    for r in records:
+        head = Text(f"{r.principal} ({r.role})", style="bold")
+        head.append(f" · {r.what}" + (f" · customer {r.customer_id}" if r.customer_id else ""))
+        head.append(f" · #{r.seq}", style="dim")
+        grid.add_row(_seconds(r.at), head)
+        if r.purpose:
+            grid.add_row("", Text(f"purpose: {r.purpose}", style="italic"))
+    return grid
+
+
+def _seconds(stamp: str) -> str:
+    """A stored instant shown to the second (``--json`` keeps the microseconds)."""
+    return stamp[:19] + "Z"
