@@ -122,15 +122,16 @@ def log(
 ) -> None:
     """The access log, oldest first: who saw which customer, what, when and why."""
     with _access(db) as store:
-        records = list(AccessTrail(store).read(customer, principal))
-    if json_out:
-        for r in records:
-            _emit(r.to_json())
-        return
-    if not records:
+        records = AccessTrail(store).read(customer, principal)
+        if json_out:
+            for r in records:  # streamed, a page at a time: the log grows with every access
+                _emit(r.to_json())
+            return
+        shown = list(records)
+    if not shown:
         out.print("no access recorded")
         return
-    out.print(_trail(records))
+    out.print(_trail(shown))
 
 
 def _trail(records: list[AccessRecord]) -> Table:
