@@ -10,10 +10,13 @@ from timeline.domain.roles import (
     PERMISSIONS,
     SCOPED_ACTIONS,
     Action,
+    Forbidden,
     InvalidPrincipal,
+    OutOfScope,
     Principal,
     Role,
     allows,
+    authorize,
     in_scope,
     parse_role,
 )
@@ -36,6 +39,7 @@ GRANTED = {
     Role.SOURCE: {"ingest"},
 }
 """The issue's table, written out: anything not listed is refused."""
+AUDITOR = Principal("audit", Role.COMPLIANCE)
 
 
 @pytest.mark.parametrize(("role", "action"), list(itertools.product(Role, Action)))
@@ -103,3 +107,28 @@ def test_a_principal_carries_exactly_the_scope_its_role_needs(kwargs, message):
 def test_an_unknown_role_is_refused_with_the_list_of_roles():
     with pytest.raises(InvalidPrincipal, match="unknown role 'admin': one of compliance, branch_head, rm, ops, source"):
         parse_role("admin")
+
+
+def test_a_forbidden_action_is_refused_whatever_the_customer():
+    head = Principal("wang", Role.BRANCH_HEAD, branch="B1")
+    with pytest.raises(Forbidden, match="role branch_head is not granted history"):
+        authorize(head, Action.HISTORY, ("B1", "RM1"))
+
+
+def test_a_past_known_at_is_forbidden_to_all_but_compliance():
+    authorize(AUDITOR, Action.STATE, ("B9", "RM9"), known_at_past=True)
+    with pytest.raises(Forbidden, match="a past known_at is for compliance"):
+        authorize(Principal("li", Role.RM, rm="RM1"), Action.STATE, ("B1", "RM1"), known_at_past=True)
+
+
+def test_a_customer_out_of_scope_is_not_revealed():
+    rm = Principal("li", Role.RM, rm="RM1")
+    authorize(rm, Action.HISTORY_PII, ("B1", "RM1"))
+    with pytest.raises(OutOfScope, match="^no such customer$"):
+        authorize(rm, Action.HISTORY_PII, ("B1", "RM2"))
+
+
+def test_an_action_on_no_named_customer_is_judged_by_role_alone():
+    authorize(Principal("ops", Role.OPS), Action.METRICS)
+    with pytest.raises(Forbidden, match="role ops is not granted access_log"):
+        authorize(Principal("ops", Role.OPS), Action.ACCESS_LOG)

@@ -71,6 +71,14 @@ class InvalidPrincipal(TimelineError):
     """A principal's role and its scope (rm, branch) do not fit together."""
 
 
+class Forbidden(TimelineError):
+    """The principal's role may not do this at all (HTTP 403)."""
+
+
+class OutOfScope(TimelineError):
+    """The customer is outside the principal's sight (HTTP 404: its existence is not revealed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who a request acts as: a grant's name (or a token's subject), its role, and its scope."""
@@ -117,3 +125,22 @@ def in_scope(principal: Principal, branch_id: str | None, relationship_manager: 
     if principal.role is Role.RM:
         return relationship_manager is not None and relationship_manager == principal.rm
     return False
+
+
+def authorize(
+    principal: Principal,
+    action: Action,
+    assignment: tuple[str | None, str | None] | None = None,
+    known_at_past: bool = False,
+) -> None:
+    """Raise unless the principal may do ``action`` (on the customer with this assignment, if one is named).
+
+    ``assignment``: the customer's (branch, relationship manager) as of now. The role is judged first, so
+    a forbidden action is a 403 whatever the customer; a customer out of scope is told apart from none.
+    """
+    if not allows(principal.role, action):
+        raise Forbidden(f"role {principal.role} is not granted {action}")
+    if known_at_past and not allows(principal.role, Action.KNOWN_AT_PAST):
+        raise Forbidden(f"role {principal.role} may ask only as known now: a past known_at is for compliance")
+    if assignment is not None and action in SCOPED_ACTIONS and not in_scope(principal, *assignment):
+        raise OutOfScope("no such customer")
