@@ -183,3 +183,8 @@ def test_a_key_file_that_is_no_public_key_is_a_configuration_error(tmp_path):
 def test_a_missing_key_file_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="cannot read the identity provider's key file"):
         JwtVerifier(tmp_path / "absent.pem")
+
+
+def test_a_leeway_allows_for_clock_skew_with_the_identity_provider(pem_file):
+    lenient = JwtVerifier(pem_file, audience=AUDIENCE, issuer=ISSUER, leeway=30)
+    assert lenient(_token(exp=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5))).name == "li.ming"

@@ -52,6 +52,7 @@ class JwtVerifier:
         claims: ClaimNames = ClaimNames(),
         leeway: float = 0,
     ) -> None:
+        """``audience``/``issuer``: required values of ``aud``/``iss``; ``leeway``: seconds of clock skew allowed."""
         self.keys = _load_keys(key_file)
         self.audience, self.issuer, self.claims, self.leeway = audience, issuer, claims, leeway
 
