@@ -186,3 +186,91 @@ class KeyWrapping(Protocol):
 
     def unwrap(self, customer_id: str, wrapped: bytes) -> bytes:
         """The data key from its wrapped form; ``ConfigurationError`` if this key cannot open it."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """One row of the grants table: who was granted which role, and the SHA-256 of the token handed out."""
+
+    name: str
+    role: str
+    rm: str | None
+    branch: str | None
+    token_hash: str
+    granted_at: str
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    """One entry of the access trail, chained to its predecessor by ``prev_hash``."""
+
+    seq: int
+    at: str
+    principal: str
+    role: str
+    customer_id: str | None
+    what: str
+    purpose: str | None
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "principal": self.principal,
+            "role": self.role,
+            "customer_id": self.customer_id,
+            "what": self.what,
+            "purpose": self.purpose,
+            "hash": self.hash,
+        }
+
+
+class AccessStore(abc.ABC):
+    """Grants and the access trail, kept in the store's database beside the events.
+
+    The trail is append-only in the database itself (triggers refuse UPDATE,
+    DELETE and TRUNCATE); a grant may only be revoked. Readers never create
+    tables: on a store made before they existed, reads see no grant and no record.
+    """
+
+    @abc.abstractmethod
+    def has_access_tables(self) -> bool:
+        """Whether the grants and access-log tables exist."""
+
+    @abc.abstractmethod
+    def add_grant(self, grant: GrantRecord) -> bool:
+        """Store a new grant; ``False`` (and nothing stored) if its name already holds an active grant."""
+
+    @abc.abstractmethod
+    def revoke_grant(self, name: str, at: str) -> bool:
+        """Mark the name's active grant revoked at ``at``; ``False`` if it holds none."""
+
+    @abc.abstractmethod
+    def grants(self) -> list[GrantRecord]:
+        """Every grant ever made, active and revoked, oldest first."""
+
+    @abc.abstractmethod
+    def grant_by_hash(self, token_hash: str) -> GrantRecord | None:
+        """The grant whose token has this SHA-256 (revoked or not), ``None`` if there is none."""
+
+    @abc.abstractmethod
+    def access_head(self) -> AccessRecord | None:
+        """The newest record of the trail, ``None`` if it is empty."""
+
+    @abc.abstractmethod
+    def append_access(self, record: AccessRecord) -> bool:
+        """Append one record; ``False`` (nothing stored) if its ``seq`` is no longer the next one."""
+
+    @abc.abstractmethod
+    def read_access(
+        self,
+        after: int,
+        limit: int,
+        customer_id: str | None = None,
+        principal: str | None = None,
+        since: str | None = None,
+    ) -> list[AccessRecord]:
+        """Records with ``seq > after`` by ``seq``, at most ``limit``, filtered (``since``: ``at >= since``)."""

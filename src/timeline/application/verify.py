@@ -18,11 +18,12 @@ PII that no key can read.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
+from timeline.application.access import AccessFinding, verify_access
 from timeline.application.codec import GENESIS_HASH, chain_hash, decode, first_invalid
-from timeline.application.ports import EventStore, IndexEntry, KeyWrapping, StoredRow
+from timeline.application.ports import AccessStore, EventStore, IndexEntry, KeyWrapping, StoredRow
 from timeline.application.verify_keys import NO_KEY_ROW, KeyRow, key_finding
 from timeline.domain.errors import CorruptEvent, TimelineError
 from timeline.domain.recorded import RecordedEvent
@@ -70,14 +71,24 @@ class Report:
     findings: list[Finding]
     pii_checked: bool
     """Whether keys were unwrapped and PII opened: only with the key-encryption key."""
+    access_findings: list[AccessFinding] = field(default_factory=list)
+    """The first break of the access trail's chain, if one was checked and is broken."""
 
     @property
     def intact(self) -> bool:
-        return not self.findings
+        return not self.findings and not self.access_findings
 
 
-def verify(store: EventStore, customer_id: str | None = None, wrapper: KeyWrapping | None = None) -> Report:
-    """Check every customer any table names (or one); ``wrapper`` also checks that keys and PII can be read."""
+def verify(
+    store: EventStore,
+    customer_id: str | None = None,
+    wrapper: KeyWrapping | None = None,
+    access: AccessStore | None = None,
+) -> Report:
+    """Check every customer any table names (or one); ``wrapper`` also checks that keys and PII can be read.
+
+    ``access``: the access trail's chain is checked too (on a whole-store check, not for one customer).
+    """
     customers = [customer_id] if customer_id else store.customer_ids()
     findings: list[Finding] = []
     events = 0
@@ -103,7 +114,8 @@ def verify(store: EventStore, customer_id: str | None = None, wrapper: KeyWrappi
             problem = key_finding(cid, [e for e in decoded if isinstance(e, RecordedEvent)], rows, key, wrapper)
             if problem:
                 findings.append(Finding(cid, *problem))
-    return Report(len(customers), events, findings, wrapper is not None)
+    trail = verify_access(access) if access is not None and customer_id is None else []
+    return Report(len(customers), events, findings, wrapper is not None, trail)
 
 
 def _absent(

@@ -18,6 +18,7 @@ from psycopg.sql import SQL
 
 from timeline.application.ports import AppendBatch, IndexEntry, NewEvent, StoredRow
 from timeline.domain.errors import NoStore, StoreUnavailable
+from timeline.store.access_sql import POSTGRES_OBJECTS, POSTGRES_TABLES, POSTGRES_TRIGGERS
 from timeline.store.sql import (
     EVENTS_TABLE,
     IMMUTABLE_TABLES,
@@ -70,6 +71,7 @@ SIDE_TABLES = [
             "FOR EACH STATEMENT EXECUTE FUNCTION timeline_refuse_change()",
         )
     ),
+    *POSTGRES_TABLES,
 ]
 
 
@@ -169,12 +171,13 @@ def _schema_present(conn: psycopg.Connection) -> bool:
         "timeline_referrals",
         "timeline_referrals_referred",
         META_TABLE,
+        *POSTGRES_OBJECTS,
     ]
     row = conn.execute(
         "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) AS name", (objects,)
     ).fetchone()
     names = [f"{t}_{kind}" for t in IMMUTABLE_TABLES for kind in ("immutable", "no_truncate")]
-    names += ["timeline_keys_only_erasure", "timeline_keys_no_truncate"]
+    names += ["timeline_keys_only_erasure", "timeline_keys_no_truncate", *POSTGRES_TRIGGERS]
     triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s)", (names,)).fetchone()
     return bool(row and row[0]) and bool(triggers and triggers[0] == len(names))
 

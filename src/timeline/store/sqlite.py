@@ -14,6 +14,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 
 from timeline.application.ports import AppendBatch
 from timeline.domain.errors import NoStore, StoreUnavailable
+from timeline.store.access_sql import SQLITE_TABLES as ACCESS_TABLES
 from timeline.store.sql import (
     EVENTS_TABLE,
     IMMUTABLE_TABLES,
@@ -70,6 +71,7 @@ SIDE_TABLES = [
             (META_TABLE, f"EXISTS (SELECT 1 FROM {META_TABLE} WHERE name = NEW.name)"),
         )
     ),
+    *ACCESS_TABLES,
 ]
 
 
