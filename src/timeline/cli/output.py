@@ -37,11 +37,11 @@ def local(moment: dt.datetime, zone: ZoneInfo) -> str:
 
 
 def local_as_of(moment: dt.datetime, zone: ZoneInfo) -> str:
-    """:func:`local`, and the day it ends when it is a day's last instant (what ``--as-of DATE`` means)."""
+    """:func:`local`, said to be a day's end when it is its last instant (what ``--as-of DATE`` means)."""
     there = moment.astimezone(zone)
     text = there.isoformat()
     if there.time() == dt.time.max:
-        return f"{text} (end of {there.date().isoformat()})"
+        return f"{text} (end of day)"
     return text
 
 

@@ -134,7 +134,7 @@ def render_explanation(s: CustomerState, zone: ZoneInfo) -> Group:
     table = listing(f"points ledger: {s.points.available} available", columns, ledger, whole=("at", "event"))
     if nothing:
         table.caption = (
-            f"and {counted(nothing, 'deposit')} that vest no points (not held, or under one unit): see --json"
+            f"left out: {counted(nothing, 'deposit')} vesting no points (not held, or under a unit; see --json)"
         )
         table.caption_justify = "left"
     parts.append(table)
