@@ -59,7 +59,7 @@ class Timeline:
         ingestor = self.engine.ingestor()
         if isinstance(source, str | Path):
             check_utf8(str(source))
-            with open(source, "rb") as fh:
+            with Path(source).open("rb") as fh:
                 outcomes = list(ingestor.ingest(read_lines(fh), atomic=atomic))
         else:
             lines = (json.dumps(item) if isinstance(item, Mapping) else item for item in source)
