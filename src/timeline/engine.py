@@ -65,7 +65,7 @@ class Engine:
 
 def open_engine(
     db: str | None = None,
-    kek: bytes | KekSource = NO_KEK,
+    kek: KekSource = NO_KEK,
     policy: str | None = None,
     keys: bool = True,
     create: bool = True,
@@ -73,9 +73,9 @@ def open_engine(
 ) -> Engine:
     """The engine on a store.
 
-    ``kek``: the key itself, or where configuration says it is (the
-    interfaces read ``TIMELINE_KEK`` and ``TIMELINE_KEK_FILE``; nothing here
-    reads the environment). ``keys=True``: the KEK is loaded and checked
+    ``kek``: where configuration says the KEK is (the interfaces read
+    ``TIMELINE_KEK`` and ``TIMELINE_KEK_FILE``; nothing here reads the
+    environment). ``keys=True``: the KEK is loaded and checked
     against the store before anything is done; ``keys=False``: only if a key
     is wrapped or unwrapped (state, explain, verify never do, so they need no
     KEK). ``create=False``: the store must exist (commands that read); then
@@ -85,14 +85,12 @@ def open_engine(
     """
     chosen = load_policy(policy) if policy else load_policy()
     url = StoreUrl.parse(db)
-    source = kek if isinstance(kek, KekSource) else None
-    key = kek if isinstance(kek, bytes) else None
-    if source is not None and keys:  # a malformed or missing KEK is refused before the store is touched
-        key = configured_kek(source, embedded=url.embedded)
+    key = None
+    if keys:  # a malformed or missing KEK is refused before the store is touched
+        key = configured_kek(kek, embedded=url.embedded)
     store = open_store(url.text, create=create, alongside_other_tables=alongside_other_tables)
     try:
-        lazy = partial(kek_for_store, store, source or NO_KEK, create)
-        wrapper = KeyWrapper(key if key is not None else lazy, store)
+        wrapper = KeyWrapper(key if key is not None else partial(kek_for_store, store, kek, create), store)
         if keys:
             wrapper.check(writing=create)
     except BaseException:
