@@ -4,26 +4,33 @@ A :class:`Guard` folds a customer's stored history once, then decides each
 new event in O(1) for events in business order (a late event costs a scan of
 the instants after it). It is pure: the ingestion shell feeds it the stream
 and appends what it admits.
+
+It keeps what most checks read in compact form — balances as integer cents
+at integer microseconds, the instants of lifecycle ids and redemptions, the
+registration — and no event beyond the registration: the two rare checks
+that read past events (a correction's target, the points a redemption may
+take) ask the stream's history of the caller, so a process can hold the
+guards of many streams in little memory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
-from operator import attrgetter
 from uuid import UUID
-
-from timeline.projections.balances import ZERO, StepLine, signed_amount
-from timeline.projections.counted import business_order
-from timeline.projections.points import POINT_TYPES, points_as_of
 
 from timeline.domain.errors import RejectedEvent, UnknownTarget
 from timeline.domain.identity import check_identity
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent, iso
+from timeline.projections.balances import StepLine, signed_amount
+from timeline.projections.counted import counted
+from timeline.projections.points import POINT_TYPES, points_as_of
 
 UNVOIDABLE = frozenset({"customer.registered", "correction.recorded", "customer.erased", "referral.qualified"})
 LIFECYCLES = {
@@ -33,32 +40,52 @@ LIFECYCLES = {
     "followup.completed": ("follow-up", "followup_id", "completed"),
 }
 OPENERS = frozenset({"complaint.filed", "followup.scheduled"})
-_occurred = attrgetter("occurred_at")
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+History = Callable[[], Sequence[RecordedEvent]]
+"""A stream's whole history as it stands (stored, plus what the caller admitted since), in stored order."""
+
+
+def _micros(moment: dt.datetime) -> int:
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _instant(micros: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=micros)
+
+
+def _cents(amount: Decimal) -> int:
+    return int(amount.scaleb(2))  # money has at most two places (timeline.domain.money)
+
+
+def _money(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
 
 
 @dataclass(slots=True)
 class _Account:
-    """One account's counted movements: net change per instant, ascending."""
+    """One account's counted movements: net change in cents per instant (in microseconds), ascending."""
 
-    instants: list[dt.datetime] = field(default_factory=list)
-    deltas: list[Decimal] = field(default_factory=list)
-    total: Decimal = ZERO
+    instants: array = field(default_factory=lambda: array("q"))
+    deltas: array = field(default_factory=lambda: array("q"))
+    total: int = 0
 
-    def lowest_after(self, moment: dt.datetime, change: Decimal) -> tuple[Decimal, dt.datetime]:
-        """The lowest balance at any instant ≥ ``moment`` if ``change`` were applied at ``moment``."""
-        start = bisect_left(self.instants, moment)
+    def lowest_after(self, moment: dt.datetime, change: int) -> tuple[int, dt.datetime]:
+        """The lowest balance (cents) at any instant ≥ ``moment`` if ``change`` were applied at ``moment``."""
+        at = _micros(moment)
+        start = bisect_left(self.instants, at)
         balance = self.total + change
-        lowest: Decimal | None = None
-        when = moment
+        lowest: int | None = None
+        when = at
         for index in range(len(self.instants) - 1, start - 1, -1):
             if lowest is None or balance < lowest:
                 lowest, when = balance, self.instants[index]
             balance -= self.deltas[index]
-        if start == len(self.instants) or self.instants[start] != moment:
+        if start == len(self.instants) or self.instants[start] != at:
             if lowest is None or balance < lowest:
-                lowest, when = balance, moment
+                lowest, when = balance, at
         assert lowest is not None
-        return lowest, when
+        return lowest, _instant(when)
 
     def line_until(self, moment: dt.datetime) -> StepLine:
         """The balance line up to ``moment``, as :func:`timeline.projections.balances.balances` folds it.
@@ -67,59 +94,74 @@ class _Account:
         unchanged value, which no reading of the line can tell apart. The
         movers are not kept: the points projection reads values only.
         """
-        end = bisect_right(self.instants, moment)
-        return StepLine(self.instants[:end], list(accumulate(self.deltas[:end])), [[]] * end)
+        end = bisect_right(self.instants, _micros(moment))
+        values = [_money(v) for v in accumulate(self.deltas[:end])]
+        return StepLine([_instant(m) for m in self.instants[:end]], values, [[]] * end)
 
-    def move(self, moment: dt.datetime, change: Decimal) -> None:
-        index = bisect_left(self.instants, moment)
-        if index < len(self.instants) and self.instants[index] == moment:
+    def move(self, moment: dt.datetime, change: int) -> None:
+        at = _micros(moment)
+        index = bisect_left(self.instants, at)
+        if index < len(self.instants) and self.instants[index] == at:
             self.deltas[index] += change
         else:
-            self.instants.insert(index, moment)
+            self.instants.insert(index, at)
             self.deltas.insert(index, change)
         self.total += change
 
 
+class _Mark:
+    """A counted opener (filing, scheduling) or closer (resolution, completion): its id and instant."""
+
+    __slots__ = ("event_id", "occurred_at")
+
+    def __init__(self, event: RecordedEvent) -> None:
+        self.event_id = event.event_id.int
+        self.occurred_at = event.occurred_at
+
+
 @dataclass(slots=True)
 class _Lifecycle:
-    """The counted opener (filing, scheduling) and closer (resolution, completion) of one id."""
+    """The counted opener and closer of one complaint or follow-up id."""
 
-    opener: RecordedEvent | None = None
-    closer: RecordedEvent | None = None
+    opener: _Mark | None = None
+    closer: _Mark | None = None
 
 
 class Guard:
     """Decides and records the events of one customer's stream."""
 
-    def __init__(self, policy: Policy, history: list[RecordedEvent]) -> None:
-        """``history``: the stream as stored, folded once; the caller then records each event it stores."""
+    def __init__(self, policy: Policy, history: list[RecordedEvent], events: History | None = None) -> None:
+        """``history``: the stream as stored, folded once; the caller then records each event it stores.
+
+        ``events``: the stream's whole history on demand, for the checks that read past events. Without
+        it the guard reads ``history`` itself, which the caller keeps growing with what it records.
+        """
         self.policy = policy
-        self._events: dict[int, RecordedEvent] = {}
-        """By event id as an integer (it hashes in C; a UUID hashes in Python)."""
+        self._events: History = events if events is not None else (lambda: history)
         self._voided: set[int] = set()
+        """Event ids (as integers: they hash in C) voided by a counted correction."""
         self._accounts: dict[str, _Account] = {}
         self._ids: dict[tuple[str, str], _Lifecycle] = {}
         self._redemptions: list[dt.datetime] = []
-        self._scored: list[RecordedEvent] = []
-        """Counted events that earn or redeem points (:data:`POINT_TYPES`), in business order."""
         self._registration: RecordedEvent | None = None
         """The stream's first event, if it is a registration."""
         self._started = False
         self._erased = False
         """Whether the last event other than a correction is an erasure."""
+        self._folding: dict[int, RecordedEvent] | None = {e.event_id.int: e for e in history}
+        """While folding ``history``: its events by id, the targets its corrections void."""
         for event in history:
             self.record(event)
+        self._folding = None
 
     def check(self, event: RecordedEvent) -> None:
         """Raise :class:`RejectedEvent` if ``event`` may not be stored after this stream."""
         check_identity(self._registration, self._erased, event)
         kind = event.type
         if kind == "withdrawal.made":
+            amount = Decimal(event.data["amount"])
             self._check_balance(
-                event.data["account_id"],
-                event.occurred_at,
-                -Decimal(event.data["amount"]),
-                f"withdrawal of {event.data['amount']}",
+                event.data["account_id"], event.occurred_at, -_cents(amount), f"withdrawal of {event.data['amount']}"
             )
         elif kind in LIFECYCLES:
             self._check_lifecycle(event)
@@ -128,14 +170,13 @@ class Guard:
         elif kind == "correction.recorded":
             self._check_correction(event)
         elif kind == "customer.erased":
-            open_accounts = {a: acc.total for a, acc in self._accounts.items() if acc.total != ZERO}
+            open_accounts = {a: acc.total for a, acc in self._accounts.items() if acc.total}
             if open_accounts:
-                listing = ", ".join(f"{a} {v:.2f}" for a, v in sorted(open_accounts.items()))
+                listing = ", ".join(f"{a} {_money(v):.2f}" for a, v in sorted(open_accounts.items()))
                 raise RejectedEvent(f"customer cannot be erased while accounts hold money: {listing}")
 
     def record(self, event: RecordedEvent) -> None:
         """Take an admitted (or already stored) event into account."""
-        self._events[event.event_id.int] = event
         kind = event.type
         if not self._started:
             self._started = True
@@ -143,32 +184,32 @@ class Guard:
         if kind != "correction.recorded":
             self._erased = kind == "customer.erased"
         if kind in ("deposit.made", "withdrawal.made"):
-            self._account(event.data["account_id"]).move(event.occurred_at, signed_amount(event))
+            self._account(event.data["account_id"]).move(event.occurred_at, _cents(signed_amount(event)))
         elif kind in LIFECYCLES:
             entry = self._ids.setdefault(_key(event), _Lifecycle())
             if kind in OPENERS:
-                entry.opener = event
+                entry.opener = _Mark(event)
             else:
-                entry.closer = event
+                entry.closer = _Mark(event)
         elif kind == "points.redeemed":
             insort(self._redemptions, event.occurred_at)
         elif kind == "correction.recorded":
-            self._void(self._events[UUID(event.data["voids_event_id"]).int])
-        if kind in POINT_TYPES:
-            scored = self._scored
-            if scored and business_order(event) < business_order(scored[-1]):
-                insort(scored, event, key=business_order)
-            else:
-                scored.append(event)
+            target = self._target(UUID(event.data["voids_event_id"]))
+            assert target is not None, "a recorded correction names an event of its stream"
+            self._void(target)
+
+    def _target(self, event_id: UUID) -> RecordedEvent | None:
+        """The event of this stream with ``event_id``, if any."""
+        key = event_id.int
+        if self._folding is not None:
+            return self._folding.get(key)
+        return next((e for e in self._events() if e.event_id.int == key), None)
 
     def _void(self, target: RecordedEvent) -> None:
         self._voided.add(target.event_id.int)
         kind = target.type
-        if kind in POINT_TYPES:
-            start = bisect_left(self._scored, business_order(target), key=business_order)
-            del self._scored[next(i for i in range(start, len(self._scored)) if self._scored[i] is target)]
         if kind in ("deposit.made", "withdrawal.made"):
-            self._account(target.data["account_id"]).move(target.occurred_at, -signed_amount(target))
+            self._account(target.data["account_id"]).move(target.occurred_at, -_cents(signed_amount(target)))
         elif kind in LIFECYCLES:
             entry = self._ids[_key(target)]
             if kind in OPENERS:
@@ -184,11 +225,13 @@ class Guard:
             account = self._accounts[account_id] = _Account()
         return account
 
-    def _check_balance(self, account_id: str, moment: dt.datetime, change: Decimal, what: str) -> None:
+    def _check_balance(self, account_id: str, moment: dt.datetime, change: int, what: str) -> None:
         account = self._accounts.get(account_id) or _Account()
         lowest, when = account.lowest_after(moment, change)
-        if lowest < ZERO:
-            raise RejectedEvent(f"{what} would make account {account_id} negative ({lowest:.2f} at {iso(when)})")
+        if lowest < 0:
+            raise RejectedEvent(
+                f"{what} would make account {account_id} negative ({_money(lowest):.2f} at {iso(when)})"
+            )
 
     def _check_lifecycle(self, event: RecordedEvent) -> None:
         noun, id_field, verb = LIFECYCLES[event.type]
@@ -198,12 +241,12 @@ class Guard:
         if event.type in OPENERS:
             used = entry.opener or entry.closer
             if used is not None:
-                raise RejectedEvent(f"{id_field} {ident} is already used by event {used.event_id}")
+                raise RejectedEvent(f"{id_field} {ident} is already used by event {UUID(int=used.event_id)}")
             return
         if entry.opener is None or entry.opener.occurred_at > event.occurred_at:
             raise RejectedEvent(f"{noun} {ident} has no counted {_opened(noun)} at or before {iso(event.occurred_at)}")
         if entry.closer is not None:
-            raise RejectedEvent(f"{noun} {ident} is already {verb} by event {entry.closer.event_id}")
+            raise RejectedEvent(f"{noun} {ident} is already {verb} by event {UUID(int=entry.closer.event_id)}")
 
     def _check_redemption(self, event: RecordedEvent) -> None:
         if self._redemptions and self._redemptions[-1] > event.occurred_at:
@@ -212,7 +255,7 @@ class Guard:
                 f"{iso(self._redemptions[-1])}"
             )
         moment = event.occurred_at
-        events = self._scored[: bisect_right(self._scored, moment, key=_occurred)]
+        events = [e for e in counted(self._events()).events if e.type in POINT_TYPES and e.occurred_at <= moment]
         accounts = {account: line.line_until(moment) for account, line in self._accounts.items()}
         available = points_as_of(events, accounts, self.policy, moment).available
         if event.data["points"] > available:
@@ -222,7 +265,7 @@ class Guard:
 
     def _check_correction(self, event: RecordedEvent) -> None:
         target_id = UUID(event.data["voids_event_id"])
-        target = self._events.get(target_id.int)
+        target = self._target(target_id)
         if target is None:
             raise UnknownTarget(target_id)
         if target_id.int in self._voided:
@@ -232,16 +275,17 @@ class Guard:
         if target.type in OPENERS:
             closer = self._ids[_key(target)].closer
             if closer is not None:
-                noun = LIFECYCLES[target.type][0]
-                ident = target.data[LIFECYCLES[target.type][1]]
+                noun, id_field, _ = LIFECYCLES[target.type]
+                closer_type = next(k for k, v in LIFECYCLES.items() if v[0] == noun and k not in OPENERS)
                 raise RejectedEvent(
-                    f"{noun} {ident} already has a counted {closer.type} ({closer.event_id}); void that first"
+                    f"{noun} {target.data[id_field]} already has a counted {closer_type} "
+                    f"({UUID(int=closer.event_id)}); void that first"
                 )
         if target.type == "deposit.made":
             self._check_balance(
                 target.data["account_id"],
                 target.occurred_at,
-                -Decimal(target.data["amount"]),
+                -_cents(Decimal(target.data["amount"])),
                 f"voiding deposit {target_id}",
             )
 

@@ -32,6 +32,7 @@ from timeline.projections.tier import TierResult, TierRun, tier_from_changes, ti
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent, iso
+from timeline.domain.rule_docs import link
 
 MAX_PROBES = 40
 
@@ -82,6 +83,7 @@ class CustomerState:
                 "tier": tier.tier,
                 "since": iso(tier.since),
                 "rule": tier.rule,
+                "see": link(tier.rule),
                 "reason": tier.reason,
                 "event_ids": [str(e) for e in tier.event_ids],
                 "pending": _change_json(tier.pending) if tier.pending else None,
@@ -90,6 +92,7 @@ class CustomerState:
             "lifecycle_explained": {
                 "stage": stage.stage,
                 "rule": stage.rule,
+                "see": link(stage.rule),
                 "reason": stage.reason,
                 "event_ids": [str(e) for e in stage.event_ids],
             },
@@ -123,6 +126,7 @@ def _change_json(change: Any) -> dict[str, Any]:
         "from": change.from_tier,
         "to": change.to_tier,
         "rule": change.rule,
+        "see": link(change.rule),
         "reason": change.reason,
         "event_ids": [str(e) for e in change.event_ids],
     }

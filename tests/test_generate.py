@@ -12,8 +12,12 @@ import pytest
 
 from timeline.application.jsonl import loads
 from timeline.application.keyring import load_history
+from timeline.crypto import KeyWrapper
 from timeline.domain.events import ENGINE_ONLY_TYPES, EVENT_TYPES, parse_event
-from timeline.synthetic.generate import LAPSED_OUTCOME, generate_branch, last_full_day, write_jsonl
+from timeline.domain.policy import Policy, load_policy
+from timeline.engine import Engine
+from timeline.store import open_store
+from timeline.synthetic.generate import LAPSED_OUTCOME, arrivals, generate_branch, last_full_day, write_jsonl
 
 END = dt.date(2025, 12, 31)
 LAST = dt.datetime(2025, 12, 31, 18, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -27,6 +31,14 @@ def branch() -> list[dict]:
 
 def instant(event: dict) -> dt.datetime:
     return dt.datetime.fromisoformat(event["occurred_at"])
+
+
+def policy_with(**changes: dict) -> Policy:
+    """The shipped policy with some numbers changed, e.g. ``points={"birthday": 0}``."""
+    data = load_policy().model_dump(mode="json")
+    for section, values in changes.items():
+        data[section].update(values)
+    return Policy.model_validate({**data, "id": "test-changed"})
 
 
 def by_customer(events: list[dict]) -> dict[str, list[dict]]:
@@ -155,17 +167,41 @@ def test_balances_are_never_negative_at_any_instant(branch):
             assert Decimal(amount) > 0 and len(amount.split(".")[1]) == 2
 
 
-def test_some_customers_reach_every_tier(branch):
-    peaks = collections.Counter()
-    for events in by_customer(branch).values():
+def peak_tiers(events: list[dict], policy: Policy) -> collections.Counter:
+    """How many customers' peak AUM reached each tier of ``policy`` (by rank)."""
+    peaks: collections.Counter = collections.Counter()
+    for stream in by_customer(events).values():
         aum = peak = Decimal(0)
-        for e in sorted(events, key=instant):
+        for e in sorted(stream, key=instant):
             if e["type"] in ("deposit.made", "withdrawal.made"):
                 aum += Decimal(e["data"]["amount"]) * (1 if e["type"] == "deposit.made" else -1)
                 peak = max(peak, aum)
-        tier = sum(peak >= t for t in (50_000, 500_000, 6_000_000))
-        peaks[tier] += 1
+        peaks[policy.tier.met_by(peak)] += 1
+    return peaks
+
+
+def test_some_customers_reach_every_tier(branch):
+    peaks = peak_tiers(branch, load_policy())
     assert peaks[0] > peaks[1] > peaks[2] > peaks[3] > 0
+
+
+def test_customers_aim_around_the_tier_thresholds_of_the_policy(branch):
+    tiers = [{"name": t.name, "threshold": str(t.threshold * 10)} for t in load_policy().tier.tiers]
+    richer = policy_with(tier={"tiers": tiers})
+    events = list(generate_branch(200, 2, 1, END, richer))
+    peaks = peak_tiers(events, richer)
+    assert peaks[0] > peaks[1] > peaks[2] > peaks[3] > 0
+    assert peak_tiers(events, load_policy())[3] > peak_tiers(branch, load_policy())[3]
+
+
+def test_a_policy_with_more_tiers_gets_customers_in_each():
+    tiers = [
+        {"name": f"T{n}", "threshold": str(threshold)}
+        for n, threshold in enumerate((0, 20_000, 100_000, 1e6, 1e7, 5e7))
+    ]
+    six = policy_with(tier={"tiers": tiers}, lifecycle={"loyal_min_tier": "T1"})
+    peaks = peak_tiers(list(generate_branch(300, 1, 2, END, six)), six)
+    assert all(peaks[rank] > 0 for rank in range(6)), peaks
 
 
 def test_complaints_and_followups_open_once_and_close_once_afterwards(branch):
@@ -299,12 +335,13 @@ def test_referrals_name_another_customer_who_registers_afterwards(branch):
     assert len(big) >= 0.7 * len(referred)
 
 
-def test_redemptions_are_covered_by_birthday_and_survey_points_known_when_recorded(branch):
+def assert_redemptions_covered(events: list[dict], policy: Policy) -> None:
     """A conservative re-check of RULES §4 points with only the earnings the engine knows at each redemption."""
-    for customer, events in by_customer(branch).items():
+    points = policy.points
+    for customer, stream in by_customer(events).items():
         known: list[dict] = []
         last = None
-        for e in events:
+        for e in stream:
             if e["type"] in ("greeting.sent", "survey.completed", "points.redeemed"):
                 known.append(e)
             if e["type"] != "points.redeemed":
@@ -316,24 +353,71 @@ def test_redemptions_are_covered_by_birthday_and_survey_points_known_when_record
             months: set[str] = set()
             order = {"greeting.sent": 0, "survey.completed": 0, "points.redeemed": 1}
             for k in sorted(known, key=lambda k: (instant(k), order[k["type"]])):
-                year = int(k["occurred_at"][:4])
+                local = instant(k).astimezone(policy.zone).isoformat()
+                year = int(local[:4])
                 if k["type"] == "greeting.sent" and k["data"]["occasion"] == "birthday":
-                    if k["occurred_at"][:4] not in birthdays:
-                        birthdays.add(k["occurred_at"][:4])
-                        buckets[year] += 100
+                    if local[:4] not in birthdays:
+                        birthdays.add(local[:4])
+                        buckets[year] += points.birthday
                 elif k["type"] == "survey.completed":
-                    if k["occurred_at"][:7] not in months:
-                        months.add(k["occurred_at"][:7])
-                        buckets[year] += 20
+                    if local[:7] not in months:
+                        months.add(local[:7])
+                        buckets[year] += points.survey
                 elif k["type"] == "points.redeemed":
                     left = k["data"]["points"]
                     for y in sorted(buckets):
-                        if y >= year - 2:
+                        if y + points.expiry_years > year:
                             take = min(left, buckets[y])
                             buckets[y] -= take
                             left -= take
                     assert left == 0, (customer, k)
+
+
+def test_redemptions_are_covered_by_birthday_and_survey_points_known_when_recorded(branch):
+    assert_redemptions_covered(branch, load_policy())
     assert any(e["type"] == "points.redeemed" for e in branch)
+
+
+def test_redemptions_follow_the_points_of_the_policy():
+    generous = policy_with(points={"birthday": 400, "survey": 50, "expiry_years": 1})
+    events = list(generate_branch(200, 2, 1, END, generous))
+    assert_redemptions_covered(events, generous)
+    redeemed = sum(e["data"]["points"] for e in events if e["type"] == "points.redeemed")
+    assert redeemed > sum(
+        e["data"]["points"] for e in generate_branch(200, 2, 1, END) if e["type"] == "points.redeemed"
+    )
+    stingy = policy_with(points={"birthday": 0, "survey": 0})
+    assert not [e for e in generate_branch(200, 2, 1, END, stingy) if e["type"] == "points.redeemed"]
+
+
+def test_a_branch_under_a_changed_policy_is_ingested_without_rejections(sqlite_url):
+    tiers = [{"name": t.name, "threshold": str(t.threshold * 3)} for t in load_policy().tier.tiers]
+    changed = policy_with(
+        tier={"tiers": tiers}, points={"birthday": 250, "expiry_years": 1}, referral={"min_first_deposit": "50000"}
+    )
+    engine = Engine(open_store(sqlite_url), KeyWrapper(bytes(range(32))), changed)
+    try:
+        events = list(generate_branch(60, 1, 4, END, changed))
+        outcomes = list(engine.ingestor(batch_size=len(events)).ingest((None, e) for e in events))
+    finally:
+        engine.close()
+    assert [o.to_json() for o in outcomes if o.status != "accepted"] == []
+    assert any(e["type"] == "points.redeemed" for e in events)
+
+
+def test_the_late_arrivals_are_marked_and_only_they_go_back_in_time():
+    seen = list(arrivals(200, 2, 1, END))
+    assert [a.event for a in seen] == list(generate_branch(200, 2, 1, END))
+    kinds = {"visit.recorded", "greeting.sent", "survey.completed", "customer.profile_updated"}
+    late = [a.event for a in seen if a.late]
+    assert {e["type"] for e in late} == kinds
+    assert 0.01 < len(late) / sum(a.event["type"] in kinds for a in seen) < 0.04  # about 2% of those kinds
+    latest: dict[str, dt.datetime] = {}
+    for a in seen:
+        customer, at = a.event["customer_id"], instant(a.event)
+        if not a.late:
+            assert at >= latest.get(customer, at), a.event
+            latest[customer] = max(latest.get(customer, at), at)
 
 
 def test_a_generated_branch_is_ingested_without_rejections(engine, clock):

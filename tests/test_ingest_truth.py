@@ -25,7 +25,7 @@ from tests.conftest import KEK
 from tests.factories import deposit, event, registered, withdrawal
 from tests.test_immutability import Raw
 from tests.test_tamper_evidence import guards_off
-from timeline.application import ingest
+from timeline.application.ingest import cache
 from timeline.application.states import StateReader
 from timeline.crypto import KeyWrapper, _b64e
 from timeline.engine import Engine
@@ -147,7 +147,8 @@ def test_a_stream_cache_far_smaller_than_the_input_gives_the_same_outcomes_and_s
     """Streams dropped from a bounded cache are read again: the bound costs time, never a verdict."""
     events = _scenario()
     baseline = _outcomes_and_states(f"sqlite:///{tmp_path / 'roomy.db'}", [events], 3)
-    monkeypatch.setattr(ingest, "MAX_CACHED_EVENTS", 2)
+    monkeypatch.setattr(cache, "MAX_CACHED_EVENTS", 2)
+    monkeypatch.setattr(cache, "MAX_HISTORY_EVENTS", 2)
     assert _outcomes_and_states(f"sqlite:///{tmp_path / 'tight.db'}", [events], 3) == baseline
 
 

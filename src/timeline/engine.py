@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -24,8 +25,8 @@ NO_KEK = KekSource()
 def acceptance_rules(policy: Policy) -> Rules:
     """All of RULES §2 that depends on the customer's stream: identity and state."""
 
-    def guard(history: list[RecordedEvent]) -> Guard:
-        return Guard(policy, history)
+    def guard(history: list[RecordedEvent], events: Callable[[], list[RecordedEvent]]) -> Guard:
+        return Guard(policy, history, events)
 
     return guard
 

@@ -29,7 +29,7 @@ class StreamGuard(Protocol):
         """Raise :class:`RejectedEvent` if ``event`` may not follow the stream."""
 
     def record(self, event: RecordedEvent) -> None:
-        """Take an accepted event (already appended to the stream's history) into account."""
+        """Take an accepted event (already part of the stream's history) into account."""
 
 
 class Outcome(NamedTuple):
@@ -68,22 +68,30 @@ class Summary:
 class CachedStream:
     """A customer's stream as this process knows it, plus its data key.
 
-    Events this process appended keep the provisional position they were
-    checked with: a stand-in that orders them after every event read from the
-    store and among themselves in append order, which is all the rules and
-    projections read of a position. The store's positions are reported in
-    each :class:`Outcome`. Cached events carry no chain hash (the rules never
-    read it); ``head_hash`` is the stream's.
+    No events but those accepted and not yet known to be stored, and the
+    whole history only while a check needs it
+    (:class:`timeline.application.ingest.cache.StreamCache`). Events this
+    process appended keep the provisional position they were checked with: a
+    stand-in that orders them after every event read from the store and
+    among themselves in append order, which is all the rules and projections
+    read of a position. The store's positions are reported in each
+    :class:`Outcome`. Cached events carry no chain hash (the rules never read
+    it); ``head_hash`` is the stream's.
     """
 
-    history: list[RecordedEvent]
     version: int
+    stored_version: int
+    """The last version known committed: the stored rows up to it, then ``accepted``, make the history."""
     head_hash: str
     dek: bytes | None
     erased: bool
     guard: StreamGuard
     first_deposit: Any = UNKNOWN
     """The instant of the first counted deposit (``None``: none yet), worked out when first needed."""
+    accepted: list[RecordedEvent] = field(default_factory=list)
+    """Events accepted after ``stored_version``, in version order."""
+    history: list[RecordedEvent] | None = None
+    """The whole history, while materialised."""
 
 
 @dataclass(slots=True)

@@ -112,6 +112,13 @@ class EventStore(LogReader):
         """One customer's rows with version > ``after_version``, in version order."""
         return [r for r in self.read_streams([customer_id])[customer_id] if r.version > after_version]
 
+    def read_rows(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], StoredRow]:
+        """The rows at these (customer, version) keys that are stored."""
+        wanted = set(keys)
+        streams = self.read_streams(dict.fromkeys(c for c, _ in keys))
+        rows = (r for stream in streams.values() for r in stream)
+        return {(r.customer_id, r.version): r for r in rows if (r.customer_id, r.version) in wanted}
+
     @abc.abstractmethod
     def lookup_events(self, event_ids: Sequence[UUID]) -> dict[UUID, IndexEntry]:
         """The index entries of those event ids that are stored."""

@@ -1,4 +1,4 @@
-"""``timeline demo``: a generated branch, ingested and summarised for its branch head."""
+"""``timeline demo``: a generated branch, ingested in two rounds and summarised for its branch head."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import datetime as dt
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from timeline.application.batch import Summary
+from timeline.application.ingest import Ingestor
 from timeline.application.states import StateReader
 from timeline.crypto import KekSource
 from timeline.domain.errors import TimelineError
@@ -21,17 +23,21 @@ from timeline.engine import NO_KEK, open_engine
 from timeline.projections.state import CustomerState
 from timeline.projections.tier import TierChange
 from timeline.store import open_store
+from timeline.synthetic.generate import arrivals, last_full_day
+from timeline.synthetic.rounds import Rounds
 
 DEMO_MARK = "demo"
 """The store metadata marking a store the demo made, and so may delete and make again."""
 STAGES = ("prospect", "new", "established", "loyal", "at_risk", "churned")
+"""The lifecycle stages in funnel order."""
+EXAMPLE_CANDIDATES = 200
+"""Customers of the second round tried for an example of a changed past (each is one fold)."""
 
 
 def run_demo(
     customers: int, years: float, seed: int, db: str, err: Console, out: Console, kek: KekSource = NO_KEK
 ) -> None:
-    from timeline.synthetic.generate import generate_branch, last_full_day
-
+    """Generate a branch, ingest it in two rounds, report on it, and show what the second round changed."""
     if not db.startswith("sqlite:///"):
         raise TimelineError("the demo recreates its database: give a sqlite:/// URL")
     path = db[len("sqlite:///") :]
@@ -41,6 +47,7 @@ def run_demo(
     engine.store.record_metadata(DEMO_MARK, "created by timeline demo")
     started = time.perf_counter()
     summary = Summary()
+    rounds = Rounds(arrivals(customers, years, seed, last_day, engine.policy))
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -50,14 +57,13 @@ def run_demo(
             console=err,
             transient=False,
         ) as progress:
-            task = progress.add_task("generating and ingesting", total=None)
             ingestor = engine.ingestor(batch_size=2000)
-            events = ((None, e) for e in generate_branch(customers, years, seed, last_day))
-            for outcome in ingestor.ingest(events):
-                summary.add(outcome)
-                if (summary.accepted + summary.rejected) % 2000 == 0:
-                    progress.update(task, completed=summary.accepted + summary.duplicate + summary.rejected)
-            progress.update(task, completed=summary.accepted, total=summary.accepted + summary.rejected)
+            _ingest_round(ingestor, rounds.first(), summary, progress, "round 1: generating and ingesting", None)
+            between = _second_after(dt.datetime.now(dt.UTC))
+            while dt.datetime.now(dt.UTC) <= between:  # round 2 is stamped after the instant between the rounds
+                time.sleep(0.05)
+            label = "round 2: late arrivals and corrections"
+            _ingest_round(ingestor, rounds.later, summary, progress, label, len(rounds.later))
             reading = progress.add_task("computing every customer's state", total=None)
             reader = StateReader(engine.store, engine.policy)
             now = dt.datetime.now(dt.UTC)
@@ -66,18 +72,109 @@ def run_demo(
                 progress.update(reading, completed=position, total=head)
 
             states = list(reader.all_states(now, now, progress=advance))
+            example = known_then_and_now(reader, rounds, {s.customer_id: s for s in states}, between)
         qualified = sum(1 for o in ingestor.engine_events if o.status == "accepted")
     finally:
         engine.close()
     elapsed = time.perf_counter() - started
+    corrections = sum(e["type"] == "correction.recorded" for e in rounds.later)
     err.print(
         f"{summary.accepted:,} events ingested ({summary.rejected} rejected, {qualified} referral qualifications "
-        f"written by the engine) into {path} and {len(states):,} customers evaluated in {elapsed:.1f} s",
+        f"written by the engine) into {path} in two rounds, the second {len(rounds.later) - corrections:,} late "
+        f"arrivals and {corrections:,} corrections; {len(states):,} customers evaluated in {elapsed:.1f} s",
         highlight=False,
     )
     for table in branch_report(states, now, engine.policy):
         out.print(table)
-    out.print(f"Explore: timeline explain {states[0].customer_id} --db {db}", highlight=False)
+    for line in _explore(example, rounds, between.astimezone(engine.policy.zone), db) or [
+        f"Explore: timeline explain {states[0].customer_id} --db {db}"
+    ]:
+        out.print(line, highlight=False, soft_wrap=True)
+
+
+def _explore(
+    example: tuple[CustomerState, CustomerState] | None, rounds: Rounds, between: dt.datetime, db: str
+) -> list[str]:
+    """What round 2 changed of a customer's past, and the command that shows it (nothing without an example)."""
+    if example is None:
+        return []
+    then, known = example
+    brought = Counter(
+        "correction" if e["type"] == "correction.recorded" else f"late {e['type']}"
+        for e in rounds.later
+        if e["customer_id"] == known.customer_id
+    )
+    shown = between.isoformat()
+    return [
+        f"Known at {shown} → now, {known.customer_id}: {_changes(then, known)} "
+        f"(round 2 brought it {', '.join(f'{n} {kind}' for kind, n in sorted(brought.items()))})",
+        f"Explore: timeline explain {known.customer_id} --known-at {shown} --db {db}",
+    ]
+
+
+def _ingest_round(
+    ingestor: Ingestor,
+    events: Iterable[dict[str, Any]],
+    summary: Summary,
+    progress: Progress,
+    label: str,
+    total: int | None,
+) -> None:
+    task = progress.add_task(label, total=total)
+    done = 0
+    for outcome in ingestor.ingest((None, e) for e in events):
+        summary.add(outcome)
+        done += 1
+        if done % 2000 == 0:
+            progress.update(task, completed=done)
+    progress.update(task, completed=done, total=done)
+
+
+def _second_after(moment: dt.datetime) -> dt.datetime:
+    """The next whole second: an instant a user can type, after everything stamped so far."""
+    return moment.replace(microsecond=0) + dt.timedelta(seconds=1)
+
+
+def known_then_and_now(
+    reader: StateReader, rounds: Rounds, now: dict[str, CustomerState], between: dt.datetime
+) -> tuple[CustomerState, CustomerState] | None:
+    """A customer whose state as known at ``between`` differs from now, with both states.
+
+    Customers with a correction are tried first (a voided duplicate moves AUM),
+    then those with a late birthday greeting or survey (points); a difference in
+    AUM, points or tier is preferred to one in the lifecycle stage alone.
+    """
+    rank: dict[str, int] = {}
+    for event in rounds.later:
+        kind, customer = event["type"], event["customer_id"]
+        earns = kind == "survey.completed" or event["data"].get("occasion") == "birthday"
+        order = 0 if kind == "correction.recorded" else 1 if earns else 2
+        rank[customer] = min(order, rank.get(customer, order))
+    stage_only = None
+    for customer in sorted((c for c in rank if c in now), key=lambda c: (rank[c], c))[:EXAMPLE_CANDIDATES]:
+        known = now[customer]
+        then = reader.state(customer, known.as_of, between)
+        if _headline(then) == _headline(known):
+            continue
+        if (then.aum, then.points.available, then.tier.tier) != (known.aum, known.points.available, known.tier.tier):
+            return then, known
+        stage_only = stage_only or (then, known)
+    return stage_only
+
+
+def _headline(state: CustomerState) -> dict[str, str]:
+    return {
+        "AUM": f"{state.aum:,.2f}",
+        "points": f"{state.points.available:,}",
+        "tier": state.tier.tier,
+        "stage": state.lifecycle.stage,
+    }
+
+
+def _changes(then: CustomerState, now: CustomerState) -> str:
+    """What differs between two states of a customer, e.g. ``AUM 1,000.00 → 800.00``."""
+    before, after = _headline(then), _headline(now)
+    return "; ".join(f"{name} {before[name]} → {after[name]}" for name in before if before[name] != after[name])
 
 
 def remove_demo_store(path: str) -> None:

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from timeline.cli.output import counted, local, local_as_of
 from timeline.domain.recorded import RecordedEvent
+from timeline.domain.rule_docs import link
 from timeline.projections.counted import CORRECTION
 from timeline.projections.followups import Followup
 from timeline.projections.points import LedgerLine
@@ -92,13 +93,13 @@ def render_explanation(s: CustomerState, zone: ZoneInfo) -> Group:
     parts: list = [render_state(s, zone)]
     lines = Text()
     lines.append("Tier ", style="bold")
-    lines.append(f"{tier.tier}: {tier.rule} — {tier.reason}\n")
+    lines.append(f"{tier.tier}: {tier.rule} ({link(tier.rule)}) — {tier.reason}\n")
     lines.append(f"  rests on: {', '.join(str(e) for e in tier.event_ids)}\n")
     if tier.pending:
         p = tier.pending
         lines.append(f"  pending: {p.rule} to {p.to_tier} at {local(p.at, zone)} — {p.reason}\n")
     lines.append("Lifecycle ", style="bold")
-    lines.append(f"{s.lifecycle.stage}: {s.lifecycle.rule} — {s.lifecycle.reason}\n")
+    lines.append(f"{s.lifecycle.stage}: {s.lifecycle.rule} ({link(s.lifecycle.rule)}) — {s.lifecycle.reason}\n")
     lines.append(f"  rests on: {', '.join(str(e) for e in s.lifecycle.event_ids)}\n")
     parts.append(lines)
     changes = [

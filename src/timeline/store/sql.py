@@ -217,6 +217,19 @@ class SqlEventStore(EventStore):
         )
         return [StoredRow(r[0], r[1], r[2], state_bytes(r[3])) for r in rows]
 
+    def read_rows(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], StoredRow]:
+        found: dict[tuple[str, int], StoredRow] = {}
+        pair = f"({self.mark}, {self.mark})"
+        for chunk in _chunks(list(dict.fromkeys(keys)), 400):
+            rows = self._rows(
+                f"SELECT {self._position}, originator_id, originator_version, state FROM {EVENTS_TABLE} "
+                f"WHERE (originator_id, originator_version) IN (VALUES {', '.join([pair] * len(chunk))})",
+                [value for key in chunk for value in key],
+            )
+            for r in rows:
+                found[(r[1], r[2])] = StoredRow(r[0], r[1], r[2], state_bytes(r[3]))
+        return found
+
     def lookup_events(self, event_ids: Sequence[UUID]) -> dict[UUID, IndexEntry]:
         found: dict[UUID, IndexEntry] = {}
         for chunk in _chunks([str(e) for e in event_ids], 500):
