@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.factories import deposit, registered, visit
+from tests.factories import correction, deposit, registered, visit
 from timeline.crypto import new_kek_text
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
@@ -91,15 +93,31 @@ def test_history_json_lists_events_in_business_order_with_recorded_at_and_positi
     assert all("recorded_at" in r for r in rows)
 
 
-def test_history_for_people_shows_whole_instants_at_80_columns(run):
+def test_history_for_people_shows_whole_local_instants_and_event_ids_at_80_columns(run):
     run("ingest", "-", stdin=jsonl(registered(), deposit()))
     rows = run("history", "C1", "--json").stdout.splitlines()
     result = run("history", "C1")  # not a terminal: rich renders 80 columns wide
     assert result.returncode == 0, result.stderr
+    shanghai = ZoneInfo("Asia/Shanghai")
     for row in map(json.loads, rows):
-        assert row["occurred_at"] in result.stdout and row["recorded_at"] in result.stdout
+        for field in ("occurred_at", "recorded_at"):
+            moment = dt.datetime.fromisoformat(row[field]).astimezone(shanghai)
+            assert moment.isoformat() in result.stdout, "in the policy's time zone, with its offset"
         assert f"{row['type']} · position {row['position']}" in result.stdout
+        assert f"id {row['event_id']}" in result.stdout, "a correction needs the id"
+    assert "2025-01-01T09:00:00+08:00" in result.stdout
     assert "name=王小明" in result.stdout and "…" not in result.stdout
+
+
+def test_history_marks_a_voided_event_with_its_correction(run):
+    mistaken = deposit(amount="500.00")
+    fix = correction(mistaken["event_id"])
+    run("ingest", "-", stdin=jsonl(registered(), mistaken, deposit(at="2025-01-05T09:00:00+08:00"), fix))
+    text = run("history", "C1").stdout
+    assert text.count("voided by") == 1
+    assert f"voided by {fix['event_id']}" in text
+    mistaken_entry = text[text.index(f"id {mistaken['event_id']}") :]
+    assert mistaken_entry.index("voided by") < mistaken_entry.index("amount=500.00"), "under the voided event"
 
 
 def test_history_of_an_unknown_customer_is_an_error(run):
@@ -120,3 +138,8 @@ def test_verify_says_intact_and_exits_0(run):
         "pii_checked": True,
         "findings": [],
     }
+
+
+def test_verify_counts_one_customer_in_the_singular(run):
+    run("ingest", "-", stdin=jsonl(registered(), deposit()))
+    assert run("verify").stdout.strip() == "verified 1 customer, 2 events: intact"

@@ -186,13 +186,20 @@ def test_state_all_is_one_json_line_per_customer_equal_to_state_of_each(cli):
 def test_state_all_needs_json_and_a_customer_or_all(cli):
     assert "--json" in cli.fails("state", "--all")
     assert "--all" in cli.fails("state")
-    assert "--all" in cli.fails("state", "C1", "--all", "--json")
+    assert cli.fails("state", "C1", "--all", "--json") == "timeline: error: give a customer id or --all, not both"
 
 
 def test_state_human_output(cli):
     text = cli.ok("state", "C1", "--as-of", "2025-03-02")
     for fragment in ("customer C1", "affluent", "AUM", "60,000.00", "points", "bank-default-v1", "RM001"):
         assert fragment in text, fragment
+
+
+def test_state_for_people_shows_instants_in_the_policys_zone_and_a_date_as_its_end(cli):
+    text = cli.ok("state", "C1", "--as-of", "2025-03-02")
+    assert "2025-03-02T23:59:59.999999+08:00 (end of day)" in text, "--as-of DATE echoed as that day's end"
+    assert "2025-01-09T09:00:00+08:00" in text, "the upgrade (since 01:00Z), in Shanghai time"
+    assert "15:59:59.999999Z" not in text
 
 
 def test_unknown_customer_is_one_line_and_exit_2(cli):
@@ -271,6 +278,27 @@ def test_followups_human_output(cli):
     for fragment in ("2 open follow-ups", "C1", "F1", "F2", "OVERDUE", "2025-04-30"):
         assert fragment in text, fragment
     assert "F9" not in text
+    single = cli.ok("followups", "--rm", "RM003", "--as-of", "2025-03-02")
+    assert single.splitlines()[0].strip() == "1 open follow-up"
+
+
+def test_followups_overdue_for_people_says_how_many_of_how_many_open(cli):
+    text = cli.ok("followups", "--rm", "RM001", "--overdue", "--as-of", "2025-03-02")
+    assert "1 overdue of 2 open follow-ups" in text
+    assert "F1" in text and "F2" not in text
+
+
+def test_explain_for_people_sums_up_deposits_that_vest_nothing(tmp_path):
+    run = Cli(f"sqlite:///{tmp_path / 'timeline.db'}", tmp_path)
+    gone = deposit("C1", at="2025-01-02T09:00:00+08:00", amount="1000.00")
+    held = deposit("C1", at="2025-01-03T09:00:00+08:00", amount="5000.00", account_id="A2")
+    out = withdrawal("C1", at="2025-01-04T09:00:00+08:00", amount="1000.00")
+    run.ok("ingest", "-", stdin=jsonl(registered("C1"), gone, held, out))
+    ledger = run.json("explain", "C1", "--as-of", "2025-03-02")["points_explained"]["ledger"]
+    assert sorted(line["points"] for line in ledger if line["kind"] == "vest") == [0, 50], "JSON keeps every line"
+    text = run.ok("explain", "C1", "--as-of", "2025-03-02")
+    assert "│ +50 " in text and "│ +0 " not in text
+    assert "left out: 1 deposit vesting no points" in text
 
 
 def test_progress_bars_on_a_terminal_leave_stdout_to_the_answers(cli):

@@ -200,7 +200,7 @@ def test_explain_links_each_rule_it_names_to_its_section() -> None:
     ]
     state = customer_state(history, load_policy(), start + dt.timedelta(days=10), start + dt.timedelta(days=10))
     console = Console(width=240, record=True)
-    console.print(render_explanation(state))
+    console.print(render_explanation(state, load_policy().zone))
     text = console.export_text()
     assert "upgrade after hold (docs/POLICY.md#tier-upgrade)" in text
     assert "6. new (docs/POLICY.md#lifecycle-6)" in text

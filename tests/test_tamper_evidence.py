@@ -322,7 +322,7 @@ def test_the_command_names_the_altered_event_and_exits_1(engine, raw, ids, run):
         f"TAMPERED customer C1: altered event at version 2 (event {ids['C1', 2]}): "
         "stored bytes do not match the hash recorded when it was written"
     ]
-    assert text.stdout.strip() == "verified 2 customers, 5 events: 1 customer(s) with findings"
+    assert text.stdout.strip() == "verified 2 customers, 5 events: 1 customer with findings"
 
     as_json = run("verify", "--json")
     assert as_json.returncode == 1

@@ -103,7 +103,7 @@ def test_the_command_finds_a_customer_whose_events_and_head_were_deleted(engine,
     assert result.stderr.splitlines() == [
         f"TAMPERED customer C2: missing event at version 1 (event {ids['C2', 1]}): indexed event has no stored row"
     ]
-    assert result.stdout.splitlines() == ["verified 2 customers, 3 events: 1 customer(s) with findings"]
+    assert result.stdout.splitlines() == ["verified 2 customers, 3 events: 1 customer with findings"]
 
 
 # --- malformed stored values ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ import hmac
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,17 +60,28 @@ def parse_kek(text: str) -> bytes:
     return kek
 
 
-def configured_kek(embedded: bool) -> bytes | None:
-    """The KEK configuration names (``TIMELINE_KEK``, else an existing ``TIMELINE_KEK_FILE``), checked.
+@dataclass(frozen=True, slots=True)
+class KekSource:
+    """Where the key-encryption key comes from, as configured (``TIMELINE_KEK``, ``TIMELINE_KEK_FILE``).
+
+    Values, not the environment: the interfaces read the configuration once and pass it down.
+    """
+
+    text: str | None = None
+    """The KEK's base64 text; an empty text is no KEK."""
+    file: Path | None = None
+    """A key file to use instead of the one beside the database."""
+
+
+def configured_kek(source: KekSource, embedded: bool) -> bytes | None:
+    """The KEK ``source`` names (its text, else its file if that exists), checked.
 
     ``None`` only for an embedded store, whose key file lives beside its database (:func:`kek_for_store`).
     """
-    value = os.environ.get("TIMELINE_KEK")
-    if value:
-        return parse_kek(value)
-    named = os.environ.get("TIMELINE_KEK_FILE")
-    if named and Path(named).exists():
-        return parse_kek(Path(named).read_text())
+    if source.text:
+        return parse_kek(source.text)
+    if source.file is not None and source.file.exists():
+        return parse_kek(source.file.read_text())
     if not embedded:
         raise ConfigurationError(
             f"no key-encryption key: set TIMELINE_KEK (base64 of {KEY_BYTES} bytes) or TIMELINE_KEK_FILE to an "
@@ -78,7 +90,7 @@ def configured_kek(embedded: bool) -> bytes | None:
     return None
 
 
-def kek_for_store(store: EventStore, may_create: bool) -> bytes:
+def kek_for_store(store: EventStore, source: KekSource, may_create: bool) -> bytes:
     """The KEK for ``store``: :func:`configured_kek`, else the key file beside its database.
 
     A key file is generated only for an embedded store that has no key yet
@@ -87,11 +99,10 @@ def kek_for_store(store: EventStore, may_create: bool) -> bytes:
     customers' keys with a key the others are not wrapped with.
     """
     default = store.default_key_file()
-    kek = configured_kek(embedded=default is not None)
+    kek = configured_kek(source, embedded=default is not None)
     if kek is not None:
         return kek
-    named = os.environ.get("TIMELINE_KEK_FILE")
-    path = Path(named) if named else default
+    path = source.file or default
     assert path is not None
     if path.exists():
         return parse_kek(path.read_text())

@@ -11,11 +11,15 @@ from timeline.application.keyring import KeyRing
 from timeline.application.ports import EventStore
 from timeline.application.qualify import Qualifier
 from timeline.application.referral_watch import ReferralWatch
-from timeline.crypto import KeyWrapper, configured_kek, kek_for_store
+from timeline.crypto import KekSource, KeyWrapper, configured_kek, kek_for_store
+from timeline.domain.errors import ConfigurationError
 from timeline.domain.policy import Policy, load_policy
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.acceptance import Guard
-from timeline.store import open_store, resolve_url
+from timeline.store import StoreUrl, open_store
+
+NO_KEK = KekSource()
+"""No KEK configured: the embedded store's key file, or an error on PostgreSQL."""
 
 
 def acceptance_rules(policy: Policy) -> Rules:
@@ -62,7 +66,7 @@ class Engine:
 
 def open_engine(
     db: str | None = None,
-    kek: bytes | None = None,
+    kek: KekSource = NO_KEK,
     policy: str | None = None,
     keys: bool = True,
     create: bool = True,
@@ -70,24 +74,43 @@ def open_engine(
 ) -> Engine:
     """The engine on a store.
 
-    ``keys=True``: the KEK is loaded and checked against the store before
-    anything is done; ``keys=False``: only if a key is wrapped or unwrapped
-    (state, explain, verify never do, so they need no KEK). ``create=False``:
-    the store must exist (commands that read); then no key file is made either.
-    Without ``TIMELINE_KEK`` the key file beside an embedded SQLite database is
-    used, generated with a store that has no key yet; on PostgreSQL a missing
-    KEK is an error.
+    ``kek``: where configuration says the KEK is (the interfaces read
+    ``TIMELINE_KEK`` and ``TIMELINE_KEK_FILE``; nothing here reads the
+    environment). ``keys=True``: the KEK is loaded and checked
+    against the store before anything is done; ``keys=False``: only if a key
+    is wrapped or unwrapped (state, explain, verify never do, so they need no
+    KEK). ``create=False``: the store must exist (commands that read); then
+    no key file is made either. Without a configured KEK the key file beside
+    an embedded SQLite database is used, generated with a store that has no
+    key yet; on PostgreSQL a missing KEK is an error.
     """
     chosen = load_policy(policy) if policy else load_policy()
-    url = resolve_url(db)
-    if kek is None and keys:  # a malformed or missing KEK is refused before the store is touched
-        kek = configured_kek(embedded=url.startswith("sqlite:"))
-    store = open_store(url, create=create, alongside_other_tables=alongside_other_tables)
+    url = StoreUrl.parse(db)
+    key = None
+    if keys:  # a malformed or missing KEK is refused before the store is touched
+        key = configured_kek(kek, embedded=url.embedded)
+    store = open_store(url.text, create=create, alongside_other_tables=alongside_other_tables)
     try:
-        wrapper = KeyWrapper(kek if kek is not None else partial(kek_for_store, store, create), store)
+        wrapper = KeyWrapper(key if key is not None else partial(kek_for_store, store, kek, create), store)
         if keys:
             wrapper.check(writing=create)
     except BaseException:
         store.close()
         raise
     return Engine(store, wrapper, chosen)
+
+
+def verify_wrapper(store: EventStore, kek: KekSource) -> KeyWrapper | None:
+    """The wrapper ``verify`` checks keys and PII with, if a KEK is configured or beside the store; else ``None``.
+
+    Never creates a key file; a ``TIMELINE_KEK`` that is set but unusable, or not the store's, is an error.
+    """
+    try:
+        key = kek_for_store(store, kek, may_create=False)
+    except ConfigurationError:
+        if kek.text:
+            raise
+        return None
+    wrapper = KeyWrapper(key, store)
+    wrapper.check(writing=False)
+    return wrapper

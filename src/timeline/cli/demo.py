@@ -16,9 +16,10 @@ from rich.table import Table
 from timeline.application.batch import Summary
 from timeline.application.ingest import Ingestor
 from timeline.application.states import StateReader
+from timeline.crypto import KekSource
 from timeline.domain.errors import TimelineError
 from timeline.domain.policy import Policy, TierPolicy
-from timeline.engine import open_engine
+from timeline.engine import NO_KEK, open_engine
 from timeline.projections.state import CustomerState
 from timeline.projections.tier import TierChange
 from timeline.store import open_store
@@ -33,14 +34,16 @@ EXAMPLE_CANDIDATES = 200
 """Customers of the second round tried for an example of a changed past (each is one fold)."""
 
 
-def run_demo(customers: int, years: float, seed: int, db: str, err: Console, out: Console) -> None:
+def run_demo(
+    customers: int, years: float, seed: int, db: str, err: Console, out: Console, kek: KekSource = NO_KEK
+) -> None:
     """Generate a branch, ingest it in two rounds, report on it, and show what the second round changed."""
     if not db.startswith("sqlite:///"):
         raise TimelineError("the demo recreates its database: give a sqlite:/// URL")
     path = db[len("sqlite:///") :]
     remove_demo_store(path)
     last_day = last_full_day(dt.datetime.now(dt.UTC))
-    engine = open_engine(db, alongside_other_tables=False)
+    engine = open_engine(db, kek=kek, alongside_other_tables=False)
     engine.store.record_metadata(DEMO_MARK, "created by timeline demo")
     started = time.perf_counter()
     summary = Summary()

@@ -1,0 +1,134 @@
+"""Relationship work: ``state``, ``explain``, ``followups`` and the ``demo`` branch."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from timeline.cli.options import AsOf, Db, Json, KnownAt, PolicyOpt, open_engine, settings, times
+from timeline.cli.output import emit, err, log_progress, out
+from timeline.domain.errors import TimelineError
+
+
+def state(
+    ctx: typer.Context,
+    customer_id: Annotated[str | None, typer.Argument(metavar="CUSTOMER_ID", help="The customer (or --all).")] = None,
+    all_customers: Annotated[bool, typer.Option("--all", help="Every customer, one JSON line each.")] = False,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    db: Db = None,
+    policy: PolicyOpt = None,
+    json_out: Json = False,
+) -> None:
+    """Tier, lifecycle stage, points and AUM as of a business time, as known at a system time."""
+    from timeline.application.states import StateReader
+
+    if all_customers and customer_id is not None:
+        raise TimelineError("give a customer id or --all, not both")
+    if not all_customers and customer_id is None:
+        raise TimelineError("give a customer id or --all")
+    if all_customers and not json_out:
+        raise TimelineError("state --all writes JSON lines: add --json")
+    engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
+    try:
+        q, k = times(engine.policy.time_zone, as_of, known_at)
+        reader = StateReader(engine.store, engine.policy)
+        if customer_id is None:
+            with log_progress("reading the log") as advance:
+                for s in reader.all_states(q, k, progress=advance):
+                    emit(s.to_json())
+            return
+        result = reader.state(customer_id, q, k)
+    finally:
+        engine.close()
+    if json_out:
+        emit(result.to_json())
+        return
+    from timeline.cli.report import render_state
+
+    out.print(render_state(result, engine.policy.zone))
+
+
+def explain(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(metavar="CUSTOMER_ID", help="The customer.")],
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    db: Db = None,
+    policy: PolicyOpt = None,
+    json_out: Json = False,
+) -> None:
+    """Why: the rule behind tier, stage and points, the events it rests on, and the points ledger."""
+    from timeline.application.states import StateReader
+
+    engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
+    try:
+        q, k = times(engine.policy.time_zone, as_of, known_at)
+        result = StateReader(engine.store, engine.policy).state(customer_id, q, k)
+    finally:
+        engine.close()
+    if json_out:
+        emit(result.explain_json())
+        return
+    from timeline.cli.report import render_explanation
+
+    out.print(render_explanation(result, engine.policy.zone))
+
+
+def followups(
+    ctx: typer.Context,
+    rm: Annotated[str | None, typer.Option("--rm", metavar="RM", help="Only this relationship manager's.")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", metavar="BRANCH", help="Only this branch's.")] = None,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only overdue ones.")] = False,
+    as_of: AsOf = None,
+    db: Db = None,
+    policy: PolicyOpt = None,
+    json_out: Json = False,
+) -> None:
+    """Open follow-ups per relationship manager and branch; overdue when due before today."""
+    from timeline.application.states import StateReader
+
+    engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
+    try:
+        q, k = times(engine.policy.time_zone, as_of, None)
+        with log_progress("reading the log") as advance:
+            states = list(StateReader(engine.store, engine.policy).all_states(q, k, progress=advance))
+    finally:
+        engine.close()
+    open_items = [
+        f
+        for s in states
+        for f in s.followups
+        if (rm is None or f.relationship_manager == rm) and (branch is None or f.branch_id == branch)
+    ]
+    items = [f for f in open_items if f.overdue] if overdue else open_items
+    items.sort(key=lambda f: (f.branch_id or "", f.relationship_manager or "", f.due_date, f.customer_id))
+    if json_out:
+        for f in items:
+            emit(f.to_json())
+        return
+    from timeline.cli.report import render_followups
+
+    out.print(render_followups(items, of_open=len(open_items) if overdue else None))
+
+
+def demo(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(min=10, max=100_000, metavar="N", help="Customers in the branch.")] = 2000,
+    years: Annotated[float, typer.Option(min=0.5, max=10, metavar="YEARS", help="Years of history.")] = 3,
+    seed: Annotated[int, typer.Option(metavar="N", help="Same seed, same branch.")] = 1,
+    db: Annotated[
+        str, typer.Option("--db", metavar="URL", help="Where the demo branch is stored (recreated).")
+    ] = "sqlite:///timeline-demo.db",
+) -> None:
+    """Generate a realistic branch, ingest it, and show what a branch head wants to see."""
+    from timeline.cli.demo import run_demo
+
+    run_demo(customers, years, seed, db, err, out, kek=settings(ctx).kek_source)
+
+
+def register(app: typer.Typer, panel: str) -> None:
+    """Add these commands to ``app`` under the help panel ``panel``."""
+    for command in (state, explain, followups, demo):
+        app.command(rich_help_panel=panel)(command)
