@@ -21,10 +21,7 @@ from timeline.domain.roles import Action, Principal, Role
 from timeline.store import open_store
 from timeline.store.access_sql import ACCESS_TABLES, access_store
 
-WITH_ACCESS = (
-    "from timeline.cli import main; from timeline.cli.access import access_app; "
-    "main.app.add_typer(access_app, name='access'); main.main()"
-)
+WITH_ACCESS = "from timeline.cli import main; main.main()"
 
 
 def _main(url: str, *args: str) -> subprocess.CompletedProcess:

@@ -137,6 +137,7 @@ def test_verify_says_intact_and_exits_0(run):
         "events": 2,
         "pii_checked": True,
         "findings": [],
+        "access_findings": [],
     }
 
 

@@ -84,10 +84,12 @@ def verify(
     """Recompute every hash chain and check every key; name the first altered, inserted or missing event."""
     from timeline.application.verify import verify as run_verify
     from timeline.engine import verify_wrapper
+    from timeline.store.access_sql import access_store
 
     engine = open_engine(ctx, db, keys=False, create=False)
     try:
-        report = run_verify(engine.store, customer, verify_wrapper(engine.store, settings(ctx).kek_source))
+        wrapper = verify_wrapper(engine.store, settings(ctx).kek_source)
+        report = run_verify(engine.store, customer, wrapper, access=access_store(engine.store))
     finally:
         engine.close()
     unchecked = "PII readability not checked: no key-encryption key (set TIMELINE_KEK or TIMELINE_KEK_FILE)"
@@ -99,13 +101,16 @@ def verify(
                 "events": report.events,
                 "pii_checked": report.pii_checked,
                 "findings": [f.to_json() for f in report.findings],
+                "access_findings": [f.to_json() for f in report.access_findings],
             }
         )
     else:
-        for finding in report.findings:
+        for finding in [*report.findings, *report.access_findings]:
             err.print(f"TAMPERED {finding}", highlight=False, soft_wrap=True)
         broken = len({f.customer_id for f in report.findings})
-        state = "intact" if report.intact else f"{counted(broken, 'customer')} with findings"
+        problems = [f"{counted(broken, 'customer')} with findings"] if report.findings else []
+        problems += ["the access log is broken"] if report.access_findings else []
+        state = "; ".join(problems) or "intact"
         out.print(f"verified {counted(report.customers, 'customer')}, {counted(report.events, 'event')}: {state}")
         if not report.pii_checked:
             out.print(unchecked, soft_wrap=True)
