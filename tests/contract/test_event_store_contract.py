@@ -1,4 +1,4 @@
-"""The event store port's contract: every backend must pass every test here."""
+"""The event store port's contract: every backend (memory, SQLite, PostgreSQL) must pass every test here."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import uuid
 import pytest
 from eventsourcing.persistence import PersistenceError
 
+from tests.support.backends import every_backend
 from timeline.application.ports import AppendBatch, NewEvent
 from timeline.domain.errors import ConcurrencyConflict
+
+pytestmark = every_backend
 
 
 def new(
