@@ -31,7 +31,7 @@ class MemoryEventStore(EventStore):
         self._log: list[StoredRow] = []
         self._positions: list[int] = []
         self._streams: dict[str, list[StoredRow]] = {}
-        self._taken: set[tuple[str, int]] = set()
+        self._rows: dict[tuple[str, int], StoredRow] = {}
         self._types: dict[str, set[str]] = {}
         self._index: dict[UUID, IndexEntry] = {}
         self._index_by_customer: dict[str, list[IndexEntry]] = {}
@@ -64,7 +64,7 @@ class MemoryEventStore(EventStore):
         ids: set[UUID] = set()
         for e in batch.events:
             key = (e.customer_id, e.version)
-            if key in versions or key in self._taken:
+            if key in versions or key in self._rows:
                 raise ConcurrencyConflict(f"another writer got there first: {e.customer_id} version {e.version}")
             if e.event_id in ids or e.event_id in self._index:
                 raise ConcurrencyConflict(f"another writer got there first: event {e.event_id}")
@@ -89,7 +89,7 @@ class MemoryEventStore(EventStore):
             row = StoredRow(position, e.customer_id, e.version, bytes(e.state))
             self._log.append(row)
             self._positions.append(position)
-            self._taken.add((e.customer_id, e.version))
+            self._rows[(e.customer_id, e.version)] = row
             stream = self._streams.setdefault(e.customer_id, [])
             stream.append(row)
             if len(stream) > 1 and stream[-2].version > e.version:
@@ -127,6 +127,10 @@ class MemoryEventStore(EventStore):
     def read_stream(self, customer_id: str, after_version: int = 0) -> list[StoredRow]:
         with self._lock:
             return [r for r in self._streams.get(customer_id, ()) if r.version > after_version]
+
+    def read_rows(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], StoredRow]:
+        with self._lock:
+            return {k: self._rows[k] for k in keys if k in self._rows}
 
     def lookup_events(self, event_ids: Sequence[UUID]) -> dict[UUID, IndexEntry]:
         with self._lock:
