@@ -34,7 +34,6 @@ from timeline.engine import Engine
 from timeline.store import open_store
 from timeline.store.memory import MemoryEventStore
 
-__all__ = ["KEK", "Branch"]  # imported from here by older tests; new ones import tests.support
 RUN = uuid.uuid4().hex[:8]
 
 
