@@ -32,7 +32,7 @@ class MemoryEventStore(EventStore):
         self._positions: list[int] = []
         self._streams: dict[str, list[StoredRow]] = {}
         self._rows: dict[tuple[str, int], StoredRow] = {}
-        self._types: dict[str, set[str]] = {}
+        self._erased: set[str] = set()
         self._index: dict[UUID, IndexEntry] = {}
         self._index_by_customer: dict[str, list[IndexEntry]] = {}
         self._heads: dict[str, tuple[int, str]] = {}
@@ -77,7 +77,7 @@ class MemoryEventStore(EventStore):
         for customer in batch.destroy_keys:
             if self._keys.get(customer) is None:
                 continue  # nothing to destroy: the SQL stores' UPDATE matches no row
-            if customer not in erasing and ERASURE not in self._types.get(customer, set()):
+            if customer not in erasing and customer not in self._erased:
                 raise ConcurrencyConflict(
                     f"a data key is destroyed only by an erasure stored in the same transaction: {customer} has none"
                 )
@@ -94,7 +94,8 @@ class MemoryEventStore(EventStore):
             stream.append(row)
             if len(stream) > 1 and stream[-2].version > e.version:
                 stream.sort(key=_version)
-            self._types.setdefault(e.customer_id, set()).add(e.type)
+            if e.type == ERASURE:
+                self._erased.add(e.customer_id)
             entry = IndexEntry(e.event_id, e.customer_id, e.version, e.hash)
             self._index[e.event_id] = entry
             entries = self._index_by_customer.setdefault(e.customer_id, [])
