@@ -1,8 +1,8 @@
 """The stores tests run on: in memory for the rules, real databases where the store itself matters.
 
 A test asking for ``store`` (or ``engine``, ``branch``) gets a fresh
-in-memory store; marked ``@every_backend`` (``tests.support.backends``) it runs
-once per backend. A test asking for ``db_url`` gets a fresh SQLite file and a
+in-memory store; marked ``every_backend`` or ``sql_backends``
+(``tests.support.backends``) it runs once per backend named. A test asking for ``db_url`` gets a fresh SQLite file and a
 fresh PostgreSQL database (its own, dropped afterwards), so no two tests share
 state. PostgreSQL comes from ``TIMELINE_TEST_PG`` (an admin URL; default the
 local server at 127.0.0.1:5432, user postgres); without it PostgreSQL tests are

@@ -1,8 +1,8 @@
 """Which stores a test runs on, and whether the PostgreSQL test server is there.
 
 The rules run on the in-memory store (no server needed); a test marked
-``@every_backend`` runs on memory, SQLite and PostgreSQL, and a test that asks
-for a URL (``db_url``) runs on the two with a URL. Without PostgreSQL its tests
+``every_backend`` runs on memory, SQLite and PostgreSQL, one marked
+``sql_backends`` or asking for a URL (``db_url``) on the two with a URL. Without PostgreSQL its tests
 are skipped, naming the URL tried — unless ``TIMELINE_REQUIRE_PG=1`` (CI),
 where an unreachable server stops the run as a failure.
 """
@@ -23,6 +23,8 @@ REQUIRE_PG = os.environ.get("TIMELINE_REQUIRE_PG", "") not in ("", "0")
 
 every_backend = pytest.mark.backends(*ALL)
 """Run the test's ``store`` (and ``engine``, ``branch``) on every backend, not only in memory."""
+sql_backends = pytest.mark.backends(*WITH_URL)
+"""Run the test's ``store`` on SQLite and PostgreSQL only: what only a SQL store keeps (grants, access log)."""
 
 
 def backends_for(marked: tuple[str, ...] | None, needs_url: bool) -> list[str]:
