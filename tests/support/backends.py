@@ -1,10 +1,10 @@
 """Which stores a test runs on, and whether the PostgreSQL test server is there.
 
 The rules run on the in-memory store (no server needed); a test marked
-``every_backend`` runs on memory, SQLite and PostgreSQL, one marked
-``sql_backends`` or asking for a URL (``db_url``) on the two with a URL. Without PostgreSQL its tests
-are skipped, naming the URL tried — unless ``TIMELINE_REQUIRE_PG=1`` (CI),
-where an unreachable server stops the run as a failure.
+``every_backend`` runs on memory, SQLite and PostgreSQL, and one marked
+``sql_backends`` or asking for a URL (``db_url``) on the two with a URL.
+Without PostgreSQL its tests are skipped, naming the URL tried — unless
+``TIMELINE_REQUIRE_PG=1`` (CI), where an unreachable server fails the run.
 """
 
 from __future__ import annotations
