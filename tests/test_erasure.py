@@ -19,11 +19,14 @@ import pytest
 
 from tests.conftest import KEK
 from tests.factories import correction, deposit, erased, event, registered, visit, withdrawal
+from tests.support.backends import every_backend
 from tests.test_immutability import Raw
 from timeline.application.keyring import load_history
 from timeline.application.verify import verify
 from timeline.crypto import _b64e
 from timeline.engine import Engine
+
+pytestmark = every_backend  # the ingest rules, on every store
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 ERASED = {"$erased": True}

@@ -7,7 +7,10 @@ import copy
 import pytest
 
 from tests.factories import deposit, registered, visit
+from tests.support.backends import every_backend
 from timeline.application.keyring import load_history
+
+pytestmark = every_backend  # the ingest rules, on every store
 
 
 def ingest(engine, clock, *events, atomic=False):
