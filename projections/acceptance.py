@@ -14,25 +14,33 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
 from operator import attrgetter
-from uuid import UUID
-
-from timeline.projections.balances import ZERO, StepLine, signed_amount
-from timeline.projections.counted import business_order
-from timeline.projections.points import POINT_TYPES, points_as_of
 
 from timeline.domain.errors import RejectedEvent, UnknownTarget
 from timeline.domain.identity import check_identity
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent, iso
+from timeline.domain.types import Correction, Deposit, EventType, Redemption, Withdrawal
+from timeline.projections.balances import ZERO, StepLine, signed_amount
+from timeline.projections.counted import business_order
+from timeline.projections.points import POINT_TYPES, points_as_of
 
-UNVOIDABLE = frozenset({"customer.registered", "correction.recorded", "customer.erased", "referral.qualified"})
+UNVOIDABLE = frozenset(
+    {
+        EventType.CUSTOMER_REGISTERED,
+        EventType.CORRECTION_RECORDED,
+        EventType.CUSTOMER_ERASED,
+        EventType.REFERRAL_QUALIFIED,
+    }
+)
 LIFECYCLES = {
-    "complaint.filed": ("complaint", "complaint_id", "filed"),
-    "complaint.resolved": ("complaint", "complaint_id", "resolved"),
-    "followup.scheduled": ("follow-up", "followup_id", "scheduled"),
-    "followup.completed": ("follow-up", "followup_id", "completed"),
+    EventType.COMPLAINT_FILED: ("complaint", "complaint_id", "filed"),
+    EventType.COMPLAINT_RESOLVED: ("complaint", "complaint_id", "resolved"),
+    EventType.FOLLOWUP_SCHEDULED: ("follow-up", "followup_id", "scheduled"),
+    EventType.FOLLOWUP_COMPLETED: ("follow-up", "followup_id", "completed"),
 }
-OPENERS = frozenset({"complaint.filed", "followup.scheduled"})
+"""What opens or closes an id: the noun, the record field holding the id, the verb."""
+OPENERS = frozenset({EventType.COMPLAINT_FILED, EventType.FOLLOWUP_SCHEDULED})
+MONEY = frozenset({EventType.DEPOSIT_MADE, EventType.WITHDRAWAL_MADE})
 _occurred = attrgetter("occurred_at")
 
 
@@ -114,20 +122,21 @@ class Guard:
         """Raise :class:`RejectedEvent` if ``event`` may not be stored after this stream."""
         check_identity(self._registration, self._erased, event)
         kind = event.type
-        if kind == "withdrawal.made":
+        if kind == EventType.WITHDRAWAL_MADE:
+            withdrawal: Withdrawal = event.record
             self._check_balance(
-                event.data["account_id"],
+                withdrawal.account_id,
                 event.occurred_at,
-                -Decimal(event.data["amount"]),
+                -withdrawal.amount,
                 f"withdrawal of {event.data['amount']}",
             )
         elif kind in LIFECYCLES:
             self._check_lifecycle(event)
-        elif kind == "points.redeemed":
+        elif kind == EventType.POINTS_REDEEMED:
             self._check_redemption(event)
-        elif kind == "correction.recorded":
+        elif kind == EventType.CORRECTION_RECORDED:
             self._check_correction(event)
-        elif kind == "customer.erased":
+        elif kind == EventType.CUSTOMER_ERASED:
             open_accounts = {a: acc.total for a, acc in self._accounts.items() if acc.total != ZERO}
             if open_accounts:
                 listing = ", ".join(f"{a} {v:.2f}" for a, v in sorted(open_accounts.items()))
@@ -139,21 +148,21 @@ class Guard:
         kind = event.type
         if not self._started:
             self._started = True
-            self._registration = event if kind == "customer.registered" else None
-        if kind != "correction.recorded":
-            self._erased = kind == "customer.erased"
-        if kind in ("deposit.made", "withdrawal.made"):
-            self._account(event.data["account_id"]).move(event.occurred_at, signed_amount(event))
+            self._registration = event if kind == EventType.CUSTOMER_REGISTERED else None
+        if kind != EventType.CORRECTION_RECORDED:
+            self._erased = kind == EventType.CUSTOMER_ERASED
+        if kind in MONEY:
+            self._account(event.record.account_id).move(event.occurred_at, signed_amount(event))
         elif kind in LIFECYCLES:
             entry = self._ids.setdefault(_key(event), _Lifecycle())
             if kind in OPENERS:
                 entry.opener = event
             else:
                 entry.closer = event
-        elif kind == "points.redeemed":
+        elif kind == EventType.POINTS_REDEEMED:
             insort(self._redemptions, event.occurred_at)
-        elif kind == "correction.recorded":
-            self._void(self._events[UUID(event.data["voids_event_id"]).int])
+        elif kind == EventType.CORRECTION_RECORDED:
+            self._void(self._events[event.record.voids_event_id.int])
         if kind in POINT_TYPES:
             scored = self._scored
             if scored and business_order(event) < business_order(scored[-1]):
@@ -167,15 +176,15 @@ class Guard:
         if kind in POINT_TYPES:
             start = bisect_left(self._scored, business_order(target), key=business_order)
             del self._scored[next(i for i in range(start, len(self._scored)) if self._scored[i] is target)]
-        if kind in ("deposit.made", "withdrawal.made"):
-            self._account(target.data["account_id"]).move(target.occurred_at, -signed_amount(target))
+        if kind in MONEY:
+            self._account(target.record.account_id).move(target.occurred_at, -signed_amount(target))
         elif kind in LIFECYCLES:
             entry = self._ids[_key(target)]
             if kind in OPENERS:
                 entry.opener = None
             else:
                 entry.closer = None
-        elif kind == "points.redeemed":
+        elif kind == EventType.POINTS_REDEEMED:
             self._redemptions.remove(target.occurred_at)
 
     def _account(self, account_id: str) -> _Account:
@@ -194,7 +203,7 @@ class Guard:
         noun, id_field, verb = LIFECYCLES[event.type]
         key = _key(event)
         entry = self._ids.get(key) or _Lifecycle()
-        ident = event.data[id_field]
+        ident = getattr(event.record, id_field)
         if event.type in OPENERS:
             used = entry.opener or entry.closer
             if used is not None:
@@ -215,13 +224,15 @@ class Guard:
         events = self._scored[: bisect_right(self._scored, moment, key=_occurred)]
         accounts = {account: line.line_until(moment) for account, line in self._accounts.items()}
         available = points_as_of(events, accounts, self.policy, moment).available
-        if event.data["points"] > available:
+        redemption: Redemption = event.record
+        if redemption.points > available:
             raise RejectedEvent(
-                f"cannot redeem {event.data['points']} points: {available} available at {iso(event.occurred_at)}"
+                f"cannot redeem {redemption.points} points: {available} available at {iso(event.occurred_at)}"
             )
 
     def _check_correction(self, event: RecordedEvent) -> None:
-        target_id = UUID(event.data["voids_event_id"])
+        correction: Correction = event.record
+        target_id = correction.voids_event_id
         target = self._events.get(target_id.int)
         if target is None:
             raise UnknownTarget(target_id)
@@ -233,22 +244,18 @@ class Guard:
             closer = self._ids[_key(target)].closer
             if closer is not None:
                 noun = LIFECYCLES[target.type][0]
-                ident = target.data[LIFECYCLES[target.type][1]]
+                ident = getattr(target.record, LIFECYCLES[target.type][1])
                 raise RejectedEvent(
                     f"{noun} {ident} already has a counted {closer.type} ({closer.event_id}); void that first"
                 )
-        if target.type == "deposit.made":
-            self._check_balance(
-                target.data["account_id"],
-                target.occurred_at,
-                -Decimal(target.data["amount"]),
-                f"voiding deposit {target_id}",
-            )
+        if target.type == EventType.DEPOSIT_MADE:
+            deposit: Deposit = target.record
+            self._check_balance(deposit.account_id, target.occurred_at, -deposit.amount, f"voiding deposit {target_id}")
 
 
 def _key(event: RecordedEvent) -> tuple[str, str]:
     noun, id_field, _ = LIFECYCLES[event.type]
-    return noun, event.data[id_field]
+    return noun, getattr(event.record, id_field)
 
 
 def _opened(noun: str) -> str:
