@@ -128,7 +128,7 @@ class Guard:
                 withdrawal.account_id,
                 event.occurred_at,
                 -withdrawal.amount,
-                f"withdrawal of {event.data['amount']}",
+                f"withdrawal of {withdrawal.amount}",
             )
         elif kind in LIFECYCLES:
             self._check_lifecycle(event)

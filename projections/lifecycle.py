@@ -223,8 +223,8 @@ def next_stage_change(
     as_of: dt.datetime,
     stage: Stage,
 ) -> dt.datetime | None:
-    """The first instant after ``as_of`` at which time alone (no new event) changes ``stage``, the stage
-    there, if it ever does.
+    """The first instant after ``as_of`` at which time alone (no new event) changes the stage from
+    ``stage``, the stage at ``as_of``; None if it never does.
 
     ``as_of`` is at or after every counted event, so AUM stays at its last value and every condition of
     RULES §4 flips at most at an instant computed from the facts: a tenure or silence threshold, a

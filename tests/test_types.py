@@ -7,11 +7,15 @@ model, and the explanations print the same strings as the codes they carry.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from decimal import Decimal
 
+import pytest
+
 from tests.factories import deposit, event, registered, visit
 from tests.test_next_change import REGISTERED, D, money_history, state, stored, text
+from timeline.domain.errors import ConfigurationError
 from timeline.domain.events import DATA_MODELS, PII_FIELDS
 from timeline.domain.policy import load_policy
 from timeline.domain.types import RECORDS, Deposit, EventType, RuleCode, Stage
@@ -102,3 +106,12 @@ def test_points_ledger_lines_carry_the_rule_that_made_them():
         ("vest", RuleCode.DEPOSIT_HELD),
         ("expire", RuleCode.BUCKET_EXPIRY),
     ]
+
+
+def test_tier_ids_are_policy_data_validated_when_the_policy_is_read(tmp_path):
+    policy = load_policy().model_dump(mode="json")
+    policy["tier"]["tiers"][1]["name"] = "mass"
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps(policy), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="tier names must be distinct"):
+        load_policy(str(path))
