@@ -41,6 +41,8 @@ LIFECYCLES = {
 """What opens or closes an id: the noun, the record field holding the id, the verb."""
 OPENERS = frozenset({EventType.COMPLAINT_FILED, EventType.FOLLOWUP_SCHEDULED})
 MONEY = frozenset({EventType.DEPOSIT_MADE, EventType.WITHDRAWAL_MADE})
+_CORRECTION, _ERASED, _REDEEMED = EventType.CORRECTION_RECORDED, EventType.CUSTOMER_ERASED, EventType.POINTS_REDEEMED
+"""Module names for what :meth:`Guard.record` compares every event with (an enum attribute costs 0.1 µs in 3.11)."""
 _occurred = attrgetter("occurred_at")
 
 
@@ -149,8 +151,8 @@ class Guard:
         if not self._started:
             self._started = True
             self._registration = event if kind == EventType.CUSTOMER_REGISTERED else None
-        if kind != EventType.CORRECTION_RECORDED:
-            self._erased = kind == EventType.CUSTOMER_ERASED
+        if kind != _CORRECTION:
+            self._erased = kind == _ERASED
         if kind in MONEY:
             self._account(event.record.account_id).move(event.occurred_at, signed_amount(event))
         elif kind in LIFECYCLES:
@@ -159,9 +161,9 @@ class Guard:
                 entry.opener = event
             else:
                 entry.closer = event
-        elif kind == EventType.POINTS_REDEEMED:
+        elif kind == _REDEEMED:
             insort(self._redemptions, event.occurred_at)
-        elif kind == EventType.CORRECTION_RECORDED:
+        elif kind == _CORRECTION:
             self._void(self._events[event.record.voids_event_id.int])
         if kind in POINT_TYPES:
             scored = self._scored
