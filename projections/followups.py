@@ -10,6 +10,16 @@ from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent
 from timeline.domain.types import EventType, FollowupScheduling
 
+_REGISTERED, _PROFILE, _SCHEDULED, _COMPLETED, _ERASED = (
+    EventType.CUSTOMER_REGISTERED,
+    EventType.CUSTOMER_PROFILE_UPDATED,
+    EventType.FOLLOWUP_SCHEDULED,
+    EventType.FOLLOWUP_COMPLETED,
+    EventType.CUSTOMER_ERASED,
+)
+"""Module names for what :meth:`FollowupBook.add` compares each event with (an enum attribute costs 0.1 µs
+in Python 3.11, a module name a tenth of that)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Followup:
@@ -66,18 +76,18 @@ class FollowupBook:
 
     def add(self, event: RecordedEvent) -> None:
         kind = event.type
-        if kind == EventType.CUSTOMER_REGISTERED:
+        if kind == _REGISTERED:
             record = event.record
             self.branch_id, self.relationship_manager = record.branch_id, record.relationship_manager
-        elif kind == EventType.CUSTOMER_PROFILE_UPDATED:
+        elif kind == _PROFILE:
             manager = event.record.relationship_manager
             if manager:
                 self.relationship_manager = manager
-        elif kind == EventType.FOLLOWUP_SCHEDULED:
+        elif kind == _SCHEDULED:
             self.scheduled.append(event)
-        elif kind == EventType.FOLLOWUP_COMPLETED:
+        elif kind == _COMPLETED:
             self.completed.add(event.record.followup_id)
-        elif kind == EventType.CUSTOMER_ERASED:
+        elif kind == _ERASED:
             self.erased = True
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 import uuid
 from decimal import Decimal
 
@@ -115,3 +116,10 @@ def test_tier_ids_are_policy_data_validated_when_the_policy_is_read(tmp_path):
     path.write_text(json.dumps(policy), encoding="utf-8")
     with pytest.raises(ConfigurationError, match="tier names must be distinct"):
         load_policy(str(path))
+
+
+def test_a_type_whose_data_no_rule_reads_has_no_record_and_events_still_pickle():
+    [registration, seen] = stored([registered(at=text(REGISTERED)), visit(at=text(D))])
+    assert seen.record is None
+    copy = pickle.loads(pickle.dumps(registration))
+    assert (copy, copy.record) == (registration, registration.record)

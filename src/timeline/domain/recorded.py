@@ -43,14 +43,19 @@ class RecordedEvent:
     data: dict[str, Any]
     prev_hash: str
     hash: str
-    _record: Record | None = field(default=None, compare=False, repr=False)
+    _record: Record | None = field(default=None, repr=False, compare=False)
 
     @property
     def record(self) -> Any:
-        """``data`` as its type's typed record (:mod:`timeline.domain.types`), read once, on first use."""
+        """``data`` as its type's typed record (:mod:`timeline.domain.types`), read on first use; None for a type
+        whose data no rule reads. (A property on a slot set to None: an unset slot with ``__getattr__`` would cost
+        an AttributeError, a microsecond, at each first read.)"""
         record = self._record
         if record is None:
-            record = self._record = RECORDS[self.type](self.data)
+            read = RECORDS.get(self.type)
+            if read is None:
+                return None
+            record = self._record = read(self.data)
         return record
 
     def envelope(self) -> dict[str, Any]:

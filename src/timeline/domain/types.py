@@ -156,22 +156,25 @@ Record = (
     | Correction
 )
 
-RECORDS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    EventType.CUSTOMER_REGISTERED: lambda d: Registration(d["branch_id"], d["relationship_manager"]),
-    EventType.CUSTOMER_PROFILE_UPDATED: lambda d: ProfileUpdate(d.get("relationship_manager")),
-    EventType.DEPOSIT_MADE: lambda d: Deposit(
-        d["account_id"], Decimal(d["amount"]), d["product"], d.get("term_months")
+_new = tuple.__new__
+"""Builds a record without the named tuple's own ``__new__`` (a Python call per event)."""
+
+RECORDS: dict[str, Callable[[dict[str, Any]], Record]] = {
+    EventType.CUSTOMER_REGISTERED: lambda d: _new(Registration, (d["branch_id"], d["relationship_manager"])),
+    EventType.CUSTOMER_PROFILE_UPDATED: lambda d: _new(ProfileUpdate, (d.get("relationship_manager"),)),
+    EventType.DEPOSIT_MADE: lambda d: _new(
+        Deposit, (d["account_id"], Decimal(d["amount"]), d["product"], d.get("term_months"))
     ),
-    EventType.WITHDRAWAL_MADE: lambda d: Withdrawal(d["account_id"], Decimal(d["amount"])),
-    EventType.GREETING_SENT: lambda d: Greeting(d["occasion"]),
-    EventType.COMPLAINT_FILED: lambda d: ComplaintFiling(d["complaint_id"]),
-    EventType.COMPLAINT_RESOLVED: lambda d: ComplaintResolution(d["complaint_id"]),
-    EventType.REFERRAL_QUALIFIED: lambda d: Qualification(d["referred_customer_id"]),
-    EventType.FOLLOWUP_SCHEDULED: lambda d: FollowupScheduling(
-        d["followup_id"], dt.date.fromisoformat(d["due_date"]), d["reason"]
+    EventType.WITHDRAWAL_MADE: lambda d: _new(Withdrawal, (d["account_id"], Decimal(d["amount"]))),
+    EventType.GREETING_SENT: lambda d: _new(Greeting, (d["occasion"],)),
+    EventType.COMPLAINT_FILED: lambda d: _new(ComplaintFiling, (d["complaint_id"],)),
+    EventType.COMPLAINT_RESOLVED: lambda d: _new(ComplaintResolution, (d["complaint_id"],)),
+    EventType.REFERRAL_QUALIFIED: lambda d: _new(Qualification, (d["referred_customer_id"],)),
+    EventType.FOLLOWUP_SCHEDULED: lambda d: _new(
+        FollowupScheduling, (d["followup_id"], dt.date.fromisoformat(d["due_date"]), d["reason"])
     ),
-    EventType.FOLLOWUP_COMPLETED: lambda d: FollowupCompletion(d["followup_id"]),
-    EventType.POINTS_REDEEMED: lambda d: Redemption(d["points"], d["reward"]),
-    EventType.CORRECTION_RECORDED: lambda d: Correction(UUID(d["voids_event_id"])),
+    EventType.FOLLOWUP_COMPLETED: lambda d: _new(FollowupCompletion, (d["followup_id"],)),
+    EventType.POINTS_REDEEMED: lambda d: _new(Redemption, (d["points"], d["reward"])),
+    EventType.CORRECTION_RECORDED: lambda d: _new(Correction, (UUID(d["voids_event_id"]),)),
 }
 """How each record is read from the JSON form of its type's data (the types whose data no rule reads have none)."""
