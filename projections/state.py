@@ -21,16 +21,9 @@ from timeline.domain.types import EventType
 from timeline.projections.balances import MONEY_TYPES, Balances
 from timeline.projections.counted import CORRECTION, business_order, counted
 from timeline.projections.followups import Assignment, Followup, FollowupBook
+from timeline.projections.ledger import LedgerRun, PointsResult, items_before, items_through
 from timeline.projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, next_stage_change
-from timeline.projections.points import (
-    POINT_TYPES,
-    LedgerRun,
-    PointPlan,
-    PointSources,
-    PointsResult,
-    items_before,
-    items_through,
-)
+from timeline.projections.points import POINT_TYPES, PointPlan, PointSources
 from timeline.projections.tier import TierResult, TierRun, tier_from_changes, tier_run
 
 
