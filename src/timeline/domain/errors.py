@@ -27,10 +27,6 @@ class ConcurrencyConflict(TimelineError):
     """Another writer appended to the same customer first; retry."""
 
 
-class TamperingDetected(TimelineError):
-    """The stored history does not match its hash chain."""
-
-
 class UnknownCustomer(TimelineError):
     """No registration of that customer counts at the asked times."""
 

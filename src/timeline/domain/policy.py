@@ -26,7 +26,8 @@ class _Frozen(BaseModel):
 
 
 class TierLevel(_Frozen):
-    name: str
+    name: str = Field(min_length=1)
+    """A tier id: policy data, not a closed vocabulary of the code (explanations print it)."""
     threshold: Decimal = Field(ge=0)
 
 
@@ -40,6 +41,9 @@ class TierPolicy(_Frozen):
         thresholds = [t.threshold for t in self.tiers]
         if not thresholds or thresholds[0] != 0 or thresholds != sorted(set(thresholds)):
             raise ValueError("tiers must start at threshold 0 and ascend strictly")
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be distinct: {names}")
         return self
 
     @property
