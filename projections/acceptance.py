@@ -1,4 +1,4 @@
-"""State-dependent acceptance rules of RULES §2, as a guard kept up to date per stream.
+"""State-dependent acceptance rules of POLICY §2, as a guard kept up to date per stream.
 
 A :class:`Guard` folds a customer's stored history once, then decides each
 new event in O(1) for events in business order (a late event costs a scan of

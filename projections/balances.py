@@ -1,4 +1,4 @@
-"""Account balances and AUM as step functions of business time (RULES §3, §4).
+"""Account balances and AUM as step functions of business time (POLICY §3, §4).
 
 A quantity at instant t is read after every counted event with
 ``occurred_at`` ≤ t, so a line holds one value per instant at which money

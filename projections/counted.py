@@ -1,4 +1,4 @@
-"""Which events count, as known at a system time K (RULES §3, §6).
+"""Which events count, as known at a system time K (POLICY §3, §6).
 
 An event counts as known at K when it was recorded by K and no correction
 recorded by K voids it. Counted events are ordered by business time, then by

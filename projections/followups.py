@@ -1,4 +1,4 @@
-"""Follow-ups (台账跟踪), RULES §4: open until completed, overdue after their due date."""
+"""Follow-ups (台账跟踪), POLICY §4: open until completed, overdue after their due date."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ class FollowupBook:
     def open_at(self, policy: Policy, as_of: dt.datetime) -> list[Followup]:
         """Open follow-ups at ``as_of`` (every event taken is at or before it); overdue if due before that date.
 
-        An erasure closes every follow-up it leaves open: nothing can complete them afterwards (RULES §2).
+        An erasure closes every follow-up it leaves open: nothing can complete them afterwards (POLICY §2).
         """
         if self.erased:
             return []

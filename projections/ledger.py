@@ -1,4 +1,4 @@
-"""The points ledger (积分), RULES §4: earnings and redemptions run in order into yearly buckets that expire.
+"""The points ledger (积分), POLICY §4: earnings and redemptions run in order into yearly buckets that expire.
 
 Its lines — every earn, vest, expire, redeem and overdraft with the events
 behind it — explain each balance. What earns and what redeems comes from
@@ -28,7 +28,7 @@ class LedgerLine:
     kind: str
     """``vest`` (deposit held 30 days), ``earn``, ``expire``, ``redeem`` or ``overdraft``."""
     rule: RuleCode
-    """The rule of RULES §4 behind the line (which earning, expiry, redemption or overdraft)."""
+    """The rule of POLICY §4 behind the line (which earning, expiry, redemption or overdraft)."""
     points: int
     """Signed: what the line adds to the available points."""
     bucket: int | None

@@ -1,4 +1,4 @@
-"""Lifecycle stage (客户生命周期), RULES §4: the first rule that holds decides."""
+"""Lifecycle stage (客户生命周期), POLICY §4: the first rule that holds decides."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ _DEPOSIT, _FILED, _RESOLVED, _QUALIFIED = (
 class StageResult:
     stage: Stage
     code: RuleCode
-    """The rule that decided (RULES §4 numbering)."""
+    """The rule that decided (POLICY §4 numbering)."""
     risks: tuple[RuleCode, ...]
     """For ``at_risk``: the sub-rules that hold (3a, 3b, 3c), in that order; else empty."""
     rule: str
@@ -227,7 +227,7 @@ def next_stage_change(
     ``stage``, the stage at ``as_of``; None if it never does.
 
     ``as_of`` is at or after every counted event, so AUM stays at its last value and every condition of
-    RULES §4 flips at most at an instant computed from the facts: a tenure or silence threshold, a
+    POLICY §4 flips at most at an instant computed from the facts: a tenure or silence threshold, a
     complaint turning stale, the last positive AUM leaving the churn window, the 90-day peak falling far
     enough to end a drop (the peak only falls, so that happens once), and a tier change of the
     simulation. The stage is constant between those instants, so trying each of them in order is exact.

@@ -1,4 +1,4 @@
-"""Loyalty points (积分), RULES §4: what earns and what redeems, in ledger order.
+"""Loyalty points (积分), POLICY §4: what earns and what redeems, in ledger order.
 
 Deposits vest after their hold on what they kept, qualifications, birthday
 greetings and surveys earn at their instant, redemptions consume; the
@@ -157,7 +157,7 @@ class PointSources:
         return PointPlan([*before.items[: bisect_left(before.items, moment, key=item_moment)], *tail], vestings)
 
     def _held(self, group: list[RecordedEvent], moment: dt.datetime, line: StepLine) -> Decimal:
-        """What the deposits of ``group`` kept over their 30 days (RULES §4), clamped to them.
+        """What the deposits of ``group`` kept over their 30 days (POLICY §4), clamped to them.
 
         ``moment``, their instant, is one of the line's: the lowest balance over [d, d + 30 days] is the
         lowest of the values from there on (of equal ones the last: the same object every time).

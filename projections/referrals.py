@@ -1,4 +1,4 @@
-"""Referral qualification (老带新), RULES §5: a decision the engine records once.
+"""Referral qualification (老带新), POLICY §5: a decision the engine records once.
 
 Pure: given the counted referrals naming a customer R (from any referrer),
 which referrers are erased, and R's counted events, decide whether a

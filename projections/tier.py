@@ -1,4 +1,4 @@
-"""Tier (客户分层), RULES §4: upgrades after a hold, downgrades after a grace period.
+"""Tier (客户分层), POLICY §4: upgrades after a hold, downgrades after a grace period.
 
 The tier is a pure function of the AUM line: it is simulated from the
 registration over every instant at which something can happen — a movement

@@ -1,4 +1,4 @@
-"""RULES §7: PII is encrypted at rest with a key per customer; erasure destroys the key.
+"""POLICY §7: PII is encrypted at rest with a key per customer; erasure destroys the key.
 
 "At rest" is checked the hard way: every cell of every table in the database
 (and on SQLite the database files themselves) is read as bytes and searched

@@ -1,4 +1,4 @@
-"""RULES §1–§2 at ingestion: each event is accepted, a duplicate, or rejected whole."""
+"""POLICY §1–§2 at ingestion: each event is accepted, a duplicate, or rejected whole."""
 
 from __future__ import annotations
 

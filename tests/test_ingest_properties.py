@@ -1,4 +1,4 @@
-"""RULES §2, as a property: any input is either stored exactly as sent or rejected with nothing stored.
+"""POLICY §2, as a property: any input is either stored exactly as sent or rejected with nothing stored.
 
 Hypothesis starts from valid events (the factories) and mutates them: drops
 fields, adds unknown ones, swaps in values of the wrong type, naive or
@@ -11,7 +11,7 @@ line of a file goes (JSON text, the engine's decoder, the ingestor). Then:
   form (same ids, the same instant, money as the same decimal, absent = null),
   the chain verifies, and sending the same line again is a duplicate.
 
-Mutations that RULES says can never pass (unknown fields, naive timestamps,
+Mutations that the policy says can never pass (unknown fields, naive timestamps,
 more than 2 decimals, exponents, bad enums, oversized text) must be rejected.
 """
 
@@ -145,7 +145,7 @@ odd_instants = st.sampled_from(
 
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[str, dict[str, Any] | Any, list[str]]:
-    """A base event (by name), its mutated form, and the mutations that RULES says must be rejected."""
+    """A base event (by name), its mutated form, and the mutations that the policy says must be rejected."""
     name = draw(st.sampled_from(sorted(base_events("X", "Y"))))
     obj = copy.deepcopy(base_events("@CUSTOMER", "@OTHER")[name])
     must_reject: dict[tuple[str, str], str] = {}  # (where, field) -> why; a later mutation of a field replaces it

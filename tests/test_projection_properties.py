@@ -1,4 +1,4 @@
-"""Properties of the projections over random valid histories (RULES §3 order independence, §3 K, §6 voiding).
+"""Properties of the projections over random valid histories (POLICY §3 order independence, §3 K, §6 voiding).
 
 A history is drawn as a plan in business time (registration, deposits and
 withdrawals that never go negative, visits, greetings, surveys, complaints
@@ -18,11 +18,11 @@ The orders drawn are random topological orders of these constraints:
 withdrawals after every deposit into their account (earlier withdrawals may
 come before or after: a missing withdrawal only raises balances), a
 resolution after its filing, redemptions after every greeting and survey and
-in business order among themselves (RULES §2). Everything else — deposits,
+in business order among themselves (POLICY §2). Everything else — deposits,
 visits, greetings, surveys, filings, profile updates, and withdrawals among
 themselves and relative to redemptions — arrives in any order, late or early.
 
-Where RULES make stored order decide within one instant (two deposits into
+Where the policy makes stored order decide within one instant (two deposits into
 one account, two birthday greetings, two surveys, two profile updates), the
 plan avoids sharing an instant, since different answers are then intended.
 
@@ -248,7 +248,7 @@ def plans(draw: Callable, max_events: int = 30) -> Plan:
             moment = _minutes(draw, pool)
             earlier = [e for e in events if e.type == "points.redeemed"]
             if earlier and max(e.at for e in earlier) > moment:
-                continue  # RULES §2: never earlier than a counted redemption
+                continue  # POLICY §2: never earlier than a counted redemption
             sure = min(_sure_points(events, later) for later in [moment, *(e.at for e in earlier if e.at >= moment)])
             if sure < 1:
                 continue

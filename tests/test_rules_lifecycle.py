@@ -1,4 +1,4 @@
-"""RULES §4, Lifecycle stage (客户生命周期): the specification, one scenario per rule, with its boundary instants.
+"""POLICY §4, Lifecycle stage (客户生命周期): the specification, one scenario per rule, with its boundary instants.
 
 As of Q, the first rule that holds decides: 1 prospect, 2 churned, 3 at_risk (a: stale complaint,
 b: drop from the 90-day peak, c: silence), 4 loyal, 5 established, 6 new. Tenure runs from the first

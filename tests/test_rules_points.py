@@ -1,4 +1,4 @@
-"""RULES §4 "Loyalty points (积分)", read as a specification: one scenario per rule, at its boundary instants.
+"""POLICY §4 "Loyalty points (积分)", read as a specification: one scenario per rule, at its boundary instants.
 
 Every test runs on the in-memory store (the ``branch`` fixture). Business
 times are written in Asia/Shanghai (+08:00), the policy's time zone, unless a

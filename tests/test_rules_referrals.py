@@ -1,4 +1,4 @@
-"""RULES §5 "Referral qualification", read as a specification: one scenario per rule, at its boundaries.
+"""POLICY §5 "Referral qualification", read as a specification: one scenario per rule, at its boundaries.
 
 A's ``referral.made`` naming R qualifies when it is the first counted referral
 naming R in business order, it is dated at or before R's registration, R's

@@ -1,4 +1,4 @@
-"""RULES §4, Tier (客户分层): the specification, one scenario per rule, with its boundary instants.
+"""POLICY §4, Tier (客户分层): the specification, one scenario per rule, with its boundary instants.
 
 Thresholds (bank-default-v1): mass 0, affluent 50,000, high_net_worth 500,000,
 private 6,000,000. Upgrades need a 7-day hold of the lowest AUM; downgrades
@@ -410,7 +410,7 @@ def test_a_correction_voiding_a_deposit_removes_its_effect_from_its_recorded_at_
         assert tier.pending is None
 
 
-# --- explanations (RULES §8) ---------------------------------------------------------------------------------------
+# --- explanations (POLICY §8) ---------------------------------------------------------------------------------------
 
 
 def test_the_explanation_names_the_deposits_behind_the_last_change(branch):

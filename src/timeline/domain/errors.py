@@ -8,7 +8,7 @@ class TimelineError(Exception):
 
 
 class RejectedEvent(TimelineError):
-    """The event breaks a rule of RULES.md §1–§2; nothing was stored."""
+    """The event breaks a rule of POLICY §1–§2; nothing was stored."""
 
 
 class ConfigurationError(TimelineError):

@@ -1,4 +1,4 @@
-"""The policy every projection reads: RULES.md §4's numbers as versioned data.
+"""The policy every projection reads: POLICY §4's numbers as versioned data.
 
 A bank changes a number by shipping a new policy file with a new id, never by
 editing code. The default, ``bank-default-v1``, ships with the package.
@@ -123,7 +123,7 @@ class Policy(_Frozen):
 
 @functools.cache
 def days(n: int) -> dt.timedelta:
-    """Durations are exact (RULES §3): n × 24 hours. Cached: projections ask for the same few many times."""
+    """Durations are exact (POLICY §3): n × 24 hours. Cached: projections ask for the same few many times."""
     return dt.timedelta(days=n)
 
 

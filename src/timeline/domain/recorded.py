@@ -10,7 +10,7 @@ from uuid import UUID
 from timeline.domain.types import RECORDS, Record
 
 ERASED = {"$erased": True}
-"""What a PII field reads as once its customer's key has been destroyed (RULES §7)."""
+"""What a PII field reads as once its customer's key has been destroyed (POLICY §7)."""
 
 ENCRYPTED = {"$encrypted": True}
 """What a PII field reads as when the reader was not given keys (e.g. the Kafka relay)."""

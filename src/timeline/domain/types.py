@@ -24,7 +24,7 @@ from timeline.domain.events import DATA_MODELS
 
 
 class EventType(StrEnum):
-    """Every event type of RULES §1 (checked against :data:`timeline.domain.events.DATA_MODELS` on import)."""
+    """Every event type of POLICY §1 (checked against :data:`timeline.domain.events.DATA_MODELS` on import)."""
 
     CUSTOMER_REGISTERED = "customer.registered"
     CUSTOMER_PROFILE_UPDATED = "customer.profile_updated"
@@ -49,7 +49,7 @@ if [*EventType] != [*DATA_MODELS]:
 
 
 class Stage(StrEnum):
-    """Lifecycle stages of RULES §4, in the order their rules are tried."""
+    """Lifecycle stages of POLICY §4, in the order their rules are tried."""
 
     PROSPECT = "prospect"
     CHURNED = "churned"
@@ -60,7 +60,7 @@ class Stage(StrEnum):
 
 
 class RuleCode(StrEnum):
-    """The rule an explanation names (RULES §4, §8); the value is the code the explanation prints."""
+    """The rule an explanation names (POLICY §4, §8); the value is the code the explanation prints."""
 
     TIER_START = "registered"
     TIER_UPGRADE = "upgrade after hold"
