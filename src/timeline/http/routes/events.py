@@ -22,6 +22,8 @@ router = APIRouter(prefix="/v1", tags=["events"])
 
 NDJSON = "application/x-ndjson"
 JSON = "application/json"
+REFUSED = "not stored: atomic input had rejections"
+"""The error of a valid event that an atomic input's rejections kept out."""
 
 _EVENT_BODY = {
     "required": True,
@@ -91,7 +93,8 @@ async def ingest(
     outcomes, summary = await run_in_threadpool(_ingest, svc, lines, atomic)
     result = {"outcomes": [o.to_json() for o in outcomes], "summary": summary.to_json()}
     if atomic and summary.rejected:
-        raise Problem(422, f"atomic input had {summary.rejected} rejected events: none was stored", **result)
+        lines = [str(o.line) for o in outcomes if o.status == "rejected" and not (o.error or "").startswith(REFUSED)]
+        raise Problem(422, f"none was stored: atomic input had rejections (line {', '.join(lines)})", **result)
     return result
 
 
