@@ -61,7 +61,9 @@ def test_any_other_content_type_is_415(served):
         headers = {"Content-Type": kind} if kind else {}
         response = served.post("/v1/events", "source", content=_lines(registered("C6")), headers=headers)
         assert response.status_code == 415, kind
-        assert "is not accepted: send application/x-ndjson (JSON Lines) or application/json" in response.json()["detail"]
+        assert (
+            "is not accepted: send application/x-ndjson (JSON Lines) or application/json" in response.json()["detail"]
+        )
     assert served.get("/v1/customers/C6/state", "compliance").status_code == 404
 
 

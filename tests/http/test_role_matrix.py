@@ -67,7 +67,9 @@ def test_compliance_sees_every_customer_and_is_told_when_one_does_not_exist(serv
 
 
 def test_the_customer_list_holds_only_the_customers_in_sight(served):
-    seen = {role: [c["customer_id"] for c in served.get("/v1/customers", role).json()["customers"]] for role in ROLES[:3]}
+    seen = {
+        role: [c["customer_id"] for c in served.get("/v1/customers", role).json()["customers"]] for role in ROLES[:3]
+    }
     assert seen == {"compliance": ["C1", "C2"], "branch_head": ["C1"], "rm": ["C1"]}
 
 
