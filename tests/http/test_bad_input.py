@@ -37,7 +37,8 @@ def test_an_unknown_query_parameter_is_refused_naming_it_and_what_is_taken(serve
         ("yesterday", "as_of: not a date or an ISO 8601 instant: 'yesterday'"),
         (
             "2025-06-30T12:00:00",
-            "as_of: instant '2025-06-30T12:00:00' needs an offset, e.g. 2025-06-30T12:00:00+08:00 or 2025-06-30T12:00:00Z",
+            "as_of: instant '2025-06-30T12:00:00' needs an offset, e.g. 2025-06-30T12:00:00+08:00 or "
+            "2025-06-30T12:00:00Z",
         ),
         ("2025-02-30", "as_of: not a date or an ISO 8601 instant: '2025-02-30'"),
     ],
