@@ -108,3 +108,17 @@ def test_ingestion_is_counted_by_outcome_and_reason(served):
     ):
         assert sample in text, sample
     assert "C8" not in text and "NOBODY" not in text, "no customer data in the metrics"
+
+
+def test_compliance_erases_a_customer_by_request_the_erasure_an_event_with_its_actor(served):
+    response = served.post("/v1/customers/C2/erasure", "compliance", json={"reason": "customer request"})
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    history = served.get("/v1/customers/C2/history", "compliance").json()
+    assert (history[-1]["type"], history[-1]["actor"]) == ("customer.erased", "carol")
+    assert served.get("/v1/customers/C2/state", "compliance").json()["erased"] is True
+
+
+def test_an_erasure_the_rules_refuse_is_422_saying_why(served):
+    response = served.post("/v1/customers/C1/erasure", "compliance", json={"reason": "customer request"})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("erasure refused: customer cannot be erased while accounts hold money")

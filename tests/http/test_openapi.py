@@ -22,6 +22,7 @@ def test_the_contract_lists_every_endpoint_of_the_service():
         "/v1/customers/{customer_id}/state",
         "/v1/customers/{customer_id}/explain",
         "/v1/customers/{customer_id}/history",
+        "/v1/customers/{customer_id}/erasure",
         "/v1/customers",
         "/v1/events",
         "/v1/followups",

@@ -8,7 +8,6 @@ from tests.http.conftest import CALLERS
 
 ROLES = list(CALLERS)
 
-# endpoint → the roles answered (the others get 403), per the service's role table
 MATRIX = {
     ("GET", "/v1/customers/C1/state"): {"compliance", "branch_head", "rm"},
     ("GET", "/v1/customers/C1/explain"): {"compliance", "branch_head", "rm"},
@@ -19,13 +18,17 @@ MATRIX = {
     ("GET", "/v1/status"): {"ops"},
     ("GET", "/v1/access-log"): {"compliance"},
     ("POST", "/v1/events"): {"source"},
+    ("POST", "/v1/customers/NOBODY/erasure"): {"compliance"},
 }
+"""Endpoint → the roles answered; the others get 403. (An erasure of no customer is answered, and refused: 422.)"""
 
 
 MATRIX_NAMED = ("state", "explain", "history")
 
 
 def _call(served, method: str, path: str, role: str | None):
+    if path.endswith("/erasure"):
+        return served.post(path, role, json={"reason": "customer request"})
     if method == "POST":
         return served.post(path, role, content=b"", headers={"Content-Type": "application/x-ndjson"})
     return served.get(path, role)
@@ -35,7 +38,7 @@ def _call(served, method: str, path: str, role: str | None):
 def test_each_role_is_answered_where_granted_and_refused_403_elsewhere(served, role):
     for (method, path), allowed in MATRIX.items():
         response = _call(served, method, path, role)
-        expected = 200 if role in allowed else 403
+        expected = (422 if path.endswith("/erasure") else 200) if role in allowed else 403
         assert response.status_code == expected, (role, method, path, response.text)
         if expected == 403:
             assert response.headers["content-type"] == "application/problem+json"
