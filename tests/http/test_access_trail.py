@@ -66,3 +66,16 @@ def test_verify_covers_the_access_log(served):
     served.get("/v1/customers/C1/state", "rm")
     report = served.get("/v1/verify", "ops").json()
     assert report["intact"] is True and report["access_findings"] == []
+
+
+def test_concurrent_looks_each_get_their_own_place_in_an_intact_chain(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def look(_: int) -> int:
+        return served.get("/v1/customers/C1/state", "rm").status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert set(pool.map(look, range(30))) == {200}
+    records = _log(served)
+    assert [r["seq"] for r in records] == list(range(1, 31))
+    assert served.get("/v1/verify", "ops").json()["intact"] is True

@@ -64,3 +64,13 @@ def test_state_explain_and_history_are_the_clis_json_field_for_field(served):
     assert served.get("/v1/customers/C1/history", "compliance").json() == _cli(served.url, "history", "C1")
     verified = served.get("/v1/verify", "ops").json()
     assert verified == _cli(served.url, "verify")[0]
+
+
+def test_the_customer_list_is_paged_and_filtered(served):
+    first = served.get("/v1/customers?limit=1", "compliance").json()
+    assert [c["customer_id"] for c in first["customers"]] == ["C1"] and first["next_after"] == "C1"
+    rest = served.get("/v1/customers?limit=1&after=C1", "compliance").json()
+    assert [c["customer_id"] for c in rest["customers"]] == ["C2"] and rest["next_after"] is None
+    in_br002 = served.get("/v1/customers?branch=BR002", "compliance").json()["customers"]
+    assert [c["customer_id"] for c in in_br002] == ["C2"]
+    assert served.get("/v1/customers?as_of=2024-12-31", "compliance").json()["customers"] == [], "none registered yet"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,10 @@ from timeline.application.access import AccessTrail, Authenticator, Grants
 from timeline.application.access_jwt import JwtVerifier
 from timeline.application.states import StateReader
 from timeline.crypto import KekSource
+from timeline.domain.roles import Principal, in_scope
 from timeline.engine import Engine, open_engine
 from timeline.http.metrics import Metrics
+from timeline.projections.state import CustomerState
 from timeline.store.access_sql import SqlAccessStore, access_store
 
 MAX_BODY = 10 * 1024 * 1024
@@ -56,6 +59,16 @@ class Service:
         self.reading = threading.Lock()
         self.writing = threading.Lock()
         self.metrics = Metrics(self.engine.store)
+
+    def states_in_sight(self, who: Principal, as_of: dt.datetime | None = None) -> list[CustomerState]:
+        """Every customer's state as of ``as_of``, of the customers the caller sees by their assignment as of now."""
+        with self.reading:
+            now = list(self.reader.all_states())
+            states = list(self.reader.all_states(as_of)) if as_of is not None else now
+        visible = {
+            s.customer_id for s in now if in_scope(who, s.assignment.branch_id, s.assignment.relationship_manager)
+        }
+        return [s for s in states if s.customer_id in visible]
 
     def close(self) -> None:
         self.engine.close()

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Query
 from timeline.application.keyring import load_history
 from timeline.application.views import business_order, explanation_json, history_json, state_json
 from timeline.domain.errors import UnknownCustomer
-from timeline.domain.roles import Action, Principal, Role, authorize, in_scope
+from timeline.domain.roles import Action, Principal, Role, authorize
 from timeline.http.auth import Caller, Svc, may
 from timeline.http.params import instant
 from timeline.http.service import Service
@@ -110,17 +110,11 @@ def customers(
     limit: Annotated[int, Query(ge=1, le=1000, description="Customers per page")] = 100,
 ) -> dict[str, Any]:
     q = instant(as_of, "as_of", svc.engine.policy.time_zone)
-    with svc.reading:
-        now_states = list(svc.reader.all_states())
-        states = list(svc.reader.all_states(q)) if q is not None else now_states
-    visible = {
-        s.customer_id for s in now_states if in_scope(who, s.assignment.branch_id, s.assignment.relationship_manager)
-    }
+    states = svc.states_in_sight(who, q)
     chosen = [
         s
         for s in states
-        if s.customer_id in visible
-        and (after is None or s.customer_id > after)
+        if (after is None or s.customer_id > after)
         and (tier is None or s.tier.tier == tier)
         and (lifecycle is None or s.lifecycle.stage == lifecycle)
         and (branch is None or s.assignment.branch_id == branch)

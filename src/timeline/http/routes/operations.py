@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from timeline.application.verify import verify as run_verify
 from timeline.application.views import followup_json, followup_listing, open_followups, verify_json
 from timeline.domain.recorded import iso
-from timeline.domain.roles import Action, Principal, authorize, in_scope
+from timeline.domain.roles import Action, Principal, authorize
 from timeline.engine import verify_wrapper
 from timeline.http.auth import Svc, may, principal_of
 from timeline.http.params import instant
@@ -34,14 +34,7 @@ def followups(
     overdue: Annotated[bool, Query(description="Only overdue ones")] = False,
     as_of: Annotated[str | None, Query(description="Business time (default now)")] = None,
 ) -> list[dict[str, Any]]:
-    q = instant(as_of, "as_of", svc.engine.policy.time_zone)
-    with svc.reading:
-        now_states = list(svc.reader.all_states())
-        states = list(svc.reader.all_states(q)) if q is not None else now_states
-    visible = {
-        s.customer_id for s in now_states if in_scope(who, s.assignment.branch_id, s.assignment.relationship_manager)
-    }
-    mine = [s for s in states if s.customer_id in visible]
+    mine = svc.states_in_sight(who, instant(as_of, "as_of", svc.engine.policy.time_zone))
     return [followup_json(f) for f in followup_listing(open_followups(mine, rm, branch), overdue)]
 
 
