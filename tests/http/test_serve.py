@@ -67,3 +67,20 @@ def test_serving_a_store_that_does_not_exist_is_one_line_and_exit_2(tmp_path):
     run = subprocess.run([str(TIMELINE), "serve", "--db", url], capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
     assert run.stderr == f"timeline: error: no timeline store at {url}\n"
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(sqlite_url):
+    with timeline.open(sqlite_url) as tl:
+        tl.ingest([registered("C1")])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [str(TIMELINE), "serve", "--db", sqlite_url, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1] == f"timeline: error: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 
 from timeline.cli.options import Db, PolicyOpt, settings
 from timeline.cli.output import err
+from timeline.domain.errors import TimelineError
 
 
 def serve(
@@ -56,7 +58,25 @@ def serve(
     )
     service = Service(options)
     try:
+        listening = _listen(host, port)
         err.print(f"serving {shown_url(options.store_url)} on http://{host}:{port}", highlight=False, soft_wrap=True)
-        uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+        server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
+        try:
+            server.run(sockets=[listening])
+        except KeyboardInterrupt:
+            pass  # Ctrl-C: the server has shut down cleanly; stopping is what was asked for
     finally:
         service.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a port in use is one line (exit 2), not the server's log."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        raise TimelineError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listening
