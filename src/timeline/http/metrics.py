@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -60,6 +60,8 @@ class _StoreHead(Collector):
 
 
 class Metrics:
+    """The service's metrics, in a registry of its own (what ``/metrics`` serves)."""
+
     def __init__(self, store: EventStore) -> None:
         self.registry = CollectorRegistry()
         self.requests = Histogram(
@@ -83,6 +85,7 @@ class Metrics:
         )
         self.registry.register(_StoreHead(store))
 
-    def count(self, outcomes: Iterator[Outcome] | list[Outcome]) -> None:
+    def count(self, outcomes: Iterable[Outcome]) -> None:
+        """Count ingested events by outcome and rejection reason."""
         for (status, reason), n in Tally((o.status, rejection_reason(o.error)) for o in outcomes).items():
             self.ingested.labels(outcome=status, reason=reason).inc(n)

@@ -46,15 +46,16 @@ class ProblemDocument(BaseModel):
     instance: str | None = None
 
 
-def _documented(status: int, description: str) -> dict[str, Any]:
+def documented(description: str) -> dict[str, Any]:
+    """An OpenAPI response that is a problem document."""
     return {"description": description, "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _documented(400, "Bad input: unknown query parameter, malformed instant, malformed body"),
-    401: _documented(401, "No token, or one that names no principal (unknown, revoked, expired, forged)"),
-    403: _documented(403, "The caller's role may not do this"),
-    404: _documented(404, "No such customer (or one outside the caller's sight), or not registered as asked"),
+    400: documented("Bad input: unknown query parameter, malformed instant, malformed body"),
+    401: documented("No token, or one that names no principal (unknown, revoked, expired, forged)"),
+    403: documented("The caller's role may not do this"),
+    404: documented("No such customer (or one outside the caller's sight), or not registered as asked"),
 }
 """The problems every ``/v1`` endpoint may answer; endpoints add their own (413, 415, 422)."""
 

@@ -15,7 +15,7 @@ from timeline.application.jsonl import read_lines
 from timeline.domain.recorded import iso
 from timeline.domain.roles import Action, Principal
 from timeline.http.auth import Svc, may
-from timeline.http.problems import PROBLEM_TYPE, Problem
+from timeline.http.problems import Problem, documented
 from timeline.http.service import Service
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -31,7 +31,7 @@ class ErasureRequest(BaseModel):
 @router.post(
     "/{customer_id}/erasure",
     summary="Erase the customer's personal data: a customer.erased event, its actor the caller",
-    responses={422: {"description": "The engine refused the erasure (why in detail)", "content": {PROBLEM_TYPE: {}}}},
+    responses={422: documented("The engine refused the erasure (why in detail)")},
 )
 async def erase(
     customer_id: str, request: ErasureRequest, svc: Svc, who: Annotated[Principal, may(Action.ERASE)]

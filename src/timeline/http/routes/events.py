@@ -15,7 +15,7 @@ from timeline.application.batch import Outcome, Summary
 from timeline.application.jsonl import read_lines
 from timeline.domain.roles import Action, Principal
 from timeline.http.auth import Svc, may
-from timeline.http.problems import PROBLEM_TYPE, Problem
+from timeline.http.problems import Problem, documented
 from timeline.http.service import Service
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -76,9 +76,9 @@ def _media_type(request: Request) -> str:
     summary="Ingest events (JSON Lines or a JSON array): each event's outcome and the summary",
     openapi_extra={"requestBody": _EVENT_BODY},
     responses={
-        413: {"description": "Body over the limit", "content": {PROBLEM_TYPE: {}}},
-        415: {"description": "Neither JSON Lines nor JSON", "content": {PROBLEM_TYPE: {}}},
-        422: {"description": "atomic=true and some event was rejected: none stored", "content": {PROBLEM_TYPE: {}}},
+        413: documented("Body over the limit"),
+        415: documented("Neither JSON Lines nor JSON"),
+        422: documented("atomic=true and some event was rejected: none stored"),
     },
 )
 async def ingest(

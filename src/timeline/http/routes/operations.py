@@ -16,7 +16,7 @@ from timeline.domain.roles import Action, Principal, authorize
 from timeline.engine import verify_wrapper
 from timeline.http.auth import Svc, may, principal_of
 from timeline.http.params import instant
-from timeline.http.problems import Problem
+from timeline.http.problems import Problem, documented
 
 router = APIRouter(tags=["operations"])
 
@@ -88,7 +88,11 @@ def healthz() -> dict[str, Any]:
     return {"alive": True, "at": iso(dt.datetime.now(dt.UTC))}
 
 
-@router.get("/readyz", summary="Ready: the store answers and its key-encryption key checks", responses={503: {}})
+@router.get(
+    "/readyz",
+    summary="Ready: the store answers and its key-encryption key checks",
+    responses={503: documented("Not ready, saying why")},
+)
 def readyz(svc: Svc) -> dict[str, Any]:
     try:
         head = svc.engine.store.head_position()
