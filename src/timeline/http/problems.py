@@ -17,7 +17,6 @@ from timeline.domain.errors import (
     CorruptEvent,
     NoStore,
     StoreUnavailable,
-    TamperingDetected,
     TimelineError,
     UnknownCustomer,
 )
@@ -70,7 +69,6 @@ _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (NoStore, 503),
     (StoreUnavailable, 503),
     (CorruptEvent, 500),
-    (TamperingDetected, 500),
     (AccessError, 400),
 )
 
