@@ -11,6 +11,7 @@ import psycopg
 
 from timeline.consumers.backoff import Backoff, GaveUp
 from timeline.domain.errors import TimelineError
+from timeline.store import StoreUrl
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class PositionStore:
 
     @property
     def is_postgres(self) -> bool:
-        return self.url.startswith(("postgresql://", "postgres://"))
+        return StoreUrl.parse(self.url).is_postgres
 
     def _connect(self) -> None:
         if self.is_postgres:
@@ -55,8 +56,7 @@ class PositionStore:
                 self._locked = None
                 self.acquire(name, topic)
         else:
-            path = self.url[len("sqlite:///") :]
-            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._conn = sqlite3.connect(StoreUrl.parse(self.url).sqlite_path, timeout=30, isolation_level=None)
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS timeline_relay_positions ("
                 " name TEXT NOT NULL, topic TEXT NOT NULL, position INTEGER NOT NULL,"
