@@ -1,4 +1,4 @@
-"""State-dependent acceptance rules of RULES §2, as a guard kept up to date per stream.
+"""State-dependent acceptance rules of POLICY §2, as a guard kept up to date per stream.
 
 A :class:`Guard` folds a customer's stored history once, then decides each
 new event in O(1) for events in business order (a late event costs a scan of
@@ -28,18 +28,30 @@ from timeline.domain.errors import RejectedEvent, UnknownTarget
 from timeline.domain.identity import check_identity
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent, iso
+from timeline.domain.types import Correction, Deposit, EventType, Redemption, Withdrawal
 from timeline.projections.balances import StepLine, signed_amount
 from timeline.projections.counted import counted
 from timeline.projections.points import POINT_TYPES, points_as_of
 
-UNVOIDABLE = frozenset({"customer.registered", "correction.recorded", "customer.erased", "referral.qualified"})
+UNVOIDABLE = frozenset(
+    {
+        EventType.CUSTOMER_REGISTERED,
+        EventType.CORRECTION_RECORDED,
+        EventType.CUSTOMER_ERASED,
+        EventType.REFERRAL_QUALIFIED,
+    }
+)
 LIFECYCLES = {
-    "complaint.filed": ("complaint", "complaint_id", "filed"),
-    "complaint.resolved": ("complaint", "complaint_id", "resolved"),
-    "followup.scheduled": ("follow-up", "followup_id", "scheduled"),
-    "followup.completed": ("follow-up", "followup_id", "completed"),
+    EventType.COMPLAINT_FILED: ("complaint", "complaint_id", "filed"),
+    EventType.COMPLAINT_RESOLVED: ("complaint", "complaint_id", "resolved"),
+    EventType.FOLLOWUP_SCHEDULED: ("follow-up", "followup_id", "scheduled"),
+    EventType.FOLLOWUP_COMPLETED: ("follow-up", "followup_id", "completed"),
 }
-OPENERS = frozenset({"complaint.filed", "followup.scheduled"})
+"""What opens or closes an id: the noun, the record field holding the id, the verb."""
+OPENERS = frozenset({EventType.COMPLAINT_FILED, EventType.FOLLOWUP_SCHEDULED})
+MONEY = frozenset({EventType.DEPOSIT_MADE, EventType.WITHDRAWAL_MADE})
+_CORRECTION, _ERASED, _REDEEMED = EventType.CORRECTION_RECORDED, EventType.CUSTOMER_ERASED, EventType.POINTS_REDEEMED
+"""Module names for what :meth:`Guard.record` compares every event with (an enum attribute costs 0.1 µs in 3.11)."""
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 History = Callable[[], Sequence[RecordedEvent]]
 """A stream's whole history as it stands (stored, plus what the caller admitted since), in stored order."""
@@ -158,18 +170,17 @@ class Guard:
         """Raise :class:`RejectedEvent` if ``event`` may not be stored after this stream."""
         check_identity(self._registration, self._erased, event)
         kind = event.type
-        if kind == "withdrawal.made":
-            amount = Decimal(event.data["amount"])
-            self._check_balance(
-                event.data["account_id"], event.occurred_at, -_cents(amount), f"withdrawal of {event.data['amount']}"
-            )
+        if kind == EventType.WITHDRAWAL_MADE:
+            withdrawal: Withdrawal = event.record
+            amount = withdrawal.amount
+            self._check_balance(withdrawal.account_id, event.occurred_at, -_cents(amount), f"withdrawal of {amount}")
         elif kind in LIFECYCLES:
             self._check_lifecycle(event)
-        elif kind == "points.redeemed":
+        elif kind == EventType.POINTS_REDEEMED:
             self._check_redemption(event)
-        elif kind == "correction.recorded":
+        elif kind == EventType.CORRECTION_RECORDED:
             self._check_correction(event)
-        elif kind == "customer.erased":
+        elif kind == EventType.CUSTOMER_ERASED:
             open_accounts = {a: acc.total for a, acc in self._accounts.items() if acc.total}
             if open_accounts:
                 listing = ", ".join(f"{a} {_money(v):.2f}" for a, v in sorted(open_accounts.items()))
@@ -180,21 +191,21 @@ class Guard:
         kind = event.type
         if not self._started:
             self._started = True
-            self._registration = event if kind == "customer.registered" else None
-        if kind != "correction.recorded":
-            self._erased = kind == "customer.erased"
-        if kind in ("deposit.made", "withdrawal.made"):
-            self._account(event.data["account_id"]).move(event.occurred_at, _cents(signed_amount(event)))
+            self._registration = event if kind == EventType.CUSTOMER_REGISTERED else None
+        if kind != _CORRECTION:
+            self._erased = kind == _ERASED
+        if kind in MONEY:
+            self._account(event.record.account_id).move(event.occurred_at, _cents(signed_amount(event)))
         elif kind in LIFECYCLES:
             entry = self._ids.setdefault(_key(event), _Lifecycle())
             if kind in OPENERS:
                 entry.opener = _Mark(event)
             else:
                 entry.closer = _Mark(event)
-        elif kind == "points.redeemed":
+        elif kind == _REDEEMED:
             insort(self._redemptions, event.occurred_at)
-        elif kind == "correction.recorded":
-            target = self._target(UUID(event.data["voids_event_id"]))
+        elif kind == _CORRECTION:
+            target = self._target(event.record.voids_event_id)
             assert target is not None, "a recorded correction names an event of its stream"
             self._void(target)
 
@@ -208,15 +219,15 @@ class Guard:
     def _void(self, target: RecordedEvent) -> None:
         self._voided.add(target.event_id.int)
         kind = target.type
-        if kind in ("deposit.made", "withdrawal.made"):
-            self._account(target.data["account_id"]).move(target.occurred_at, -_cents(signed_amount(target)))
+        if kind in MONEY:
+            self._account(target.record.account_id).move(target.occurred_at, -_cents(signed_amount(target)))
         elif kind in LIFECYCLES:
             entry = self._ids[_key(target)]
             if kind in OPENERS:
                 entry.opener = None
             else:
                 entry.closer = None
-        elif kind == "points.redeemed":
+        elif kind == EventType.POINTS_REDEEMED:
             self._redemptions.remove(target.occurred_at)
 
     def _account(self, account_id: str) -> _Account:
@@ -237,7 +248,7 @@ class Guard:
         noun, id_field, verb = LIFECYCLES[event.type]
         key = _key(event)
         entry = self._ids.get(key) or _Lifecycle()
-        ident = event.data[id_field]
+        ident = getattr(event.record, id_field)
         if event.type in OPENERS:
             used = entry.opener or entry.closer
             if used is not None:
@@ -258,13 +269,15 @@ class Guard:
         events = [e for e in counted(self._events()).events if e.type in POINT_TYPES and e.occurred_at <= moment]
         accounts = {account: line.line_until(moment) for account, line in self._accounts.items()}
         available = points_as_of(events, accounts, self.policy, moment).available
-        if event.data["points"] > available:
+        redemption: Redemption = event.record
+        if redemption.points > available:
             raise RejectedEvent(
-                f"cannot redeem {event.data['points']} points: {available} available at {iso(event.occurred_at)}"
+                f"cannot redeem {redemption.points} points: {available} available at {iso(event.occurred_at)}"
             )
 
     def _check_correction(self, event: RecordedEvent) -> None:
-        target_id = UUID(event.data["voids_event_id"])
+        correction: Correction = event.record
+        target_id = correction.voids_event_id
         target = self._target(target_id)
         if target is None:
             raise UnknownTarget(target_id)
@@ -278,21 +291,19 @@ class Guard:
                 noun, id_field, _ = LIFECYCLES[target.type]
                 closer_type = next(k for k, v in LIFECYCLES.items() if v[0] == noun and k not in OPENERS)
                 raise RejectedEvent(
-                    f"{noun} {target.data[id_field]} already has a counted {closer_type} "
+                    f"{noun} {getattr(target.record, id_field)} already has a counted {closer_type} "
                     f"({UUID(int=closer.event_id)}); void that first"
                 )
-        if target.type == "deposit.made":
+        if target.type == EventType.DEPOSIT_MADE:
+            deposit: Deposit = target.record
             self._check_balance(
-                target.data["account_id"],
-                target.occurred_at,
-                -_cents(Decimal(target.data["amount"])),
-                f"voiding deposit {target_id}",
+                deposit.account_id, target.occurred_at, -_cents(deposit.amount), f"voiding deposit {target_id}"
             )
 
 
 def _key(event: RecordedEvent) -> tuple[str, str]:
     noun, id_field, _ = LIFECYCLES[event.type]
-    return noun, event.data[id_field]
+    return noun, getattr(event.record, id_field)
 
 
 def _opened(noun: str) -> str:

@@ -1,4 +1,4 @@
-"""Account balances and AUM as step functions of business time (RULES §3, §4).
+"""Account balances and AUM as step functions of business time (POLICY §3, §4).
 
 A quantity at instant t is read after every counted event with
 ``occurred_at`` ≤ t, so a line holds one value per instant at which money
@@ -15,14 +15,16 @@ from decimal import Decimal
 from uuid import UUID
 
 from timeline.domain.recorded import RecordedEvent
+from timeline.domain.types import Deposit, EventType, Withdrawal
 
 ZERO = Decimal(0)
-MONEY_TYPES = frozenset({"deposit.made", "withdrawal.made"})
+MONEY_TYPES = frozenset({EventType.DEPOSIT_MADE, EventType.WITHDRAWAL_MADE})
 
 
 def signed_amount(event: RecordedEvent) -> Decimal:
-    amount = Decimal(event.data["amount"])
-    return amount if event.type == "deposit.made" else -amount
+    """What a deposit or a withdrawal adds to its account."""
+    record: Deposit | Withdrawal = event.record
+    return record.amount if type(record) is Deposit else -record.amount
 
 
 @dataclass(slots=True)
@@ -54,19 +56,11 @@ class StepLine:
         index = bisect_right(self.instants, moment) - 1
         return self.values[index] if index >= 0 else ZERO
 
-    def before(self, moment: dt.datetime) -> Decimal:
-        """The value just before ``moment`` (before that instant's events)."""
-        index = bisect_left(self.instants, moment) - 1
-        return self.values[index] if index >= 0 else ZERO
-
     def _window(self, start: dt.datetime, end: dt.datetime) -> list[Decimal]:
         """Every value held at some instant of the closed interval [start, end]."""
         first = bisect_right(self.instants, start)
         last = bisect_right(self.instants, end)
         return [self.at(start), *self.values[first:last]]
-
-    def min_over(self, start: dt.datetime, end: dt.datetime) -> Decimal:
-        return min(self._window(start, end))
 
     def max_over(self, start: dt.datetime, end: dt.datetime) -> Decimal:
         return max(self._window(start, end))
@@ -106,10 +100,10 @@ class Balances:
 
         ``StepLine.add`` on the account's line and on the AUM line, inlined: it runs for every money event.
         """
-        amount = Decimal(event.data["amount"])
-        delta = amount if event.type == "deposit.made" else -amount
+        record: Deposit | Withdrawal = event.record
+        delta = record.amount if type(record) is Deposit else -record.amount
         instant, event_id = event.occurred_at, event.event_id
-        account = event.data["account_id"]
+        account = record.account_id
         if self._shared:
             self._own(account)
         line = self.accounts.get(account)

@@ -1,4 +1,4 @@
-"""Which events count, as known at a system time K (RULES §3, §6).
+"""Which events count, as known at a system time K (POLICY §3, §6).
 
 An event counts as known at K when it was recorded by K and no correction
 recorded by K voids it. Counted events are ordered by business time, then by
@@ -17,8 +17,9 @@ from typing import Any
 from uuid import UUID
 
 from timeline.domain.recorded import RecordedEvent
+from timeline.domain.types import EventType
 
-CORRECTION = "correction.recorded"
+CORRECTION = EventType.CORRECTION_RECORDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ _occurred = attrgetter("occurred_at")
 
 def counted(history: Iterable[RecordedEvent], known_at: dt.datetime | None = None) -> Counted:
     known = list(history) if known_at is None else [e for e in history if e.recorded_at <= known_at]
-    voided_by = {UUID(e.data["voids_event_id"]): e for e in known if e.type == CORRECTION}
+    voided_by = {e.record.voids_event_id: e for e in known if e.type == CORRECTION}
     events = [e for e in known if e.type != CORRECTION and e.event_id not in voided_by] if voided_by else known
     events.sort(key=business_order)
     return Counted(events, voided_by)

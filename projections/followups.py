@@ -1,4 +1,4 @@
-"""Follow-ups (台账跟踪), RULES §4: open until completed, overdue after their due date."""
+"""Follow-ups (台账跟踪), POLICY §4: open until completed, overdue after their due date."""
 
 from __future__ import annotations
 
@@ -8,6 +8,17 @@ from uuid import UUID
 
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent
+from timeline.domain.types import EventType, FollowupScheduling
+
+_REGISTERED, _PROFILE, _SCHEDULED, _COMPLETED, _ERASED = (
+    EventType.CUSTOMER_REGISTERED,
+    EventType.CUSTOMER_PROFILE_UPDATED,
+    EventType.FOLLOWUP_SCHEDULED,
+    EventType.FOLLOWUP_COMPLETED,
+    EventType.CUSTOMER_ERASED,
+)
+"""Module names for what :meth:`FollowupBook.add` compares each event with (an enum attribute costs 0.1 µs
+in Python 3.11, a module name a tenth of that)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +76,18 @@ class FollowupBook:
 
     def add(self, event: RecordedEvent) -> None:
         kind = event.type
-        if kind == "customer.registered":
-            self.branch_id, self.relationship_manager = event.data["branch_id"], event.data["relationship_manager"]
-        elif kind == "customer.profile_updated":
-            if event.data.get("relationship_manager"):
-                self.relationship_manager = event.data["relationship_manager"]
-        elif kind == "followup.scheduled":
+        if kind == _REGISTERED:
+            record = event.record
+            self.branch_id, self.relationship_manager = record.branch_id, record.relationship_manager
+        elif kind == _PROFILE:
+            manager = event.record.relationship_manager
+            if manager:
+                self.relationship_manager = manager
+        elif kind == _SCHEDULED:
             self.scheduled.append(event)
-        elif kind == "followup.completed":
-            self.completed.add(event.data["followup_id"])
-        elif kind == "customer.erased":
+        elif kind == _COMPLETED:
+            self.completed.add(event.record.followup_id)
+        elif kind == _ERASED:
             self.erased = True
 
     @property
@@ -84,7 +97,7 @@ class FollowupBook:
     def open_at(self, policy: Policy, as_of: dt.datetime) -> list[Followup]:
         """Open follow-ups at ``as_of`` (every event taken is at or before it); overdue if due before that date.
 
-        An erasure closes every follow-up it leaves open: nothing can complete them afterwards (RULES §2).
+        An erasure closes every follow-up it leaves open: nothing can complete them afterwards (POLICY §2).
         """
         if self.erased:
             return []
@@ -93,18 +106,21 @@ class FollowupBook:
         except OverflowError:  # within a day of the end of time: later than any due date
             today = dt.date.max if as_of.year == dt.MAXYEAR else dt.date.min
         done = self.completed
-        return [
-            Followup(
-                customer_id=e.customer_id,
-                followup_id=e.data["followup_id"],
-                due_date=(due := dt.date.fromisoformat(e.data["due_date"])),
-                reason=e.data["reason"],
-                scheduled_at=e.occurred_at,
-                overdue=due < today,
-                relationship_manager=self.relationship_manager,
-                branch_id=self.branch_id,
-                event_id=e.event_id,
-            )
-            for e in self.scheduled
-            if e.data["followup_id"] not in done
-        ]
+        open_ones: list[Followup] = []
+        for event in self.scheduled:
+            record: FollowupScheduling = event.record
+            if record.followup_id not in done:
+                open_ones.append(
+                    Followup(
+                        customer_id=event.customer_id,
+                        followup_id=record.followup_id,
+                        due_date=record.due_date,
+                        reason=record.reason,
+                        scheduled_at=event.occurred_at,
+                        overdue=record.due_date < today,
+                        relationship_manager=self.relationship_manager,
+                        branch_id=self.branch_id,
+                        event_id=event.event_id,
+                    )
+                )
+        return open_ones

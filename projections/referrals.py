@@ -1,4 +1,4 @@
-"""Referral qualification (老带新), RULES §5: a decision the engine records once.
+"""Referral qualification (老带新), POLICY §5: a decision the engine records once.
 
 Pure: given the counted referrals naming a customer R (from any referrer),
 which referrers are erased, and R's counted events, decide whether a
@@ -18,13 +18,14 @@ from typing import Any
 
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent, iso
+from timeline.domain.types import EventType
 
 NAMESPACE = uuid.UUID("5c1a3f0e-8d2b-4e0f-9a57-2f7c6b1d9e40")
 
 
 def qualification_id(referred_customer_id: str) -> uuid.UUID:
     """The one event id a qualification for this referred customer can have."""
-    return uuid.uuid5(NAMESPACE, f"referral.qualified/{referred_customer_id}")
+    return uuid.uuid5(NAMESPACE, f"{EventType.REFERRAL_QUALIFIED}/{referred_customer_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class Qualification:
         """The ``referral.qualified`` event, as the engine appends it to the referrer's stream."""
         return {
             "event_id": str(qualification_id(self.referred_customer_id)),
-            "type": "referral.qualified",
+            "type": EventType.REFERRAL_QUALIFIED.value,
             "customer_id": self.referrer_id,
             "occurred_at": iso(self.occurred_at),
             "source": "timeline",
@@ -64,14 +65,14 @@ def decide(
     if not referrals:
         return None
     first = min(referrals, key=lambda e: (e.occurred_at, e.position))
-    registration = next((e for e in referred_events if e.type == "customer.registered"), None)
+    registration = next((e for e in referred_events if e.type == EventType.CUSTOMER_REGISTERED), None)
     if registration is None or first.occurred_at > registration.occurred_at:
         return None
-    deposits = [e for e in referred_events if e.type == "deposit.made"]
+    deposits = [e for e in referred_events if e.type == EventType.DEPOSIT_MADE]
     if not deposits:
         return None
     moment = deposits[0].occurred_at
-    total = sum((Decimal(e.data["amount"]) for e in deposits if e.occurred_at == moment), Decimal(0))
+    total = sum((e.record.amount for e in deposits if e.occurred_at == moment), Decimal(0))
     if total < policy.referral.min_first_deposit or first.customer_id in erased_referrers:
         return None
     return Qualification(first.customer_id, referred_id, first.event_id, moment)

@@ -14,27 +14,18 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from timeline.projections.balances import MONEY_TYPES, Balances
-from timeline.projections.counted import CORRECTION, business_order, counted
-from timeline.projections.followups import Assignment, Followup, FollowupBook
-from timeline.projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, lifecycle_candidates
-from timeline.projections.points import (
-    POINT_TYPES,
-    LedgerRun,
-    PointPlan,
-    PointSources,
-    PointsResult,
-    items_before,
-    items_through,
-)
-from timeline.projections.tier import TierResult, TierRun, tier_from_changes, tier_run
-
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent, iso
 from timeline.domain.rule_docs import link
-
-MAX_PROBES = 40
+from timeline.domain.types import EventType
+from timeline.projections.balances import MONEY_TYPES, Balances
+from timeline.projections.counted import CORRECTION, business_order, counted
+from timeline.projections.followups import Assignment, Followup, FollowupBook
+from timeline.projections.ledger import LedgerRun, PointsResult, items_before, items_through
+from timeline.projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, next_stage_change
+from timeline.projections.points import POINT_TYPES, PointPlan, PointSources
+from timeline.projections.tier import TierResult, TierRun, tier_from_changes, tier_run
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +128,7 @@ def customer_state(
 ) -> CustomerState:
     """State at business time ``as_of`` from the events of ``history`` recorded by ``known_at``."""
     events = counted(history, known_at).as_of(as_of)
-    if not events or events[0].type != "customer.registered":
+    if not events or events[0].type != EventType.CUSTOMER_REGISTERED:
         customer = history[0].customer_id if history else "?"
         raise UnknownCustomer(f"customer {customer} is not registered as of {iso(as_of)} as known at {iso(known_at)}")
     return Projection(events, policy).at(as_of, known_at)
@@ -176,11 +167,11 @@ class _Folds:
             handlers.append(self.money.add)
         if kind in POINT_TYPES:
             handlers.append(self.points.add)
-        if kind in ACTIVITY or kind == "referral.qualified":
+        if kind in ACTIVITY or kind == EventType.REFERRAL_QUALIFIED:
             handlers.append(self.facts.add)
         if kind in BOOK_TYPES:
             handlers.append(self.book.add)
-        if kind == "customer.erased":
+        if kind == EventType.CUSTOMER_ERASED:
             handlers.append(self._erase)
         return tuple(handlers)
 
@@ -189,7 +180,13 @@ class _Folds:
 
 
 BOOK_TYPES = frozenset(
-    {"customer.registered", "customer.profile_updated", "followup.scheduled", "followup.completed", "customer.erased"}
+    {
+        EventType.CUSTOMER_REGISTERED,
+        EventType.CUSTOMER_PROFILE_UPDATED,
+        EventType.FOLLOWUP_SCHEDULED,
+        EventType.FOLLOWUP_COMPLETED,
+        EventType.CUSTOMER_ERASED,
+    }
 )
 
 
@@ -271,9 +268,11 @@ class Projection:
         lowered = set()
         for event in later:
             if event.type in MONEY_TYPES:
-                account = event.data["account_id"]
+                account = event.record.account_id
                 line = accounts.get(account)
-                if event.type != "deposit.made" or (line is not None and event.occurred_at <= line.instants[-1]):
+                if event.type != EventType.DEPOSIT_MADE or (
+                    line is not None and event.occurred_at <= line.instants[-1]
+                ):
                     lowered.add(account)
         return lowered
 
@@ -288,9 +287,8 @@ class Projection:
         ledger.advance(self.point_items, cut)
         points = ledger.close(self.point_items, cut, as_of)
         last_activity = self.facts.last_activity
-        upcoming = [
-            m for m in (tier.next_change_at, points.next_change_at, self._next_stage_change(tier, stage, as_of)) if m
-        ]
+        stage_change = next_stage_change(self.facts, money.aum, self.tier_changes, policy, as_of, stage.stage)
+        upcoming = [m for m in (tier.next_change_at, points.next_change_at, stage_change) if m]
         return CustomerState(
             customer_id=registration.customer_id,
             as_of=as_of,
@@ -309,18 +307,6 @@ class Projection:
             erased=self.erased,
             next_change_at=min(upcoming) if upcoming else None,
         )
-
-    def _next_stage_change(self, tier: TierResult, stage: StageResult, as_of: dt.datetime) -> dt.datetime | None:
-        policy = self.policy
-        current_rank = policy.tier.rank(tier.tier)
-        for moment in lifecycle_candidates(self.facts, self.money.aum, policy, as_of)[:MAX_PROBES]:
-            rank = current_rank
-            for change in self.tier_changes:
-                if as_of < change.at <= moment:
-                    rank = policy.tier.rank(change.to_tier)
-            if lifecycle_as_of(self.facts, self.money.aum, rank, policy, moment).stage != stage.stage:
-                return moment
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +359,7 @@ def fold(history: Sequence[RecordedEvent], policy: Policy, previous: Folded | No
         )
     included = counted(history)
     events = included.events
-    registered = bool(events) and events[0].type == "customer.registered"
+    registered = bool(events) and events[0].type == EventType.CUSTOMER_REGISTERED
     return Folded(
         len(history),
         history[-1],

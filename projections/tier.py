@@ -1,4 +1,4 @@
-"""Tier (客户分层), RULES §4: upgrades after a hold, downgrades after a grace period.
+"""Tier (客户分层), POLICY §4: upgrades after a hold, downgrades after a grace period.
 
 The tier is a pure function of the AUM line: it is simulated from the
 registration over every instant at which something can happen — a movement
@@ -20,9 +20,9 @@ from collections import deque
 from dataclasses import dataclass
 from uuid import UUID
 
-from timeline.projections.balances import ZERO, StepLine
-
 from timeline.domain.policy import TierPolicy
+from timeline.domain.types import RuleCode
+from timeline.projections.balances import ZERO, StepLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,8 @@ class TierChange:
     at: dt.datetime
     from_tier: str
     to_tier: str
-    rule: str
+    rule: RuleCode
+    """:attr:`RuleCode.TIER_UPGRADE` or :attr:`RuleCode.TIER_DOWNGRADE` (its text is what explanations print)."""
     reason: str
     event_ids: tuple[UUID, ...]
 
@@ -38,8 +39,9 @@ class TierChange:
 @dataclass(frozen=True, slots=True)
 class TierResult:
     tier: str
+    """A tier id of the policy (tiers are policy data, not a closed vocabulary)."""
     since: dt.datetime
-    rule: str
+    rule: RuleCode
     reason: str
     event_ids: tuple[UUID, ...]
     changes: tuple[TierChange, ...]
@@ -103,7 +105,7 @@ def tier_from_changes(
         return TierResult(
             start,
             registered_at,
-            "registered",
+            RuleCode.TIER_START,
             f"every customer starts at {start} when registered",
             (registration_id,),
             (),
@@ -193,7 +195,7 @@ def _simulate(
                         moment,
                         levels[rank].name,
                         levels[lower].name,
-                        "downgrade after grace period",
+                        RuleCode.TIER_DOWNGRADE,
                         f"AUM fell below {levels[rank].threshold} at {_iso(pending_since)} and stayed below for "
                         f"{policy.downgrade_grace_days} days; AUM then was {current}",
                         tuple(aum.movers_between(pending_since, moment)),
@@ -223,7 +225,7 @@ def _simulate(
                         moment,
                         levels[rank].name,
                         levels[higher].name,
-                        "upgrade after hold",
+                        RuleCode.TIER_UPGRADE,
                         f"AUM stayed at or above {levels[higher].threshold} for {policy.upgrade_hold_days} days "
                         f"(lowest {lowest})",
                         tuple(aum.movers_between(window_start, moment)),

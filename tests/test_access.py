@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support.backends import sql_backends
 from timeline.application.access import (
     TOKEN_PREFIX,
     AccessError,
@@ -30,6 +31,8 @@ from timeline.application.verify import verify
 from timeline.domain.roles import Action, Principal, Role
 from timeline.store import open_store
 from timeline.store.access_sql import ACCESS_LOG_TABLE, GRANTS_TABLE, access_store
+
+pytestmark = sql_backends  # grants and the access log live in a SQL store only
 
 REFUSED = (sqlite3.IntegrityError, psycopg.errors.InsufficientPrivilege)
 AUDITOR = Principal("audit.zhang", Role.COMPLIANCE)

@@ -1,4 +1,4 @@
-"""RULES §7: PII is encrypted at rest with a key per customer; erasure destroys the key.
+"""POLICY §7: PII is encrypted at rest with a key per customer; erasure destroys the key.
 
 "At rest" is checked the hard way: every cell of every table in the database
 (and on SQLite the database files themselves) is read as bytes and searched
@@ -19,11 +19,14 @@ import pytest
 
 from tests.conftest import KEK
 from tests.factories import correction, deposit, erased, event, registered, visit, withdrawal
+from tests.support.backends import every_backend
 from tests.test_immutability import Raw
 from timeline.application.keyring import load_history
 from timeline.application.verify import verify
 from timeline.crypto import _b64e
 from timeline.engine import Engine
+
+pytestmark = every_backend  # the ingest rules, on every store
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 ERASED = {"$erased": True}

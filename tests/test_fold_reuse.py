@@ -99,7 +99,7 @@ def _data(draw: Callable, kind: str, serial: int, history: list[RecordedEvent]) 
 
 
 def _never_negative(history: list[RecordedEvent]) -> bool:
-    """RULES §2: no account below zero at any instant, as the store would have accepted it."""
+    """POLICY §2: no account below zero at any instant, as the store would have accepted it."""
     balances: dict[str, Decimal] = {}
     events = counted(history).events
     for index, event in enumerate(events):

@@ -1,4 +1,4 @@
-"""The branch generator: deterministic, schema-valid, and valid under RULES §2 in file order."""
+"""The branch generator: deterministic, schema-valid, and valid under POLICY §2 in file order."""
 
 from __future__ import annotations
 
@@ -336,7 +336,7 @@ def test_referrals_name_another_customer_who_registers_afterwards(branch):
 
 
 def assert_redemptions_covered(events: list[dict], policy: Policy) -> None:
-    """A conservative re-check of RULES §4 points with only the earnings the engine knows at each redemption."""
+    """A conservative re-check of POLICY §4 points with only the earnings the engine knows at each redemption."""
     points = policy.points
     for customer, stream in by_customer(events).items():
         known: list[dict] = []
@@ -433,7 +433,7 @@ def test_a_generated_branch_is_ingested_without_rejections(engine, clock):
     for customer, events in sent.items():
         stored = load_history(engine.store, ring, customer)
         extra = [e for e in stored if str(e.event_id) not in {s["event_id"] for s in events}]
-        # The engine appends a referral.qualified of its own for each qualifying referral (RULES §5).
+        # The engine appends a referral.qualified of its own for each qualifying referral (POLICY §5).
         assert {e.type for e in extra} <= {"referral.qualified"}
         assert len(stored) == len(events) + len(extra)
         qualified += len(extra)

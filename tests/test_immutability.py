@@ -1,4 +1,4 @@
-"""RULES §6: stored events are never updated or deleted, and the database itself refuses it.
+"""POLICY §6: stored events are never updated or deleted, and the database itself refuses it.
 
 Each test fills a real store through the engine, then opens a plain DB-API
 connection (``sqlite3`` or ``psycopg``, as the PostgreSQL superuser) and tries

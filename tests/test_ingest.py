@@ -1,4 +1,4 @@
-"""RULES §1–§2 at ingestion: each event is accepted, a duplicate, or rejected whole."""
+"""POLICY §1–§2 at ingestion: each event is accepted, a duplicate, or rejected whole."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import copy
 import pytest
 
 from tests.factories import deposit, registered, visit
+from tests.support.backends import every_backend
 from timeline.application.keyring import load_history
+
+pytestmark = every_backend  # the ingest rules, on every store
 
 
 def ingest(engine, clock, *events, atomic=False):

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import KEK
 from tests.factories import deposit, event, registered, withdrawal
+from tests.support.backends import every_backend
 from tests.test_immutability import Raw
 from tests.test_tamper_evidence import guards_off
 from timeline.application.ingest import cache
@@ -31,6 +32,8 @@ from timeline.crypto import KeyWrapper, _b64e
 from timeline.engine import Engine
 from timeline.store import open_store
 from timeline.synthetic.generate import generate_branch
+
+pytestmark = every_backend  # the ingest rules, on every store
 
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 CRASHING = str(Path(__file__).with_name("crashing_ingest.py"))

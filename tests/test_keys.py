@@ -1,4 +1,4 @@
-"""RULES §7 at the edges: keys bound to their store, and a database that destroys a key only by erasure.
+"""POLICY §7 at the edges: keys bound to their store, and a database that destroys a key only by erasure.
 
 The store records a check value of the key-encryption key it was created
 with; any other KEK is refused for reads and writes. The data-key table

@@ -1,4 +1,4 @@
-"""Properties of the projections over random valid histories (RULES §3 order independence, §3 K, §6 voiding).
+"""Properties of the projections over random valid histories (POLICY §3 order independence, §3 K, §6 voiding).
 
 A history is drawn as a plan in business time (registration, deposits and
 withdrawals that never go negative, visits, greetings, surveys, complaints
@@ -18,18 +18,19 @@ The orders drawn are random topological orders of these constraints:
 withdrawals after every deposit into their account (earlier withdrawals may
 come before or after: a missing withdrawal only raises balances), a
 resolution after its filing, redemptions after every greeting and survey and
-in business order among themselves (RULES §2). Everything else — deposits,
+in business order among themselves (POLICY §2). Everything else — deposits,
 visits, greetings, surveys, filings, profile updates, and withdrawals among
 themselves and relative to redemptions — arrives in any order, late or early.
 
-Where RULES make stored order decide within one instant (two deposits into
+Where the policy makes stored order decide within one instant (two deposits into
 one account, two birthday greetings, two surveys, two profile updates), the
 plan avoids sharing an instant, since different answers are then intended.
 
-Every copy of a history gets its own customer id and event ids (salted), so
-PostgreSQL examples share one database per test (created for it, dropped
-after); SQLite gets a fresh file per store. The points ledger is compared as
-a multiset per instant, with the events of each line named by their plan key.
+Every copy of a history gets its own customer id and event ids (salted) and a
+fresh in-memory store: the properties are the projections', and the stores'
+part of them is the contract suite's (``tests/contract``). The points ledger is
+compared as a multiset per instant, with the events of each line named by their
+plan key.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import datetime as dt
 import itertools
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -48,12 +49,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from tests.conftest import KEK, Branch
+from tests.support.branch import Branch
+from tests.support.keys import KEK
 from timeline.application.states import StateReader
 from timeline.crypto import KeyWrapper
 from timeline.domain.errors import UnknownCustomer
 from timeline.engine import Engine
-from timeline.store import open_store
+from timeline.store.memory import MemoryEventStore
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 START = dt.datetime(2023, 1, 1, 9, 0, tzinfo=SHANGHAI).astimezone(dt.UTC)
@@ -80,8 +82,7 @@ KINDS = (
 CUSTOMERS = itertools.count(1)
 SCALE = float(os.environ.get("TIMELINE_PROPERTY_SCALE", "1"))
 """Multiply the example counts (e.g. 10 for a long hunt); the defaults keep the file well under a minute."""
-SQLITE_EXAMPLES = max(1, round(60 * SCALE))
-POSTGRES_EXAMPLES = max(1, round(15 * SCALE))
+EXAMPLES = max(1, round(100 * SCALE))
 
 
 # --- plans -------------------------------------------------------------------------------------
@@ -247,7 +248,7 @@ def plans(draw: Callable, max_events: int = 30) -> Plan:
             moment = _minutes(draw, pool)
             earlier = [e for e in events if e.type == "points.redeemed"]
             if earlier and max(e.at for e in earlier) > moment:
-                continue  # RULES §2: never earlier than a counted redemption
+                continue  # POLICY §2: never earlier than a counted redemption
             sure = min(_sure_points(events, later) for later in [moment, *(e.at for e in earlier if e.at >= moment)])
             if sure < 1:
                 continue
@@ -346,59 +347,14 @@ class Copy:
         )
 
 
-@dataclass
 class Stores:
-    """Fresh stores for one example: a new SQLite file each, or one PostgreSQL database shared by customers."""
-
-    folder: Any = None
-    shared: Engine | None = None
-    opened: list[Any] = field(default_factory=list)
+    """Fresh in-memory stores for one example, one per copy of its history."""
 
     def fresh(self, plan: Plan) -> Copy:
-        if self.shared is not None:
-            return Copy(Branch(self.shared), plan)
-        store = open_store(f"sqlite:///{self.folder / f'store-{next(FILES)}.db'}")
-        self.opened.append(store)
-        return Copy(Branch(Engine(store, KeyWrapper(KEK))), plan)
-
-    def close(self) -> None:
-        while self.opened:
-            self.opened.pop().close()
+        return Copy(Branch(Engine(MemoryEventStore(), KeyWrapper(KEK))), plan)
 
 
-FILES = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request, tmp_path_factory) -> Iterator[Callable[[], Stores]]:
-    if request.param == "sqlite":
-        folder = tmp_path_factory.mktemp("properties")
-        yield lambda: Stores(folder=folder)
-        return
-    import psycopg
-
-    from tests.conftest import ADMIN_URL, RUN, _admin, _url
-
-    name = f"tl_test_{RUN}_props_{uuid.uuid4().hex[:6]}"
-    with _admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
-    info["dbname"] = name
-    shared = open_store(_url(info))
-    engine = Engine(shared, KeyWrapper(KEK))
-
-    yield lambda: Stores(shared=engine)
-    shared.close()
-    with _admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def examples(backend, request) -> int:
-    return POSTGRES_EXAMPLES if "postgres" in request.node.callspec.id else SQLITE_EXAMPLES
-
-
-def run(backend: Callable[[], Stores], count: int, body: Callable[[Callable, Stores], None]) -> None:
+def run(count: int, body: Callable[[Callable, Stores], None]) -> None:
     """Run ``body`` as a Hypothesis test with ``count`` examples, each with fresh stores."""
     from hypothesis import given
 
@@ -410,11 +366,7 @@ def run(backend: Callable[[], Stores], count: int, body: Callable[[Callable, Sto
     )
     @given(st.data())
     def check(data: st.DataObject) -> None:
-        stores = backend()
-        try:
-            body(data.draw, stores)
-        finally:
-            stores.close()
+        body(data.draw, Stores())
 
     check()
 
@@ -435,7 +387,7 @@ def moments(draw: Callable, plan: Plan) -> list[dt.datetime]:
 # --- (a) arrival order ---------------------------------------------------------------------------
 
 
-def test_any_arrival_order_gives_the_state_of_business_order(backend, examples):
+def test_any_arrival_order_gives_the_state_of_business_order():
     def body(draw: Callable, stores: Stores) -> None:
         plan = draw(plans())
         reference = stores.fresh(plan)
@@ -452,13 +404,13 @@ def test_any_arrival_order_gives_the_state_of_business_order(backend, examples):
         for copy in others:
             assert copy.states(qs) == expected
 
-    run(backend, examples, body)
+    run(EXAMPLES, body)
 
 
 # --- (b) as known at K ---------------------------------------------------------------------------
 
 
-def test_state_as_known_at_k_equals_a_store_that_only_received_what_was_recorded_by_k(backend, examples):
+def test_state_as_known_at_k_equals_a_store_that_only_received_what_was_recorded_by_k():
     def body(draw: Callable, stores: Stores) -> None:
         plan = draw(plans())
         parts = batches(draw, arrival(draw, plan))
@@ -482,7 +434,7 @@ def test_state_as_known_at_k_equals_a_store_that_only_received_what_was_recorded
         with pytest.raises(UnknownCustomer):
             whole.states(qs[:1], known_at=ks[0] - dt.timedelta(microseconds=1))
 
-    run(backend, examples, body)
+    run(EXAMPLES, body)
 
 
 # --- (c) voiding ---------------------------------------------------------------------------------
@@ -513,7 +465,7 @@ def voidable(draw: Callable, plan: Plan) -> list[str]:
     return sorted(chosen, key=lambda k: by_key[k].type != "complaint.resolved")
 
 
-def test_voiding_an_event_equals_never_having_stored_it(backend, examples):
+def test_voiding_an_event_equals_never_having_stored_it():
     def body(draw: Callable, stores: Stores) -> None:
         plan = draw(plans())
         voided = voidable(draw, plan)
@@ -540,4 +492,4 @@ def test_voiding_an_event_equals_never_having_stored_it(backend, examples):
         # As known before the corrections, the voided events still count.
         assert corrected.states(qs, known_at=dt.datetime(2026, 6, 30, tzinfo=dt.UTC)) == before
 
-    run(backend, examples, body)
+    run(EXAMPLES, body)

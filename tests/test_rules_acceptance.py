@@ -1,4 +1,4 @@
-"""RULES §2, the state-dependent acceptance rules: one test per rule, each on both backends.
+"""POLICY §2, the state-dependent acceptance rules: one test per rule, each on both backends.
 
 Every rejection is checked twice: the reason names what is wrong (not a
 generic "rejected"), and nothing was stored (the global log did not grow).
@@ -258,7 +258,7 @@ def test_redemption_may_not_use_deposit_points_before_they_vest(branch):
 
 
 def test_a_late_withdrawal_is_accepted_even_if_it_uncovers_a_counted_redemption(branch):
-    """Choice: RULES §2 lists no such rejection, and a withdrawal is a fact from core banking.
+    """Choice: POLICY §2 lists no such rejection, and a withdrawal is a fact from core banking.
 
     §4 says an overdraft is "possible only after corrections", but a late
     withdrawal inside a deposit's 30-day hold lowers what the deposit earned,
@@ -464,7 +464,7 @@ def test_a_batch_may_correct_an_event_sent_earlier_in_it(branch):
 def test_a_batch_is_checked_in_its_own_order_even_within_one_instant(branch):
     """Choice: each event is decided against what precedes it; a batch is not re-sorted by business time.
 
-    RULES §3 reads balances after all events of an instant, but acceptance is
+    POLICY §3 reads balances after all events of an instant, but acceptance is
     per event (§2): a withdrawal listed before the same-instant deposit that
     funds it is refused, the deposit stored. Senders list a deposit first.
     """

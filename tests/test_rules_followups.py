@@ -1,4 +1,4 @@
-"""RULES §4, Follow-ups (台账跟踪): open from scheduling to completion, overdue after the due date, listed
+"""POLICY §4, Follow-ups (台账跟踪): open from scheduling to completion, overdue after the due date, listed
 under the customer's relationship manager and branch as of Q.
 
 Due dates are dates in the policy's time zone (Asia/Shanghai): a follow-up due on 2025-03-10 is overdue
@@ -50,7 +50,7 @@ def test_listed_under_the_relationship_manager_and_branch_as_of_q(branch):
 
 
 def test_an_erasure_closes_the_followups_it_leaves_open(branch):
-    """Silent in RULES: nothing can complete them after an erasure, so they are no longer anyone's to do."""
+    """Silent in the policy: nothing can complete them after an erasure, so they are no longer anyone's to do."""
     branch.accept(
         registered(at=REGISTERED),
         deposit(at="2025-01-02T09:00:00+08:00", amount="100.00"),

@@ -1,4 +1,4 @@
-"""RULES §4, Lifecycle stage (客户生命周期): the specification, one scenario per rule, with its boundary instants.
+"""POLICY §4, Lifecycle stage (客户生命周期): the specification, one scenario per rule, with its boundary instants.
 
 As of Q, the first rule that holds decides: 1 prospect, 2 churned, 3 at_risk (a: stale complaint,
 b: drop from the 90-day peak, c: silence), 4 loyal, 5 established, 6 new. Tenure runs from the first
@@ -9,28 +9,13 @@ Every test runs against both stores (SQLite and PostgreSQL) through ``branch``.
 
 from __future__ import annotations
 
-import datetime as dt
-from zoneinfo import ZoneInfo
-
 from tests.factories import correction, deposit, event, registered, visit, withdrawal
+from tests.support.ids import ids
+from tests.support.instants import at
+from tests.support.instants import utc as instant
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 REGISTERED = "2025-01-01T09:00:00+08:00"
 D = "2025-01-02T09:00:00+08:00"  # the first deposit
-
-
-def at(start: str, days: int = 0, seconds: int = 0) -> str:
-    """``start`` plus an exact duration, written in Asia/Shanghai time."""
-    moment = dt.datetime.fromisoformat(start) + dt.timedelta(days=days, seconds=seconds)
-    return moment.astimezone(SHANGHAI).isoformat()
-
-
-def instant(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
-
-
-def ids(*events: dict) -> set[str]:
-    return {e["event_id"] for e in events}
 
 
 def stage_at(branch, as_of: str, customer_id: str = "C1") -> str:

@@ -1,20 +1,20 @@
-"""RULES §4 "Loyalty points (积分)", read as a specification: one scenario per rule, at its boundary instants.
+"""POLICY §4 "Loyalty points (积分)", read as a specification: one scenario per rule, at its boundary instants.
 
-Every test runs on SQLite and on PostgreSQL (the ``branch`` fixture). Business
+Every test runs on the in-memory store (the ``branch`` fixture). Business
 times are written in Asia/Shanghai (+08:00), the policy's time zone, unless a
 test is about reading a UTC instant in that zone.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
-from uuid import UUID
 
 import pytest
-from timeline.projections.referrals import qualification_id
 
 from tests.factories import correction, deposit, event, registered, withdrawal
+from tests.support.ids import uid
+from tests.support.instants import utc
+from timeline.projections.referrals import qualification_id
 
 REGISTERED = "2024-06-01T09:00:00+08:00"
 D = "2025-01-02T09:00:00+08:00"
@@ -41,10 +41,6 @@ def referral(referrer: str, referred: str, at: str) -> dict[str, Any]:
     return event("referral.made", referrer, at, {"referred_customer_id": referred})
 
 
-def uid(e: dict[str, Any]) -> UUID:
-    return UUID(e["event_id"])
-
-
 def available(branch, at: str, customer_id: str = "C1", known_at: str | None = None) -> int:
     return branch.state(customer_id, as_of=at, known_at=known_at).points.available
 
@@ -58,10 +54,6 @@ def vested(branch, at: str, e: dict[str, Any]) -> int:
     found = [line.points for line in lines(branch, at, "vest") if line.event_ids == (uid(e),)]
     assert len(found) <= 1
     return found[0] if found else 0
-
-
-def utc(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""RULES §5 "Referral qualification", read as a specification: one scenario per rule, at its boundaries.
+"""POLICY §5 "Referral qualification", read as a specification: one scenario per rule, at its boundaries.
 
 A's ``referral.made`` naming R qualifies when it is the first counted referral
 naming R in business order, it is dated at or before R's registration, R's
@@ -7,7 +7,7 @@ not erased. The engine then appends one ``referral.qualified`` to A's stream,
 dated at R's first deposit, with an id derived from R; the decision is taken
 once, when it first holds, and is never withdrawn.
 
-The rule scenarios run on SQLite and on PostgreSQL (the ``branch`` fixture).
+The rule scenarios run on the in-memory store (the ``branch`` fixture).
 The concurrency section races two real processes on PostgreSQL, including
 the store and ingest failures that race once met (stale caches, prepared
 statements, schema DDL on open).
@@ -18,20 +18,21 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from threading import BrokenBarrierError
 from typing import Any
 
 import psycopg
-from timeline.projections.referrals import qualification_id
 
 from tests.conftest import KEK
 from tests.factories import correction, deposit, erased, event, registered, visit
+from tests.support.instants import utc
+from tests.support.waiting import wait_for
 from timeline.application.keyring import KeyRing, load_history
 from timeline.crypto import KeyWrapper
 from timeline.engine import Engine
+from timeline.projections.referrals import qualification_id
 from timeline.store import open_store
 
 A_REGISTERED = "2025-01-01T09:00:00+08:00"
@@ -43,10 +44,6 @@ FIRST_DEPOSIT = "2025-03-01T10:00:00+08:00"
 
 def referral(referrer: str, referred: str, at: str = REFERRED) -> dict[str, Any]:
     return event("referral.made", referrer, at, {"referred_customer_id": referred})
-
-
-def utc(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
 
 
 def qualifications(store, customer_id: str) -> list:
@@ -424,14 +421,15 @@ def test_opening_a_store_while_another_process_appends_does_not_deadlock(pg_url)
         )
         opening = opener.submit(open_store, pg_url)
         with psycopg.connect(pg_url, autocommit=True) as watcher:
-            for _ in range(100):
-                waiting = watcher.execute(
+            wait_for(  # opened already (no DDL on an existing schema), or stuck behind the appender's lock
+                lambda: opening.done()
+                or watcher.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND wait_event_type = 'Lock'"
-                ).fetchone()
-                if waiting and waiting[0]:
-                    break
-                time.sleep(0.02)
+                ).fetchone()[0],
+                timeout=10,
+                what="the store to open or to wait for the appender's lock",
+            )
         try:
             appender.execute("LOCK TABLE timeline_events IN EXCLUSIVE MODE")  # the append's second step
         finally:

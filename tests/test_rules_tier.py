@@ -1,43 +1,28 @@
-"""RULES §4, Tier (客户分层): the specification, one scenario per rule, with its boundary instants.
+"""POLICY §4, Tier (客户分层): the specification, one scenario per rule, with its boundary instants.
 
 Thresholds (bank-default-v1): mass 0, affluent 50,000, high_net_worth 500,000,
 private 6,000,000. Upgrades need a 7-day hold of the lowest AUM; downgrades
 wait a 90-day grace period. Durations are exact (7 × 24 h, 90 × 24 h);
 timestamps are written in the policy time zone, Asia/Shanghai (+08:00).
 
-Every test runs against both stores (SQLite and PostgreSQL) through ``branch``.
+Every test runs on the in-memory store through ``branch``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
+from tests.factories import correction, deposit, registered, withdrawal
+from tests.support.ids import ids
+from tests.support.instants import at
+from tests.support.instants import utc as instant
+from timeline.domain.policy import load_policy
 from timeline.projections.balances import StepLine
 from timeline.projections.tier import tier_run
 
-from tests.factories import correction, deposit, registered, withdrawal
-from timeline.domain.policy import load_policy
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 REGISTERED = "2025-01-01T09:00:00+08:00"
 T = "2025-01-02T09:00:00+08:00"  # the first deposit in most scenarios
-
-
-def at(start: str, days: int = 0, seconds: int = 0) -> str:
-    """``start`` plus an exact duration, written in Asia/Shanghai time."""
-    moment = dt.datetime.fromisoformat(start) + dt.timedelta(days=days, seconds=seconds)
-    return moment.astimezone(SHANGHAI).isoformat()
-
-
-def instant(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
-
-
-def ids(*events: dict) -> set[str]:
-    return {e["event_id"] for e in events}
 
 
 def tier_at(branch, as_of: str, customer_id: str = "C1", known_at: str | None = None) -> str:
@@ -425,7 +410,7 @@ def test_a_correction_voiding_a_deposit_removes_its_effect_from_its_recorded_at_
         assert tier.pending is None
 
 
-# --- explanations (RULES §8) ---------------------------------------------------------------------------------------
+# --- explanations (POLICY §8) ---------------------------------------------------------------------------------------
 
 
 def test_the_explanation_names_the_deposits_behind_the_last_change(branch):

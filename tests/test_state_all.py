@@ -1,4 +1,4 @@
-"""``state --all`` folded in worker processes answers exactly as one process does (RULES §3 queries)."""
+"""``state --all`` folded in worker processes answers exactly as one process does (POLICY §3 queries)."""
 
 from __future__ import annotations
 

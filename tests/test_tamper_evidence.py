@@ -345,6 +345,7 @@ def test_the_command_names_the_altered_event_and_exits_1(engine, raw, ids, run):
         "events": 2,
         "pii_checked": True,
         "findings": [],
+        "access_findings": [],
     }
 
 
@@ -373,6 +374,7 @@ def test_the_command_verifies_an_erased_customer_clean(engine, clock, ids, run):
         "events": 5,
         "pii_checked": True,
         "findings": [],
+        "access_findings": [],
     }
 
 

@@ -1,4 +1,4 @@
-"""Field-level encryption of personal data with a key per customer (RULES §7).
+"""Field-level encryption of personal data with a key per customer (POLICY §7).
 
 Each customer gets a random 256-bit data key (DEK). PII field values are
 sealed with AES-GCM under it, bound (as associated data) to the event id and

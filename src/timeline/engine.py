@@ -23,7 +23,7 @@ NO_KEK = KekSource()
 
 
 def acceptance_rules(policy: Policy) -> Rules:
-    """All of RULES §2 that depends on the customer's stream: identity and state."""
+    """All of POLICY §2 that depends on the customer's stream: identity and state."""
 
     def guard(history: list[RecordedEvent], events: Callable[[], list[RecordedEvent]]) -> Guard:
         return Guard(policy, history, events)

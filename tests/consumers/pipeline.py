@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -117,16 +116,6 @@ def assert_read_model_exact(engine: Engine, pg_url: str, now: dt.datetime = NOW)
 def scalar(pg_url: str, sql: str, *args: Any) -> Any:
     with psycopg.connect(pg_url) as conn:
         return conn.execute(sql, args).fetchone()[0]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def kill(process: subprocess.Popen) -> None:

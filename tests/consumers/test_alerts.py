@@ -10,12 +10,9 @@ import pytest
 
 from tests.consumers.pipeline import consume, group_of, ingest, pg_engine, relay_once, scalar, timeline
 from tests.factories import deposit, registered, visit, withdrawal
+from tests.support.instants import utc
 from timeline.consumers.readmodels.alerts import AlertsConsumer
 from timeline.domain.recorded import iso
-
-
-def utc(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
 
 
 @pytest.mark.timeout(120)

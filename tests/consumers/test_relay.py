@@ -9,8 +9,6 @@ from __future__ import annotations
 import collections
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,16 +103,6 @@ def check_order_per_customer(records: list[Any]) -> None:
 
 def positions_of(records: list[Any]) -> list[int]:
     return [parse(r.value).position for r in records]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.mark.timeout(60)

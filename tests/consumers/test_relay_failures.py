@@ -24,9 +24,9 @@ from tests.consumers.test_relay import (
     positions_of,
     small_branch,
     stored,
-    wait_for,
 )
 from tests.kafka import Broker, read_topic
+from tests.support.waiting import wait_for
 from timeline.consumers.relay.positions import PositionStore
 from timeline.consumers.relay.relay import Relay
 from timeline.engine import Engine

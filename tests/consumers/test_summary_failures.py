@@ -23,9 +23,9 @@ from tests.consumers.pipeline import (
     relay_once,
     scalar,
     timeline,
-    wait_for,
 )
 from tests.consumers.test_summary import branch_events
+from tests.support.waiting import wait_for
 from timeline.consumers.readmodels.summary import SummaryConsumer
 from timeline.domain.recorded import iso
 

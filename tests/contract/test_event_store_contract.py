@@ -1,4 +1,4 @@
-"""The event store port's contract: every backend must pass every test here."""
+"""The event store port's contract: every backend (memory, SQLite, PostgreSQL) must pass every test here."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import uuid
 import pytest
 from eventsourcing.persistence import PersistenceError
 
+from tests.support.backends import every_backend
 from timeline.application.ports import AppendBatch, NewEvent
 from timeline.domain.errors import ConcurrencyConflict
+
+pytestmark = every_backend
 
 
 def new(
@@ -131,3 +134,44 @@ def test_a_referral_count_read_by_a_batch_is_checked_beside_the_batchs_own_refer
     mine = NewEvent("B", 1, uuid.uuid4(), "referral.made", b"{}", "h-B-1", "R")
     store.append(AppendBatch(events=[mine], read_referrals={"R": 1}))
     assert [e.customer_id for e in store.referrals_naming(["R"])["R"]] == ["A", "B"]
+
+
+def test_a_second_key_for_a_customer_conflicts_and_the_first_stands(store):
+    store.append(AppendBatch(events=[new("C1", 1)], new_keys={"C1": b"first"}))
+    with pytest.raises(ConcurrencyConflict):
+        store.append(AppendBatch(events=[new("C1", 2)], new_keys={"C1": b"second"}))
+    assert store.wrapped_keys(["C1"]) == {"C1": b"first"}
+    assert store.read_stream("C1", after_version=0)[-1].version == 1
+
+
+def test_any_key_is_a_present_one_before_a_destroyed_one(store):
+    assert store.any_key() is None
+    store.append(AppendBatch(events=[new("A", 1)], new_keys={"A": b"a"}))
+    store.append(AppendBatch(events=[new("A", 2, kind="customer.erased")], destroy_keys=["A"]))
+    assert store.any_key() == ("A", None)
+    store.append(AppendBatch(events=[new("B", 1)], new_keys={"B": b"b"}))
+    assert store.any_key() == ("B", b"b")
+
+
+def test_metadata_is_recorded_once_and_the_first_value_stands(store):
+    assert store.metadata("kek.check") is None
+    assert store.record_metadata("kek.check", "one") == "one"
+    assert store.record_metadata("kek.check", "two") == "one"
+    assert store.metadata("kek.check") == "one"
+
+
+def test_streams_and_indexes_of_many_customers_read_after_a_version(store):
+    store.append(AppendBatch(events=[new("C1", 1), new("C1", 2), new("C2", 1)]))
+    assert [r.version for r in store.read_stream("C1", after_version=1)] == [2]
+    indexes = store.indexes_of(["C1", "C2", "C9"])
+    assert [(e.customer_id, e.version) for e in indexes["C1"] + indexes["C2"]] == [("C1", 1), ("C1", 2), ("C2", 1)]
+    assert indexes["C9"] == []
+
+
+def test_referrals_are_found_through_the_referred_customer_and_none_dangle(store):
+    referrals = [NewEvent(c, 1, uuid.uuid4(), "referral.made", b"{}", f"h-{c}", "R") for c in ("B", "A")]
+    store.append(AppendBatch(events=referrals))
+    assert [(e.customer_id, e.version) for e in store.referrals_naming(["R", "S"])["R"]] == [("A", 1), ("B", 1)]
+    assert "S" not in store.referrals_naming(["S"])
+    assert store.dangling_referrals(["R"]) == {}
+    assert store.customer_ids() == ["A", "B", "R"]

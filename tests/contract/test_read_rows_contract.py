@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from tests.contract.test_event_store_contract import new
+from tests.support.backends import every_backend
 from timeline.application.ports import AppendBatch
+
+pytestmark = every_backend
 
 
 def test_rows_are_read_by_customer_and_version_and_absent_keys_left_out(store):

@@ -23,7 +23,7 @@ Status = Literal["accepted", "duplicate", "rejected"]
 
 
 class StreamGuard(Protocol):
-    """The acceptance rules of one customer's stream (RULES §2), kept up to date as events are stored."""
+    """The acceptance rules of one customer's stream (POLICY §2), kept up to date as events are stored."""
 
     def check(self, event: RecordedEvent) -> None:
         """Raise :class:`RejectedEvent` if ``event`` may not follow the stream."""

@@ -1,4 +1,4 @@
-"""Referral qualification decided again from what is stored (RULES §5): ``timeline requalify``.
+"""Referral qualification decided again from what is stored (POLICY §5): ``timeline requalify``.
 
 Ingestion decides each qualification in place (:mod:`timeline.application.referral_watch`);
 this repair tool asks the same rule about every referred customer, from the

@@ -1,4 +1,4 @@
-"""Referral qualification decided inside ingestion, at the event that makes it hold (RULES §5).
+"""Referral qualification decided inside ingestion, at the event that makes it hold (POLICY §5).
 
 The ingestor asks, after each event it accepts, which referred customers'
 qualification that event may decide; for each, this watch gathers the

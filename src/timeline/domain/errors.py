@@ -8,7 +8,7 @@ class TimelineError(Exception):
 
 
 class RejectedEvent(TimelineError):
-    """The event breaks a rule of RULES.md §1–§2; nothing was stored."""
+    """The event breaks a rule of POLICY §1–§2; nothing was stored."""
 
 
 class ConfigurationError(TimelineError):
@@ -25,10 +25,6 @@ class StoreUnavailable(TimelineError):
 
 class ConcurrencyConflict(TimelineError):
     """Another writer appended to the same customer first; retry."""
-
-
-class TamperingDetected(TimelineError):
-    """The stored history does not match its hash chain."""
 
 
 class UnknownCustomer(TimelineError):

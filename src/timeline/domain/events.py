@@ -1,4 +1,4 @@
-"""The event models of RULES.md §1: the one source of truth for every event.
+"""The event models of POLICY §1: the one source of truth for every event.
 
 Each event type is an envelope model whose ``type`` is a literal and whose
 ``data`` is a strict model of its own. JSON Schemas, PII field lists, the
@@ -39,7 +39,7 @@ Points = Annotated[int, Field(gt=0, le=100_000_000, strict=True)]
 
 
 def pii(**kwargs: Any) -> Any:
-    """A field holding personal data (RULES §7): encrypted at rest, erasable."""
+    """A field holding personal data (POLICY §7): encrypted at rest, erasable."""
     return Field(json_schema_extra={"x-pii": True}, **kwargs)
 
 

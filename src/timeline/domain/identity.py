@@ -1,4 +1,4 @@
-"""Identity rules of RULES §2: who a stream belongs to and when it may grow.
+"""Identity rules of POLICY §2: who a stream belongs to and when it may grow.
 
 These need only the customer's own stream: a registration comes first and
 once, nothing precedes it in business time, nothing follows an erasure but

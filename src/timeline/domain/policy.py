@@ -1,4 +1,4 @@
-"""The policy every projection reads: RULES.md §4's numbers as versioned data.
+"""The policy every projection reads: POLICY §4's numbers as versioned data.
 
 A bank changes a number by shipping a new policy file with a new id, never by
 editing code. The default, ``bank-default-v1``, ships with the package.
@@ -26,7 +26,8 @@ class _Frozen(BaseModel):
 
 
 class TierLevel(_Frozen):
-    name: str
+    name: str = Field(min_length=1)
+    """A tier id: policy data, not a closed vocabulary of the code (explanations print it)."""
     threshold: Decimal = Field(ge=0)
 
 
@@ -40,6 +41,9 @@ class TierPolicy(_Frozen):
         thresholds = [t.threshold for t in self.tiers]
         if not thresholds or thresholds[0] != 0 or thresholds != sorted(set(thresholds)):
             raise ValueError("tiers must start at threshold 0 and ascend strictly")
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be distinct: {names}")
         return self
 
     @property
@@ -119,7 +123,7 @@ class Policy(_Frozen):
 
 @functools.cache
 def days(n: int) -> dt.timedelta:
-    """Durations are exact (RULES §3): n × 24 hours. Cached: projections ask for the same few many times."""
+    """Durations are exact (POLICY §3): n × 24 hours. Cached: projections ask for the same few many times."""
     return dt.timedelta(days=n)
 
 

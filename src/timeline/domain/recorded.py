@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from timeline.domain.types import RECORDS, Record
+
 ERASED = {"$erased": True}
-"""What a PII field reads as once its customer's key has been destroyed (RULES §7)."""
+"""What a PII field reads as once its customer's key has been destroyed (POLICY §7)."""
 
 ENCRYPTED = {"$encrypted": True}
 """What a PII field reads as when the reader was not given keys (e.g. the Kafka relay)."""
@@ -22,6 +24,7 @@ class RecordedEvent:
     ``YYYY-MM-DD``; PII fields are plaintext, :data:`ERASED` or :data:`ENCRYPTED`.
     ``position`` is the global log position (commit order, gaps allowed);
     ``version`` is the 1-based position within the customer's stream.
+    ``type`` is an :class:`~timeline.domain.types.EventType` value (a member compares equal to its text).
 
     Not ``frozen``: a frozen dataclass sets each field through ``object.__setattr__``, a microsecond
     per event, a quarter of decoding one; readers decode every event of the store.
@@ -40,6 +43,20 @@ class RecordedEvent:
     data: dict[str, Any]
     prev_hash: str
     hash: str
+    _record: Record | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def record(self) -> Any:
+        """``data`` as its type's typed record (:mod:`timeline.domain.types`), read on first use; None for a type
+        whose data no rule reads. (A property on a slot set to None: an unset slot with ``__getattr__`` would cost
+        an AttributeError, a microsecond, at each first read.)"""
+        record = self._record
+        if record is None:
+            read = RECORDS.get(self.type)
+            if read is None:
+                return None
+            record = self._record = read(self.data)
+        return record
 
     def envelope(self) -> dict[str, Any]:
         """The event in its input JSON form (what a sender would have sent)."""

@@ -41,7 +41,7 @@ class Action(StrEnum):
     ACCESS_LOG = "access_log"
     INGEST = "ingest"
     ERASE = "erase"
-    """Request a customer's erasure (RULES §7): appended as a ``customer.erased`` event."""
+    """Request a customer's erasure (POLICY §7): appended as a ``customer.erased`` event."""
     KNOWN_AT_PAST = "known_at_past"
     """Ask with a ``known_at`` other than now: what the engine knew then (compliance's alone)."""
 

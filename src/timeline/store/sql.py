@@ -11,7 +11,7 @@ hook, live:
   newest event is detected too);
 - ``timeline_keys``: each customer's wrapped data key; erasure nulls it;
 - ``timeline_referrals``: referred customer → ``referral.made`` event id, so
-  that qualification (RULES §5) finds every referral naming a customer;
+  that qualification (POLICY §5) finds every referral naming a customer;
 - ``timeline_meta``: facts about the store itself, written once (the check
   value of its key-encryption key, the mark of a demo store).
 

@@ -1,7 +1,7 @@
 """A customer's money: the first deposit, cash flowing in and out, time deposits maturing, dormancy.
 
 Balances are tracked in cents so that no withdrawal ever exceeds what an
-account holds at its instant (RULES §2); a duplicated deposit is never counted
+account holds at its instant (POLICY §2); a duplicated deposit is never counted
 in them, as it is voided by a correction a few days later.
 """
 

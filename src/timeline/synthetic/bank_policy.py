@@ -88,5 +88,5 @@ class BranchPolicy:
         return local.year, local.month
 
     def expired(self, bucket_year: int, year: int) -> bool:
-        """Whether points earned in ``bucket_year`` have expired in ``year`` (RULES §4: at the start of Y + n)."""
+        """Whether points earned in ``bucket_year`` have expired in ``year`` (POLICY §4: at the start of Y + n)."""
         return bucket_year + self.expiry_years <= year

@@ -24,7 +24,7 @@ generator of its own seeded from the plan, and the current time is never read.
 The policy (:mod:`.bank_policy`) sets the tier thresholds customers aim around,
 the points they can redeem and when those expire.
 
-Every event is valid under RULES.md §2 in file order: a registration first and
+Every event is valid under POLICY §2 in file order: a registration first and
 once; no account balance negative at any instant of business time (voided
 duplicates excluded); complaint and follow-up ids unique per customer and
 closed at most once, at or after they were opened; redemptions in

@@ -61,7 +61,7 @@ class Ingestor:
         referrals: ReferralWatch | None = None,
         validation_worker: bool = True,
     ) -> None:
-        """``referrals``: decide referral qualifications in place (RULES §5); ``validation_worker``: validate
+        """``referrals``: decide referral qualifications in place (POLICY §5); ``validation_worker``: validate
         large :class:`~timeline.application.jsonl.JsonLines` inputs in a worker process."""
         self.store = store
         self.wrapper = wrapper

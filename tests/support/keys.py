@@ -1,0 +1,3 @@
+"""The key-encryption key every test store is made with."""
+
+KEK = bytes(range(32))
