@@ -13,10 +13,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.consumers.pipeline import NOW, ROOT, TIMELINE, group_of, ingest, kill, pg_engine, relay_once, timeline
-from tests.consumers.pipeline import wait_for as wait_until
 from tests.consumers.test_summary import branch_events
 from tests.factories import deposit
 from tests.kafka import free_port
+from tests.support.waiting import wait_for
 from timeline.domain.recorded import iso
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,7 +68,7 @@ def test_the_relay_serves_its_position_lag_and_published_messages(pg_url, kafka_
         with running("relay", "--db", pg_url, "--bootstrap", kafka_broker.bootstrap, "--topic", topic,
                      "--batch-size", "100", "--poll-interval", "0.1", "--metrics-port", str(port)):  # fmt: skip
             labels = {"relay": "default", "topic": topic}
-            caught_up = wait_until(
+            caught_up = wait_for(
                 lambda: (s := scraped(port)) and value(s, "timeline_relay_position", **labels) == head and s,
                 60,
                 "the relay's position to reach the head",
@@ -78,7 +78,7 @@ def test_the_relay_serves_its_position_lag_and_published_messages(pg_url, kafka_
             assert value(caught_up, "timeline_relay_failures_total", **labels) == 0
 
             ingest(engine, [deposit("C000001", at="2025-12-31T10:00:00+08:00")], at=NOW)
-            later = wait_until(
+            later = wait_for(
                 lambda: (s := scraped(port)) and value(s, "timeline_relay_position", **labels) == head + 1 and s,
                 30,
                 "the relay to publish the new event",
@@ -105,7 +105,7 @@ def test_a_consumer_serves_lag_per_partition_applied_messages_batch_latency_and_
                 done = value(s, "timeline_consumer_messages_total", outcome="applied", **labels) == n
                 return s if done and len(lags) == 6 and not any(lags) else None
 
-            first = wait_until(lambda: applied(head), 60, "every message applied, every partition's lag 0")
+            first = wait_for(lambda: applied(head), 60, "every message applied, every partition's lag 0")
             partitions = {dict(ls)["partition"] for (name, ls) in first if name == "timeline_consumer_lag"}
             assert partitions == {str(p) for p in range(6)}
             assert value(first, "timeline_consumer_messages_total", outcome="duplicate", **labels) == 0
@@ -117,7 +117,7 @@ def test_a_consumer_serves_lag_per_partition_applied_messages_batch_latency_and_
             known = sorted(customers)[0]
             ingest(engine, [deposit(known, at="2025-12-31T10:00:00+08:00")], at=NOW)
             relay_once(engine, kafka_broker, topic)
-            later = wait_until(lambda: applied(head + 1), 30, "the new event applied")
+            later = wait_for(lambda: applied(head + 1), 30, "the new event applied")
             assert value(later, "timeline_consumer_history_cache_total", result="hit", **labels) == 1, (
                 "the customer's history was still in memory"
             )

@@ -26,11 +26,11 @@ from tests.consumers.pipeline import (
     pg_engine,
     read_model,
     relay_once,
-    wait_for,
 )
 from tests.consumers.test_metrics import scraped
 from tests.consumers.test_summary import branch_events
 from tests.kafka import Broker, free_port
+from tests.support.waiting import wait_for
 from timeline.domain.recorded import iso
 
 pytestmark = pytest.mark.timeout(150)
@@ -90,24 +90,28 @@ def test_members_killed_and_added_keep_the_read_model_equal_to_state_all(model, 
     third = len(events) // 3
     rounds = [events[:third], events[third : 2 * third], events[2 * third :]]
     members: list[Member] = []
+
+    def settled(alive: list[Member], what: str) -> None:
+        wait_for(lambda: converged(model, pg_url, engine, alive), 40, what, interval=0.2)
+
     try:
         with pg_engine(pg_url) as engine:
             ingest(engine, rounds[0])
             relay_once(engine, kafka_broker, topic, partitions=PARTITIONS)
             members = [Member(model, pg_url, kafka_broker, topic) for _ in range(3)]
-            wait_for(lambda: converged(model, pg_url, engine, members), 40, "3 members: the view of round 1")
+            settled(members, "3 members: the view of round 1")
 
             ingest(engine, rounds[1])
             relay_once(engine, kafka_broker, topic)
             kill(members[0].process)  # while it applies round 2: its partitions go to the others
             alive = members[1:]
-            wait_for(lambda: converged(model, pg_url, engine, alive), 40, "1 member killed: the view of round 2")
+            settled(alive, "1 member killed: the view of round 2")
 
             members.append(Member(model, pg_url, kafka_broker, topic))
             alive = members[1:]
             ingest(engine, rounds[2])
             relay_once(engine, kafka_broker, topic)
-            wait_for(lambda: converged(model, pg_url, engine, alive), 40, "1 member added: the view of round 3")
+            settled(alive, "1 member added: the view of round 3")
     finally:
         for m in members:
             kill(m.process)
