@@ -1,7 +1,7 @@
 """Read models that scale out: several `timeline consume` processes in one group share a topic of 6 partitions.
 
-Three members start; one is SIGKILLed while it applies the second round of
-events, and a fourth joins before the third. After each round the read model
+Three members start; one is SIGKILLed once it has applied part of the second
+round of events, and a fourth joins before the third. After each round the read model
 equals `state --all`, and the live members' partitions (from their
 ``/metrics``) cover the topic between them.
 """
@@ -67,6 +67,14 @@ class Member:
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
+    def applied(self) -> float:
+        """The messages it has applied so far."""
+        return sum(
+            v
+            for (name, labels), v in scraped(self.port).items()
+            if name == "timeline_consumer_messages_total" and ("outcome", "applied") in labels
+        )
+
     def partitions(self) -> set[str]:
         """The partitions assigned to it now (its lag series)."""
         return {dict(labels)["partition"] for name, labels in scraped(self.port) if name == "timeline_consumer_lag"}
@@ -101,8 +109,10 @@ def test_members_killed_and_added_keep_the_read_model_equal_to_state_all(model, 
             members = [Member(model, pg_url, kafka_broker, topic) for _ in range(3)]
             settled(members, "3 members: the view of round 1")
 
+            before = members[0].applied()
             ingest(engine, rounds[1])
             relay_once(engine, kafka_broker, topic)
+            wait_for(lambda: members[0].applied() > before, 20, "the first member to apply some of round 2")
             kill(members[0].process)  # while it applies round 2: its partitions go to the others
             alive = members[1:]
             settled(alive, "1 member killed: the view of round 2")
