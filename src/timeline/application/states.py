@@ -33,6 +33,9 @@ PAGE = 20_000
 PARALLEL_FROM = 100_000
 """Stores with fewer events are evaluated in this process: starting workers would cost more."""
 RANGES_PER_PROCESS = 2
+MAX_RANGE_EVENTS = 50_000
+"""Events of a customer range above which it is cut further: a process holds one range's rows at a time, so
+memory stays bounded whatever the size of the store."""
 """Customer ranges per folding process: each range is one scan of the events table, so few, of even sizes.
 The first ``workers`` ranges go to the workers at once; this process takes the others from the last."""
 
@@ -132,7 +135,9 @@ class StateReader:
         """
         customers = sorted(self.store.customer_ids())
         lengths = self.store.heads(customers)
-        shards = _shards(customers, [lengths.get(c, (1, ""))[0] for c in customers], workers * RANGES_PER_PROCESS)
+        sizes = [lengths.get(c, (1, ""))[0] for c in customers]
+        count = max(workers * RANGES_PER_PROCESS, -(-sum(sizes) // MAX_RANGE_EVENTS))
+        shards = _shards(customers, sizes, count)
         done = 0
         here: dict[int, tuple[int, list[CustomerState]]] = {}
         spawn = multiprocessing.get_context("spawn")  # no inherited database connections

@@ -11,11 +11,11 @@ import typer
 
 from timeline.application.batch import Summary
 from timeline.application.jsonl import check_utf8, read_lines
+from timeline.application.views import business_order, history_json, verify_json
 from timeline.cli.options import Db, Json, open_engine, settings
 from timeline.cli.output import counted, emit, err, input_progress, out, printable
 from timeline.cli.plain_help import PlainGroup
 from timeline.domain.errors import TimelineError
-from timeline.domain.recorded import iso
 
 schemas_app = typer.Typer(cls=PlainGroup, help="JSON Schemas of the events.", no_args_is_help=True)
 
@@ -59,14 +59,14 @@ def history(
     engine = open_engine(ctx, db, keys=False, create=False)
     try:
         stored = load_history(engine.store, engine.keyring(), customer_id)
-        events = sorted(stored, key=lambda e: (e.occurred_at, e.position))
+        events = business_order(stored)
     finally:
         engine.close()
     if not events:
         raise TimelineError(f"unknown customer {customer_id}: no events stored")
     if json_out:
         for e in events:
-            emit({**e.envelope(), "recorded_at": iso(e.recorded_at), "position": e.position, "version": e.version})
+            emit(history_json(e))
         return
     from timeline.cli.report import render_history
 
@@ -94,16 +94,7 @@ def verify(
         engine.close()
     unchecked = "PII readability not checked: no key-encryption key (set TIMELINE_KEK or TIMELINE_KEK_FILE)"
     if json_out:
-        emit(
-            {
-                "intact": report.intact,
-                "customers": report.customers,
-                "events": report.events,
-                "pii_checked": report.pii_checked,
-                "findings": [f.to_json() for f in report.findings],
-                "access_findings": [f.to_json() for f in report.access_findings],
-            }
-        )
+        emit(verify_json(report))
     else:
         for finding in [*report.findings, *report.access_findings]:
             err.print(f"TAMPERED {finding}", highlight=False, soft_wrap=True)

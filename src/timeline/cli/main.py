@@ -19,6 +19,7 @@ from timeline.cli.options import Db, Json, open_engine
 from timeline.cli.output import emit, err, out
 from timeline.cli.plain_help import PlainGroup
 from timeline.cli.relay import relay_command
+from timeline.cli.serve import serve
 from timeline.domain.errors import TimelineError
 from timeline.settings import Settings
 
@@ -74,6 +75,7 @@ app.add_typer(access_app, name="access", rich_help_panel=INGEST_AND_AUDIT)
 relationship.register(app, RELATIONSHIP_WORK)
 app.command("requalify", rich_help_panel=KAFKA_AND_OPERATIONS)(requalify)
 app.command("relay", rich_help_panel=KAFKA_AND_OPERATIONS)(relay_command)
+app.command("serve", rich_help_panel=KAFKA_AND_OPERATIONS)(serve)
 register_consumer_commands(app)
 for _info in (*app.registered_commands, *app.registered_groups):  # what cli.consumers added, without a panel
     _info.rich_help_panel = _info.rich_help_panel or KAFKA_AND_OPERATIONS

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from timeline.application.views import explanation_json, followup_json, followup_listing, open_followups, state_json
 from timeline.cli.options import AsOf, Db, Json, KnownAt, PolicyOpt, open_engine, settings, times
 from timeline.cli.output import emit, err, log_progress, out
 from timeline.domain.errors import TimelineError
@@ -37,13 +38,13 @@ def state(
         if customer_id is None:
             with log_progress("reading the log") as advance:
                 for s in reader.all_states(q, k, progress=advance):
-                    emit(s.to_json())
+                    emit(state_json(s))
             return
         result = reader.state(customer_id, q, k)
     finally:
         engine.close()
     if json_out:
-        emit(result.to_json())
+        emit(state_json(result))
         return
     from timeline.cli.report import render_state
 
@@ -69,7 +70,7 @@ def explain(
     finally:
         engine.close()
     if json_out:
-        emit(result.explain_json())
+        emit(explanation_json(result))
         return
     from timeline.cli.report import render_explanation
 
@@ -96,17 +97,11 @@ def followups(
             states = list(StateReader(engine.store, engine.policy).all_states(q, k, progress=advance))
     finally:
         engine.close()
-    open_items = [
-        f
-        for s in states
-        for f in s.followups
-        if (rm is None or f.relationship_manager == rm) and (branch is None or f.branch_id == branch)
-    ]
-    items = [f for f in open_items if f.overdue] if overdue else open_items
-    items.sort(key=lambda f: (f.branch_id or "", f.relationship_manager or "", f.due_date, f.customer_id))
+    open_items = open_followups(states, rm, branch)
+    items = followup_listing(open_items, overdue)
     if json_out:
         for f in items:
-            emit(f.to_json())
+            emit(followup_json(f))
         return
     from timeline.cli.report import render_followups
 

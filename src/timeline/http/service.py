@@ -1,0 +1,83 @@
+"""What a running service holds: the engine on its store, the access trail, the metrics, and its options."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from timeline.application.access import AccessTrail, Authenticator, Grants
+from timeline.application.access_jwt import JwtVerifier
+from timeline.application.states import StateReader
+from timeline.crypto import KekSource
+from timeline.domain.roles import Principal, in_scope
+from timeline.engine import Engine, open_engine
+from timeline.http.metrics import Metrics
+from timeline.projections.state import CustomerState
+from timeline.store.access_sql import SqlAccessStore, access_store
+
+MAX_BODY = 10 * 1024 * 1024
+"""The default limit of a ``POST /v1/events`` body: 10 MiB."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """How ``timeline serve`` was asked to run."""
+
+    store_url: str
+    kek: KekSource = KekSource()
+    policy: str | None = None
+    max_body: int = MAX_BODY
+    metrics_need_ops: bool = False
+    """``/metrics`` answers only a principal of role ``ops`` (else anyone: it holds no customer data)."""
+    jwt_key: Path | None = None
+    """The identity provider's public key (PEM) or key set (JWKS): its JWTs are accepted as bearer tokens."""
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    read_db: str | None = None
+    """The read models' database, for ``/v1/status`` (default: the store's)."""
+    kafka: str | None = None
+    """The broker ``/v1/status`` reports on (none: not reported)."""
+
+
+class Service:
+    """The engine behind the HTTP API; one per process, shared by the request threads.
+
+    The state reader's cache and the ingestor are not made for concurrent use: a lock each. Grants are
+    read from the store at every request, so a grant or a revocation takes effect at once.
+    """
+
+    def __init__(self, options: ServiceOptions, engine: Engine | None = None) -> None:
+        self.options = options
+        self.engine = engine or _open(options)
+        self.access: SqlAccessStore = access_store(self.engine.store)
+        jwt = JwtVerifier(options.jwt_key, options.jwt_audience, options.jwt_issuer) if options.jwt_key else None
+        self.authenticator = Authenticator(Grants(self.access), jwt)
+        self.trail = AccessTrail(self.access)
+        self.reader = StateReader(self.engine.store, self.engine.policy)
+        self.reading = threading.Lock()
+        self.writing = threading.Lock()
+        self.metrics = Metrics(self.engine.store)
+
+    def states_in_sight(self, who: Principal, as_of: dt.datetime | None = None) -> list[CustomerState]:
+        """Every customer's state as of ``as_of``, of the customers the caller sees by their assignment as of now."""
+        with self.reading:
+            now = list(self.reader.all_states())
+            states = list(self.reader.all_states(as_of)) if as_of is not None else now
+        visible = {
+            s.customer_id for s in now if in_scope(who, s.assignment.branch_id, s.assignment.relationship_manager)
+        }
+        return [s for s in states if s.customer_id in visible]
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _open(options: ServiceOptions) -> Engine:
+    """The engine on an existing store, its KEK checked now; the access tables added if the store predates them."""
+    engine = open_engine(options.store_url, kek=options.kek, policy=options.policy, create=False)
+    if access_store(engine.store).has_access_tables():
+        return engine
+    engine.close()
+    return open_engine(options.store_url, kek=options.kek, policy=options.policy, create=True)
