@@ -39,6 +39,7 @@ from timeline.consumers.readmodels import database, summary_queries, summary_tab
 from timeline.consumers.readmodels.registry import READ_MODELS
 from timeline.domain.errors import NoStore, TimelineError
 from timeline.domain.recorded import iso
+from timeline.store import StoreUrl, open_store
 
 KAFKA_TIMEOUT = 4.0
 """Seconds for the broker's bootstrap and for each request (the whole report stays under 10 s when it is away)."""
@@ -46,8 +47,6 @@ KAFKA_TIMEOUT = 4.0
 
 def store_status(store_url: str) -> dict[str, Any]:
     """The head position and every relay's position, from the store's database."""
-    from timeline.store import open_store
-
     store = open_store(store_url, create=False)
     try:
         head = store.head_position()
@@ -69,12 +68,13 @@ def store_status(store_url: str) -> dict[str, Any]:
 
 def _relay_rows(store_url: str) -> list[tuple[Any, ...]]:
     sql = "SELECT name, topic, position, updated_at FROM timeline_relay_positions ORDER BY name, topic"
-    if database.is_postgres(store_url):
+    url = StoreUrl.parse(store_url)
+    if url.is_postgres:
         with psycopg.connect(store_url, connect_timeout=10) as conn:
             if not database.table_exists(conn, "timeline_relay_positions"):
                 return []
             return conn.execute(sql).fetchall()
-    conn = sqlite3.connect(store_url[len("sqlite:///") :])
+    conn = sqlite3.connect(url.sqlite_path)
     try:
         return conn.execute(sql).fetchall()
     except sqlite3.OperationalError:  # no relay has run

@@ -32,6 +32,9 @@ class HistoryCache:
         """What a subclass remembers of a customer's last written row; forgotten with the history."""
         self.folds: dict[str, Folded] = {}
         """The last fold of each cached history (reused while the history only grows); forgotten with it."""
+        self.hits = 0
+        self.misses = 0
+        """Customers of a batch found here, and read from the copy (since the cache was made)."""
 
     def __contains__(self, customer_id: str) -> bool:
         return customer_id in self._streams

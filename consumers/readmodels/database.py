@@ -12,13 +12,18 @@ from collections.abc import Iterable
 import psycopg
 
 from timeline.domain.errors import ConfigurationError, StoreUnavailable
+from timeline.store import StoreUrl
 
 SWAP_LOCK = 7432
 """Advisory lock class: consumers take it shared per batch, a rebuild's swap takes it exclusively."""
 
 
 def is_postgres(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
+    """A PostgreSQL URL (the read models live nowhere else); any other text, even no URL at all, is not."""
+    try:
+        return StoreUrl.parse(url).is_postgres
+    except ConfigurationError:
+        return False
 
 
 def connect(url: str) -> psycopg.Connection:

@@ -210,6 +210,8 @@ class Projector:
     def _load_histories(self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]]) -> None:
         """Bring every touched customer's whole history into the cache (new events included)."""
         missing = [c for c in touched if c not in self.cache]
+        self.cache.hits += len(touched) - len(missing)
+        self.cache.misses += len(missing)
         for c, new in touched.items():
             if c in self.cache:
                 self.cache.extend(c, sorted(new, key=lambda e: e.version))

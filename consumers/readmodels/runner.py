@@ -28,6 +28,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from timeline.consumers.backoff import Backoff, GaveUp, describe, describe_kafka
+from timeline.consumers.metrics import ConsumerMetrics
 from timeline.consumers.readmodels.dlq import DeadLetters
 from timeline.consumers.readmodels.evaluation import Clock, utcnow
 from timeline.consumers.readmodels.projector import TICK_CHUNK, Batch, Projector
@@ -45,6 +46,8 @@ DATABASE_ERRORS = (
     StoreUnavailable,
 )
 PROGRESS_EVERY = 10.0
+LAG_EVERY = 1.0
+"""Seconds between two readings of the partitions' lag for the metrics."""
 ASSIGN_TIMEOUT = 60.0
 """Seconds a run ``until_caught_up`` waits for a partition before it concludes the topic does not exist."""
 
@@ -94,11 +97,18 @@ class ProjectingConsumer(Projector):
             max_batch,
             config,
             on_assigned=self._assigned,
-            on_revoked=self.cache.clear,
+            on_revoked=self._revoked,
         )
+        self.metrics = ConsumerMetrics(self.prefix, self.group, topic)
+        self._cache_seen = (0, 0)
+        self._lag_read = 0.0
         self.dead_letters = DeadLetters(bootstrap, topic, self.group, self.prefix)
         self.gave_up: GaveUp | None = None
         self._last_progress = time.monotonic()
+
+    def _revoked(self) -> None:
+        self.cache.clear()
+        self.metrics.revoked()
 
     def _assigned(self, partitions: list[TopicPartition]) -> None:
         # Every batch is committed before the next poll: nothing is in flight. Another
@@ -171,6 +181,7 @@ class ProjectingConsumer(Projector):
                     # One chunk at a time between polls (the group expects a poll every max_poll_interval_ms).
                     more = self.tick(max_chunks=1) >= TICK_CHUNK
                     next_tick = time.monotonic() + (0 if more else self.tick_interval)
+                self._measure(final=False)
                 self._progress()
                 if not records:
                     if until_caught_up and self.source.caught_up():
@@ -189,6 +200,7 @@ class ProjectingConsumer(Projector):
             except KafkaError as exc:
                 self._failed(exc, "talking to Kafka")
                 self._rewind()
+        self._measure(final=True)
         self._progress(final=True)
         return self.stats
 
@@ -198,6 +210,8 @@ class ProjectingConsumer(Projector):
             self.dead_letters.send(batch.poison)  # acknowledged before the offsets that skip them are saved
         next_offsets = batch.next_offsets
         result = self.apply(batch, self.source.polled_at)
+        self.metrics.batch(len(result.applied), result.duplicates, result.dead_letters,
+                           result.committed_at - result.polled_at)  # fmt: skip
         if self.on_commit:
             self.on_commit(result)
         self.source.commit(next_offsets)
@@ -221,9 +235,23 @@ class ProjectingConsumer(Projector):
         """Count the failure and wait before the retry (:class:`GaveUp` once a bounded run is out of time)."""
         attempt = self.source.attempt_seconds
         self.stats.failures += 1
+        self.metrics.failures.inc()
         self.stats.last_error = describe_kafka(exc, self.bootstrap, attempt) if isinstance(exc, KafkaError) else None
         self.stats.last_error = self.stats.last_error or describe(exc)
         self.backoff.failed(exc, doing, attempt=attempt, why=self.stats.last_error)
+
+    def _measure(self, final: bool) -> None:
+        """Bring the metrics up to date: the cache's counts after every batch, the lag at most every second."""
+        hits, misses = self.cache.hits, self.cache.misses
+        self.metrics.cache(hits - self._cache_seen[0], misses - self._cache_seen[1])
+        self._cache_seen = (hits, misses)
+        now = time.monotonic()
+        if (final or now - self._lag_read >= LAG_EVERY) and self.source.started:
+            self._lag_read = now
+            try:
+                self.metrics.lag(self.source.lags())
+            except KafkaError as exc:  # the next reading will do; the poll loop deals with the broker
+                log.debug("reading the lag: %s", exc)
 
     def _progress(self, final: bool = False) -> None:
         now = time.monotonic()

@@ -160,6 +160,19 @@ class KafkaSource:
                 return False
         return True
 
+    def lags(self) -> dict[TopicPartition, int]:
+        """High watermark minus position of each assigned partition the last fetch told the watermark of."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lags = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = consumer.position(tp, timeout_ms=0) if highwater is not None else None
+            if position is not None:
+                lags[tp] = max(highwater - position, 0)
+        return lags
+
     def seek(self, partitions: list[TopicPartition], saved: dict[TopicPartition, int]) -> None:
         """Position each partition at its saved offset, or at the start of the log if none is saved."""
         fresh = [tp for tp in partitions if tp not in saved]

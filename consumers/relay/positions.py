@@ -11,6 +11,8 @@ import psycopg
 
 from timeline.consumers.backoff import Backoff, GaveUp
 from timeline.domain.errors import TimelineError
+from timeline.store import StoreUrl
+from timeline.store.memory import URL as MEMORY_URL
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class PositionStore:
 
     @property
     def is_postgres(self) -> bool:
-        return self.url.startswith(("postgresql://", "postgres://"))
+        return self.url != MEMORY_URL and StoreUrl.parse(self.url).is_postgres
 
     def _connect(self) -> None:
         if self.is_postgres:
@@ -55,7 +57,8 @@ class PositionStore:
                 self._locked = None
                 self.acquire(name, topic)
         else:
-            path = self.url[len("sqlite:///") :]
+            # a store in memory keeps its relay's positions in memory too: both last as long as the process
+            path = ":memory:" if self.url == MEMORY_URL else StoreUrl.parse(self.url).sqlite_path
             self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS timeline_relay_positions ("

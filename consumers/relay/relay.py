@@ -46,6 +46,7 @@ from timeline.application.keyring import KeyRing
 from timeline.application.ports import EventStore, StoredRow
 from timeline.consumers.backoff import Backoff, describe, describe_kafka
 from timeline.consumers.cloudevents import CONTENT_TYPE, stored_to_bytes
+from timeline.consumers.metrics import RelayMetrics
 from timeline.consumers.relay.positions import PositionStore, RelayError
 from timeline.consumers.relay.producer import (
     PRODUCER_DEFAULTS,
@@ -65,8 +66,6 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
-DEFAULT_TOPIC = "customer-events"
-DEFAULT_BOOTSTRAP = "localhost:9092"
 DEFAULT_NAME = "default"
 HEADERS = [("content-type", CONTENT_TYPE.encode())]
 PROGRESS_EVERY = 5.0
@@ -110,8 +109,8 @@ class Relay:
     def __init__(
         self,
         store: EventStore,
-        bootstrap: str = DEFAULT_BOOTSTRAP,
-        topic: str = DEFAULT_TOPIC,
+        bootstrap: str,
+        topic: str,
         *,
         name: str = DEFAULT_NAME,
         batch_size: int = 5000,
@@ -145,6 +144,7 @@ class Relay:
         self.on_batch = on_batch
         self.on_failure = on_failure
         self.stats = RelayStats()
+        self.metrics = RelayMetrics(name, topic)
         self._producer: Any = None
         self._topic_ready = False
         self._last_progress = time.monotonic()
@@ -183,6 +183,8 @@ class Relay:
             return self.stats
         self.stats.position = self.stats.start_position = start
         head = self._retrying(self.store.head_position)
+        if head is not None:
+            self.metrics.at(start, head)
         if head is not None and start > head:
             log.warning(
                 "relay %s: saved position %d is beyond the log's head %d (restored database?)", self.name, start, head
@@ -201,6 +203,7 @@ class Relay:
             if rows is None:  # stopped while retrying
                 break
             if not rows:
+                self.metrics.at(self.stats.position, self.stats.position)  # nothing after it: caught up
                 if stop_when_caught_up:
                     break
                 self.stop_event.wait(self.poll_interval)
@@ -210,12 +213,20 @@ class Relay:
             self._retrying(lambda last=rows[-1].position: self._save(last))
             self.stats.published += len(rows)
             self.stats.batches += 1
+            self.metrics.published.inc(len(rows))
+            self._measure_lag(rows)
             self._progress()
             if self.on_batch:
                 self.on_batch(self)
         self._close_producer(timeout=10)
         self._progress(final=True)
         return self.stats
+
+    def _measure_lag(self, rows: list[StoredRow]) -> None:
+        """A short batch was the log's end when read; after a full one, ask the store for its head."""
+        head = rows[-1].position if len(rows) < self.batch_size else self._retrying(self.store.head_position)
+        if head is not None:
+            self.metrics.at(self.stats.position, head)
 
     def _progress(self, final: bool = False) -> None:
         """A progress line at most every ``PROGRESS_EVERY`` seconds, and one at the end."""
@@ -329,6 +340,7 @@ class Relay:
         """Count and report the failure, then wait (:class:`GaveUp` once a bounded run is out of time)."""
         within = self.producer_config["max_block_ms"] / 1000
         self.stats.failures += 1
+        self.metrics.failures.inc()
         self.stats.last_error = describe_kafka(exc, self.bootstrap, within) if isinstance(exc, KafkaError) else None
         self.stats.last_error = self.stats.last_error or describe(exc)
         if self.on_failure:

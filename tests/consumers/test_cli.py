@@ -109,3 +109,26 @@ def test_consume_once_says_which_broker_did_not_answer(pg_url, kafka_broker, top
     last = run.stderr.strip().splitlines()[-1]
     assert "giving up" in last and "KafkaTimeoutError: KafkaTimeoutError" not in run.stderr
     assert kafka_broker.bootstrap in last
+
+
+def test_the_read_model_commands_take_their_configuration_from_the_environment(pg_url, kafka_broker, topic):
+    with pg_engine(pg_url) as engine:
+        ingest(engine, [registered("C1", at="2025-12-01T09:00:00+08:00")])
+        relay_once(engine, kafka_broker, topic)
+    env = {"TIMELINE_DB": pg_url, "TIMELINE_KAFKA": kafka_broker.bootstrap, "TIMELINE_TOPIC": topic}
+    consumed = timeline("consume", "summary", "--once", "--now", iso(NOW), "--group", f"env-{topic}", "--json", env=env)
+    assert consumed.returncode == 0, consumed.stderr[-3000:]
+    assert json.loads(consumed.stdout)["topic"] == topic and json.loads(consumed.stdout)["applied"] == 1
+    report = json.loads(timeline("status", "--json", env=env).stdout)
+    assert f"env-{topic}" in {g["group"] for g in report["groups"]}
+    overridden = timeline("status", "--json", "--bootstrap", "127.0.0.1:1", env=env)
+    assert json.loads(overridden.stdout)["errors"]["kafka"].startswith("Kafka broker at 127.0.0.1:1 "), (
+        "an option beats its variable"
+    )
+
+
+def test_a_read_model_database_that_is_not_postgresql_is_one_line(tmp_path):
+    done = timeline("summary", "list", "--db", f"sqlite:///{tmp_path / 'views.db'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("timeline: error: the read model lives in PostgreSQL"), line

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from timeline.cli.options import settings
 from timeline.domain.errors import TimelineError
 
 err = Console(stderr=True)
@@ -21,50 +22,89 @@ ReadDb = Annotated[
     str | None,
     typer.Option(
         "--db",
-        envvar=["TIMELINE_READ_DB", "TIMELINE_DB"],
+        metavar="URL",
         help="Read-model database, postgresql://… (default TIMELINE_READ_DB, else the store's database).",
     ),
 ]
 StoreDb = Annotated[
     str | None,
     typer.Option(
-        "--store", envvar="TIMELINE_DB", help="The event store (TIMELINE_DB): sqlite:///PATH or postgresql://…"
+        "--store", metavar="URL", help="The event store: sqlite:///PATH or postgresql://… (default TIMELINE_DB)."
     ),
 ]
 Bootstrap = Annotated[
-    str, typer.Option("--bootstrap", envvar="TIMELINE_KAFKA", help="Kafka bootstrap servers, host:port[,…].")
+    str | None,
+    typer.Option(
+        "--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers, host:port[,…] (default TIMELINE_KAFKA)."
+    ),
 ]
-Topic = Annotated[str, typer.Option("--topic", envvar="TIMELINE_TOPIC", help="The topic the relay publishes to.")]
+Topic = Annotated[
+    str | None,
+    typer.Option("--topic", metavar="TOPIC", help="The topic the relay publishes to (default TIMELINE_TOPIC)."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 Now = Annotated[
     str | None,
     typer.Option(
-        "--now", help="Evaluate as of this instant (ISO 8601 with offset) instead of the clock: replays, tests."
+        "--now",
+        metavar="WHEN",
+        help="Evaluate as of this instant (ISO 8601 with offset) instead of the clock: replays, tests.",
     ),
 ]
-PolicyOpt = Annotated[str | None, typer.Option("--policy", envvar="TIMELINE_POLICY", help="Policy id or .json file.")]
+PolicyOpt = Annotated[
+    str | None,
+    typer.Option("--policy", metavar="POLICY", help="Policy id or .json file (default TIMELINE_POLICY, else shipped)."),
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also log the Kafka client's own warnings.")]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        metavar="N",
+        min=1,
+        max=65535,
+        help="Serve Prometheus metrics on this port at /metrics (default: none).",
+    ),
+]
 
-DEFAULT_BOOTSTRAP = "localhost:9092"
-DEFAULT_TOPIC = "customer-events"
+
+def serve_metrics(port: int) -> None:
+    """Start the ``/metrics`` endpoint; a port in use is the user's mistake, said in one line."""
+    from timeline.consumers.metrics import serve
+
+    try:
+        serve(port)
+    except OSError as exc:
+        raise TimelineError(f"--metrics-port {port}: cannot listen there ({exc.strerror or exc})") from None
 
 
 def emit(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
 
 
-def read_db(db: str | None, store: str | None) -> str:
-    """The read model's database: ``--db``, else the store's own (a PostgreSQL store holds its read models)."""
-    url = db or store
-    if not url:
-        raise TimelineError("no read-model database: give --db postgresql://… (or --store, or set TIMELINE_READ_DB)")
-    return url
+def read_db(ctx: typer.Context, db: str | None, store: str | None) -> str:
+    """The read model's database: ``--db``, else ``TIMELINE_READ_DB``, else the store's own (``--store``, else
+    ``TIMELINE_DB``): a PostgreSQL store holds its read models."""
+    config = settings(ctx)
+    return config.read_model_url(db) if store is None else db or config.read_db or store
 
 
-def load(policy: str | None) -> Any:
+def store_url(ctx: typer.Context, store: str | None) -> str:
+    """``--store``, else ``TIMELINE_DB``, else the default store."""
+    return settings(ctx).store_url(store)
+
+
+def kafka(ctx: typer.Context, bootstrap: str | None, topic: str | None) -> tuple[str, str]:
+    """``--bootstrap`` and ``--topic``, else ``TIMELINE_KAFKA`` and ``TIMELINE_TOPIC``, else their defaults."""
+    config = settings(ctx)
+    return bootstrap or config.kafka, topic or config.topic
+
+
+def load(ctx: typer.Context, policy: str | None) -> Any:
+    """The policy of ``--policy``, else ``TIMELINE_POLICY``, else the shipped one."""
     from timeline.domain.policy import load_policy
 
-    return load_policy(policy) if policy else load_policy()
+    return load_policy(settings(ctx).policy_name(policy))
 
 
 def instant(text: str | None, time_zone: str, start_of_day: bool = False) -> dt.datetime | None:

@@ -11,16 +11,15 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from timeline.cli import operations, readmodels
 from timeline.cli.consumer_options import (
-    DEFAULT_BOOTSTRAP,
-    DEFAULT_TOPIC,
     Bootstrap,
     Json,
+    MetricsPort,
     Now,
     PolicyOpt,
     ReadDb,
@@ -30,10 +29,12 @@ from timeline.cli.consumer_options import (
     emit,
     err,
     instant,
+    kafka,
     load,
     plural,
     quiet_kafka,
     read_db,
+    serve_metrics,
 )
 from timeline.consumers.readmodels.registry import READ_MODELS
 
@@ -42,25 +43,33 @@ consume_app = typer.Typer(
 )
 
 Group = Annotated[
-    str | None, typer.Option("--group", help="Consumer group (default timeline-summary / timeline-alerts).")
+    str | None,
+    typer.Option("--group", metavar="GROUP", help="Consumer group (default timeline-summary / timeline-alerts)."),
 ]
 Once = Annotated[bool, typer.Option("--once", help="Stop when caught up with every assigned partition.")]
 IdleExit = Annotated[
-    float | None, typer.Option("--idle-exit", min=0.1, help="Stop after this many seconds without a message.")
+    float | None,
+    typer.Option("--idle-exit", min=0.1, metavar="SECONDS", help="Stop after this many seconds without a message."),
 ]
 TickInterval = Annotated[
-    float, typer.Option("--tick-interval", min=0, help="Seconds between re-evaluations of due rows (0: never).")
+    float,
+    typer.Option(
+        "--tick-interval", min=0, metavar="SECONDS", help="Seconds between re-evaluations of due rows (0: never)."
+    ),
 ]
 GiveUpAfter = Annotated[
     float,
     typer.Option(
         "--give-up-after",
         min=1.0,
+        metavar="SECONDS",
         help="With --once: exit 1 after this many seconds without reaching the broker or the database.",
     ),
 ]
 GIVE_UP_AFTER = 30.0
-MaxBatch = Annotated[int, typer.Option("--max-batch", min=1, max=200_000, help="Most messages per transaction.")]
+MaxBatch = Annotated[
+    int, typer.Option("--max-batch", min=1, max=200_000, metavar="N", help="Most messages per transaction.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -75,10 +84,11 @@ def register(app: typer.Typer) -> None:
 
 def _consume_command(name: str) -> Callable[..., None]:
     def consume(
+        ctx: typer.Context,
         db: ReadDb = None,
         store: StoreDb = None,
-        bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
-        topic: Topic = DEFAULT_TOPIC,
+        bootstrap: Bootstrap = None,
+        topic: Topic = None,
         group: Group = None,
         once: Once = False,
         idle_exit: IdleExit = None,
@@ -87,11 +97,13 @@ def _consume_command(name: str) -> Callable[..., None]:
         max_batch: MaxBatch = 20_000,
         give_up_after: GiveUpAfter = GIVE_UP_AFTER,
         policy: PolicyOpt = None,
+        metrics_port: MetricsPort = None,
         json_out: Json = False,
         verbose: Verbose = False,
     ) -> None:
-        _consume(name, read_db(db, store), bootstrap, topic, group, once, idle_exit, now, tick_interval,
-                 max_batch, give_up_after, policy, json_out, verbose)  # fmt: skip
+        servers, topic_name = kafka(ctx, bootstrap, topic)
+        _consume(name, read_db(ctx, db, store), servers, topic_name, group, once, idle_exit, now, tick_interval,
+                 max_batch, give_up_after, load(ctx, policy), metrics_port, json_out, verbose)  # fmt: skip
 
     return consume
 
@@ -112,7 +124,8 @@ def _consume(
     tick_interval: float,
     max_batch: int,
     give_up_after: float,
-    policy: str | None,
+    pol: Any,
+    metrics_port: int | None,
     json_out: bool,
     verbose: bool,
 ) -> None:
@@ -120,7 +133,6 @@ def _consume(
     from timeline.consumers.readmodels.evaluation import utcnow
 
     quiet_kafka(verbose)
-    pol = load(policy)
     fixed = instant(now, pol.time_zone)
     consumer = READ_MODELS[name].consumer(
         url,
@@ -133,6 +145,9 @@ def _consume(
         max_batch=max_batch,
         give_up_after=give_up_after if once else None,
     )
+
+    if metrics_port is not None:
+        serve_metrics(metrics_port)
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger("timeline.consumers.readmodels").info("signal %d: finishing the batch in flight", signum)

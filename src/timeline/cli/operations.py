@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -12,8 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from timeline.cli.consumer_options import (
-    DEFAULT_BOOTSTRAP,
-    DEFAULT_TOPIC,
     Bootstrap,
     Json,
     Now,
@@ -24,11 +23,13 @@ from timeline.cli.consumer_options import (
     emit,
     err,
     instant,
+    kafka,
     load,
     one_of,
     out,
     plural,
     read_db,
+    store_url,
 )
 from timeline.consumers.readmodels.registry import READ_MODELS, read_model
 from timeline.domain.errors import TimelineError
@@ -37,11 +38,13 @@ rebuild_app = typer.Typer(help="Rebuild a read model into new tables and swap it
 
 
 def tick_command(
+    ctx: typer.Context,
     db: ReadDb = None,
     store: StoreDb = None,
     now: Now = None,
     consumer: Annotated[
-        str, typer.Option("--consumer", help=f"{', '.join(READ_MODELS)} or all (those whose tables exist).")
+        str,
+        typer.Option("--consumer", metavar="NAME", help=f"{', '.join(READ_MODELS)} or all (those whose tables exist)."),
     ] = "all",
     policy: PolicyOpt = None,
     json_out: Json = False,
@@ -51,8 +54,8 @@ def tick_command(
     from timeline.consumers.readmodels.evaluation import utcnow
 
     one_of("--consumer", consumer, [*READ_MODELS, "all"])
-    url = read_db(db, store)
-    pol = load(policy)
+    url = read_db(ctx, db, store)
+    pol = load(ctx, policy)
     at = instant(now, pol.time_zone) or utcnow()
     with database.connect(url) as conn:
         present = {n for n, m in READ_MODELS.items() if database.table_exists(conn, f"{m.prefix}_streams")}
@@ -74,11 +77,13 @@ def tick_command(
 
 
 def status_command(
+    ctx: typer.Context,
     store: StoreDb = None,
     db: ReadDb = None,
-    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    bootstrap: Bootstrap = None,
     topic: Annotated[
-        list[str] | None, typer.Option("--topic", help="Only groups on this topic (repeatable; default all).")
+        list[str] | None,
+        typer.Option("--topic", metavar="TOPIC", help="Only groups on this topic (repeatable; default all)."),
     ] = None,
     json_out: Json = False,
 ) -> None:
@@ -87,10 +92,10 @@ def status_command(
     Exit 1 if the store, the read model or the broker cannot be reached (each is named); 2 if there is no store.
     """
     from timeline.consumers.status import status
-    from timeline.store import resolve_url
 
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    report = status(resolve_url(store), db or resolve_url(store), bootstrap, topic or None)
+    servers, _ = kafka(ctx, bootstrap, None)
+    report = status(store_url(ctx, store), read_db(ctx, db, store), servers, topic or None)
     if json_out:
         emit(report)
     else:
@@ -158,22 +163,28 @@ def _section(heading: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
 
 def _rebuild_command(name: str) -> Any:
     def rebuild(
+        ctx: typer.Context,
         source: Annotated[
-            str, typer.Option("--from", help="store (the event store) or topic (from offset 0).")
+            str, typer.Option("--from", metavar="store|topic", help="store (the event store) or topic (from offset 0).")
         ] = "store",
         db: ReadDb = None,
         store: StoreDb = None,
-        bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
-        topic: Topic = DEFAULT_TOPIC,
+        bootstrap: Bootstrap = None,
+        topic: Topic = None,
         group: Annotated[
             str | None,
-            typer.Option("--group", help="The consumer's group, for --from topic (default timeline-summary)."),
+            typer.Option(
+                "--group", metavar="GROUP", help="The consumer's group, for --from topic (default timeline-summary)."
+            ),
         ] = None,
         now: Now = None,
         policy: PolicyOpt = None,
         json_out: Json = False,
     ) -> None:
-        _rebuild(name, source, db, store, bootstrap, topic, group, now, policy, json_out)
+        servers, topic_name = kafka(ctx, bootstrap, topic)
+        pol = load(ctx, policy)
+        _rebuild(name, source, read_db(ctx, db, store), store_url(ctx, store), servers, topic_name, group, pol,
+                 instant(now, pol.time_zone), json_out)  # fmt: skip
 
     return rebuild
 
@@ -189,17 +200,16 @@ for _model in READ_MODELS.values():
 def _rebuild(
     name: str,
     source: str,
-    db: str | None,
-    store: str | None,
+    url: str,
+    store_url: str,
     bootstrap: str,
     topic: str,
     group: str | None,
-    now: str | None,
-    policy: str | None,
+    pol: Any,
+    fixed: dt.datetime | None,
     json_out: bool,
 ) -> None:
     from timeline.consumers.readmodels.evaluation import utcnow
-    from timeline.store import resolve_url
 
     model = read_model(name)
     rebuild = model.rebuild
@@ -207,10 +217,6 @@ def _rebuild(
         raise TimelineError(f"the {name} read model cannot be rebuilt")
     one_of("--from", source, ("store", "topic"))
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    pol = load(policy)
-    fixed = instant(now, pol.time_zone)
-    store_url = resolve_url(store)
-    url = read_db(db, store_url)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -31,8 +31,8 @@ COLUMN_GAP = 3
 
 NUMBERS = ("points", "aum")
 
-Branch = Annotated[str | None, typer.Option("--branch", help="Only this branch.")]
-Rm = Annotated[str | None, typer.Option("--rm", help="Only this relationship manager's.")]
+Branch = Annotated[str | None, typer.Option("--branch", metavar="BRANCH_ID", help="Only this branch.")]
+Rm = Annotated[str | None, typer.Option("--rm", metavar="RM_ID", help="Only this relationship manager's.")]
 
 
 def _rows_table(title: str, rows: list[dict[str, Any]], columns: dict[str, str], whole: tuple[str, ...]) -> Table:
@@ -46,10 +46,10 @@ def _day(text: str | None) -> str | None:
     return text[:10] if text else None
 
 
-def _connect(db: str | None, store: str | None) -> Any:
+def _connect(ctx: typer.Context, db: str | None, store: str | None) -> Any:
     from timeline.consumers.readmodels import database
 
-    return database.connect(read_db(db, store))
+    return database.connect(read_db(ctx, db, store))
 
 
 def _require_summary(conn: Any) -> None:
@@ -63,11 +63,14 @@ def _require_summary(conn: Any) -> None:
 
 @summary_app.command("list")
 def summary_list(
-    tier: Annotated[str | None, typer.Option("--tier", help="Only this tier, e.g. affluent.")] = None,
-    lifecycle: Annotated[str | None, typer.Option("--lifecycle", help="Only this stage, e.g. at_risk.")] = None,
+    ctx: typer.Context,
+    tier: Annotated[str | None, typer.Option("--tier", metavar="TIER", help="Only this tier, e.g. affluent.")] = None,
+    lifecycle: Annotated[
+        str | None, typer.Option("--lifecycle", metavar="STAGE", help="Only this stage, e.g. at_risk.")
+    ] = None,
     branch: Branch = None,
     rm: Rm = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many rows.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, metavar="N", help="At most this many rows.")] = None,
     db: ReadDb = None,
     store: StoreDb = None,
     policy: PolicyOpt = None,
@@ -76,9 +79,9 @@ def summary_list(
     """Customers by tier, lifecycle stage, branch and relationship manager."""
     from timeline.consumers.readmodels import summary_queries
 
-    one_of("--tier", tier, [level.name for level in load(policy).tier.tiers])
+    one_of("--tier", tier, [level.name for level in load(ctx, policy).tier.tiers])
     one_of("--lifecycle", lifecycle, summary_queries.STAGES)
-    with _connect(db, store) as conn:
+    with _connect(ctx, db, store) as conn:
         _require_summary(conn)
         rows = [r.to_json() for r in summary_queries.list_customers(conn, tier, lifecycle, branch, rm, limit)]
     if json_out:
@@ -113,9 +116,10 @@ def _fitting(title: str, headings: list[str], rows: list[list[str]], width: int)
 
 @summary_app.command("moves")
 def summary_moves(
-    start: Annotated[str, typer.Option("--from", help="From this date (its start) or instant.")],
-    end: Annotated[str, typer.Option("--to", help="To this date (its end) or instant.")],
-    direction: Annotated[str | None, typer.Option("--direction", help="up or down.")] = None,
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option("--from", metavar="WHEN", help="From this date (its start) or instant.")],
+    end: Annotated[str, typer.Option("--to", metavar="WHEN", help="To this date (its end) or instant.")],
+    direction: Annotated[str | None, typer.Option("--direction", metavar="up|down", help="up or down.")] = None,
     branch: Branch = None,
     db: ReadDb = None,
     store: StoreDb = None,
@@ -126,12 +130,12 @@ def summary_moves(
     from timeline.consumers.readmodels import summary_queries
 
     one_of("--direction", direction, ("up", "down"))
-    pol = load(policy)
+    pol = load(ctx, policy)
     lo, hi = instant(start, pol.time_zone, start_of_day=True), instant(end, pol.time_zone)
     assert lo is not None and hi is not None
     if hi < lo:
         raise TimelineError("--to is before --from")
-    with _connect(db, store) as conn:
+    with _connect(ctx, db, store) as conn:
         _require_summary(conn)
         moves = [m.to_json() for m in summary_queries.tier_moves(conn, lo, hi, direction, branch)]
     if json_out:
@@ -144,6 +148,7 @@ def summary_moves(
 
 @summary_app.command("at-risk")
 def summary_at_risk(
+    ctx: typer.Context,
     branch: Branch = None,
     rm: Rm = None,
     db: ReadDb = None,
@@ -153,7 +158,7 @@ def summary_at_risk(
     """Customers at risk of churning, with the rule that holds and why."""
     from timeline.consumers.readmodels import summary_queries
 
-    with _connect(db, store) as conn:
+    with _connect(ctx, db, store) as conn:
         _require_summary(conn)
         rows = [r.at_risk_json() for r in summary_queries.at_risk(conn, branch, rm)]
     if json_out:
@@ -166,9 +171,14 @@ def summary_at_risk(
 
 
 def alerts_command(
-    since: Annotated[str | None, typer.Option("--since", help="Only alerts at or after this date or instant.")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="at_risk or tier_drop.")] = None,
-    customer: Annotated[str | None, typer.Option("--customer", help="Only this customer's.")] = None,
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="WHEN", help="Only alerts at or after this date or instant.")
+    ] = None,
+    kind: Annotated[str | None, typer.Option("--kind", metavar="KIND", help="at_risk or tier_drop.")] = None,
+    customer: Annotated[
+        str | None, typer.Option("--customer", metavar="CUSTOMER_ID", help="Only this customer's.")
+    ] = None,
     db: ReadDb = None,
     store: StoreDb = None,
     policy: PolicyOpt = None,
@@ -179,8 +189,8 @@ def alerts_command(
     from timeline.consumers.readmodels.alerts import KINDS, list_alerts
 
     one_of("--kind", kind, KINDS)
-    pol = load(policy)
-    with _connect(db, store) as conn:
+    pol = load(ctx, policy)
+    with _connect(ctx, db, store) as conn:
         if not database.table_exists(conn, "alerts"):
             raise TimelineError("no alerts table here yet: run `timeline consume alerts`")
         rows = list_alerts(conn, instant(since, pol.time_zone, start_of_day=True), kind, customer)

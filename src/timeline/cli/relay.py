@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from timeline.cli.consumer_options import Bootstrap, MetricsPort, Topic, kafka, serve_metrics
+from timeline.cli.options import Db, settings
 from timeline.store import open_store
 
 GIVE_UP_AFTER = 30.0
@@ -17,35 +19,40 @@ GIVE_UP_AFTER = 30.0
 
 
 def relay_command(
-    db: Annotated[
-        str | None,
-        typer.Option("--db", envvar="TIMELINE_DB", help="sqlite:///PATH (default ./timeline.db) or postgresql://…"),
-    ] = None,
-    bootstrap: Annotated[
-        str, typer.Option("--bootstrap", envvar="TIMELINE_KAFKA", help="Kafka bootstrap servers, host:port[,…].")
-    ] = "localhost:9092",
-    topic: Annotated[str, typer.Option("--topic", envvar="TIMELINE_TOPIC", help="Topic to publish to.")] = (
-        "customer-events"
-    ),
+    ctx: typer.Context,
+    db: Db = None,
+    bootstrap: Bootstrap = None,
+    topic: Topic = None,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=100_000, help="Events per batch; the position is saved after each.")
+        int, typer.Option(min=1, max=100_000, metavar="N", help="Events per batch; the position is saved after each.")
     ] = 5000,
     once: Annotated[bool, typer.Option("--once", help="Stop when caught up instead of tailing the log.")] = False,
-    name: Annotated[str, typer.Option("--name", help="Relay name: each name keeps its own position.")] = "default",
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions if the topic has to be created.")] = 3,
-    replication_factor: Annotated[int, typer.Option(min=1, help="Replication if the topic has to be created.")] = 1,
+    name: Annotated[
+        str, typer.Option("--name", metavar="NAME", help="Relay name: each name keeps its own position.")
+    ] = "default",
+    partitions: Annotated[int, typer.Option(min=1, metavar="N", help="Partitions if the topic has to be created.")] = 3,
+    replication_factor: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Replication if the topic has to be created.")
+    ] = 1,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.5, help="Seconds to wait for the broker before backing off.")
+        float,
+        typer.Option(
+            "--timeout", min=0.5, metavar="SECONDS", help="Seconds to wait for the broker before backing off."
+        ),
     ] = 30.0,
     give_up_after: Annotated[
         float,
         typer.Option(
             "--give-up-after",
             min=1.0,
+            metavar="SECONDS",
             help="With --once: exit 1 after this many seconds of failing to reach the broker or the database.",
         ),
     ] = GIVE_UP_AFTER,
-    poll_interval: Annotated[float, typer.Option(min=0.01, help="Seconds between polls when caught up.")] = 1.0,
+    poll_interval: Annotated[
+        float, typer.Option(min=0.01, metavar="SECONDS", help="Seconds between polls when caught up.")
+    ] = 1.0,
+    metrics_port: MetricsPort = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log the Kafka client's own warnings.")] = False,
 ) -> None:
@@ -59,7 +66,8 @@ def relay_command(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     timeout_ms = int(timeout * 1000)
-    store = open_store(db, create=False)
+    bootstrap, topic = kafka(ctx, bootstrap, topic)
+    store = open_store(settings(ctx).store_url(db), create=False)
     relay = Relay(
         store,
         bootstrap,
@@ -77,6 +85,9 @@ def relay_command(
             "bootstrap_timeout_ms": timeout_ms,
         },
     )
+
+    if metrics_port is not None:
+        serve_metrics(metrics_port)
 
     def _stop(signum: int, _frame: object) -> None:
         logging.getLogger("timeline.consumers.relay").info("signal %d: finishing the batch in flight", signum)
@@ -101,7 +112,3 @@ def relay_command(
             f"relay {name}: published {stats.published} events to {topic} in {stats.elapsed:.1f}s, "
             f"position {stats.start_position} -> {stats.position}\n"
         )
-
-
-if __name__ == "__main__":
-    typer.run(relay_command)
