@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from eventsourcing.persistence import IntegrityError
 
 from timeline.application.ports import AccessRecord, AccessStore, EventStore, GrantRecord
 from timeline.domain.errors import ConfigurationError
+from timeline.store import StoreUrl
 from timeline.store.sql import SqlEventStore
 
 GRANTS_TABLE = "timeline_grants"
@@ -98,14 +98,16 @@ POSTGRES_TRIGGERS = [
 ]
 """What a PostgreSQL store must hold for its schema to count as present (else opening to write creates it)."""
 
-_CONFLICT = (IntegrityError, psycopg.errors.IntegrityError)
-
-
 class SqlAccessStore(AccessStore):
     """The access tables of one SQL event store, reached through that store's connections."""
 
     def __init__(self, store: SqlEventStore) -> None:
         self.store, self.mark = store, store.mark
+        self._conflicts: tuple[type[Exception], ...] = (IntegrityError,)
+        if StoreUrl.parse(store.url).is_postgres:
+            import psycopg  # only for a PostgreSQL store: the embedded one's commands need not load it
+
+            self._conflicts += (psycopg.errors.IntegrityError,)
 
     def has_access_tables(self) -> bool:
         return all(self.store._has_table(t) for t in ACCESS_TABLES)
@@ -119,7 +121,7 @@ class SqlAccessStore(AccessStore):
             with self.store._datastore.transaction(commit=True) as c:
                 c.execute(sql + " RETURNING 1", params)
                 return bool(c.fetchall())
-        except _CONFLICT:
+        except self._conflicts:
             return False
 
     def add_grant(self, grant: GrantRecord) -> bool:

@@ -166,7 +166,9 @@ class BatchChecker:
         content = p.content
         customer_id = content["customer_id"]
         key = p.event_id.int
-        previous = self.unsettled.get(key) or envelopes.get(p.event_id)
+        previous = self.unsettled.get(key)
+        if previous is None and envelopes:
+            previous = envelopes.get(p.event_id)
         if previous is not None:
             return self._duplicate(p, previous)
         stream = self.cache[customer_id]
