@@ -28,7 +28,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import KEK, fresh_db, generated_history, ingest_file  # noqa: E402
-from timeline.projections.state import customer_state  # noqa: E402
 
 from timeline.application.codec import decode  # noqa: E402
 from timeline.application.ports import StoredRow  # noqa: E402
@@ -36,6 +35,7 @@ from timeline.application.states import StateReader  # noqa: E402
 from timeline.crypto import KeyWrapper  # noqa: E402
 from timeline.domain.policy import load_policy  # noqa: E402
 from timeline.engine import Engine  # noqa: E402
+from timeline.projections.state import customer_state  # noqa: E402
 from timeline.store import open_store  # noqa: E402
 
 POLICY = load_policy()

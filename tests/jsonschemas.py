@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
 from timeline.consumers.cloudevents import ASYNCAPI_FILE, message_name, schema_file
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"

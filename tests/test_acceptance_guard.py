@@ -7,14 +7,14 @@ import uuid
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from timeline.projections.acceptance import Guard
-from timeline.projections.balances import balances
-from timeline.projections.counted import counted
-from timeline.projections.points import points_as_of
 
 from timeline.domain.errors import RejectedEvent
 from timeline.domain.policy import load_policy
 from timeline.domain.recorded import RecordedEvent
+from timeline.projections.acceptance import Guard
+from timeline.projections.balances import balances
+from timeline.projections.counted import counted
+from timeline.projections.points import points_as_of
 
 POLICY = load_policy()
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)

@@ -21,14 +21,14 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from timeline.projections.counted import counted
-from timeline.projections.state import Folded, Projection, customer_state, fold
 
 from tests.factories import correction, deposit, registered, visit, withdrawal
 from timeline.application.states import StateReader
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import load_policy
 from timeline.domain.recorded import RecordedEvent
+from timeline.projections.counted import counted
+from timeline.projections.state import Folded, Projection, customer_state, fold
 
 POLICY = load_policy()
 START = dt.datetime(2023, 1, 1, 1, 0, tzinfo=dt.UTC)

@@ -16,12 +16,12 @@ from pathlib import Path
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
-from timeline.consumers.cloudevents import stored_to_bytes
 
 from tests.conftest import KEK
 from tests.factories import deposit, erased, event, registered
 from tests.jsonschemas import data_errors, data_validator
 from timeline.application.keyring import KeyRing
+from timeline.consumers.cloudevents import stored_to_bytes
 from timeline.crypto import KeyWrapper
 from timeline.domain.errors import RejectedEvent
 from timeline.domain.events import EVENT_TYPES, PII_FIELDS, parse_event
