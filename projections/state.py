@@ -25,6 +25,7 @@ from timeline.projections.followups import Assignment, Followup, FollowupBook
 from timeline.projections.ledger import LedgerRun, PointsResult, items_before, items_through
 from timeline.projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, next_stage_change
 from timeline.projections.points import POINT_TYPES, PointPlan, PointSources
+from timeline.projections.profile import PROFILE_TYPES, Profile, ProfileFold
 from timeline.projections.tier import TierResult, TierRun, tier_from_changes, tier_run
 
 
@@ -47,6 +48,12 @@ class CustomerState:
     erased: bool
     next_change_at: dt.datetime | None
     """The next instant at which time alone (no new event) changes tier, stage or points."""
+    profile: Profile
+    """The key-person flag, the last visit or greeting, surveys and complaints (projections/profile.py)."""
+
+    @property
+    def key_person(self) -> bool:  # 关键人 as of as_of: the last counted update setting it decides
+        return self.profile.key_person
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +70,7 @@ class CustomerState:
             "last_activity_at": iso(self.last_activity_at) if self.last_activity_at else None,
             "erased": self.erased,
             "next_change_at": iso(self.next_change_at) if self.next_change_at else None,
+            "key_person": self.key_person,
         }
 
     def explain_json(self) -> dict[str, Any]:
@@ -137,20 +145,29 @@ def customer_state(
 class _Folds:
     """The per-concern folds, each taking the counted events of its interest in business order."""
 
-    __slots__ = ("money", "points", "facts", "book", "erased", "_by_type")
+    __slots__ = ("money", "points", "facts", "book", "erased", "profile", "_by_type")
 
     def __init__(
-        self, money: Balances, points: PointSources, facts: FactsFold, book: FollowupBook, erased: bool
+        self,
+        money: Balances,
+        points: PointSources,
+        facts: FactsFold,
+        book: FollowupBook,
+        erased: bool,
+        profile: ProfileFold,
     ) -> None:
         self.money, self.points, self.facts, self.book, self.erased = money, points, facts, book, erased
+        self.profile = profile
         self._by_type: dict[str, tuple[Callable[[RecordedEvent], None], ...]] = {}
 
     @classmethod
     def new(cls, registration: RecordedEvent, policy: Policy) -> _Folds:
-        return cls(Balances(), PointSources(policy), FactsFold(registration), FollowupBook(), False)
+        return cls(Balances(), PointSources(policy), FactsFold(registration), FollowupBook(), False, ProfileFold())
 
     def copy(self) -> _Folds:
-        return _Folds(self.money.copy(), self.points.copy(), self.facts.copy(), self.book.copy(), self.erased)
+        return _Folds(
+            self.money.copy(), self.points.copy(), self.facts.copy(), self.book.copy(), self.erased, self.profile.copy()
+        )
 
     def feed(self, events: Iterable[RecordedEvent]) -> None:
         by_type = self._by_type
@@ -171,6 +188,8 @@ class _Folds:
             handlers.append(self.facts.add)
         if kind in BOOK_TYPES:
             handlers.append(self.book.add)
+        if kind in PROFILE_TYPES:
+            handlers.append(self.profile.add)
         if kind == EventType.CUSTOMER_ERASED:
             handlers.append(self._erase)
         return tuple(handlers)
@@ -228,6 +247,7 @@ class Projection:
         self.point_items = items
         self.facts = folds.facts.facts()
         self.assignment = folds.book.assignment
+        self.profile = folds.profile.profile()
         self.erased = folds.erased
         self._folds = folds
         self._tiers = tiers
@@ -306,6 +326,7 @@ class Projection:
             qualified_referrals=len(self.facts.qualified),
             erased=self.erased,
             next_change_at=min(upcoming) if upcoming else None,
+            profile=self.profile,
         )
 
 

@@ -21,8 +21,16 @@ def state_json(state: CustomerState) -> dict[str, Any]:
 
 
 def explanation_json(state: CustomerState) -> dict[str, Any]:
-    """``timeline explain ID --json``."""
-    return state.explain_json()
+    """``timeline explain ID --json``: with since when the key-person flag is what it is."""
+    profile = state.profile
+    return {
+        **state.explain_json(),
+        "key_person_explained": {
+            "key_person": profile.key_person,
+            "since": iso(profile.key_person_since) if profile.key_person_since else None,
+            "event_id": str(profile.key_person_event_id) if profile.key_person_event_id else None,
+        },
+    }
 
 
 def business_order(events: Iterable[RecordedEvent]) -> list[RecordedEvent]:

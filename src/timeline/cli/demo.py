@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
@@ -14,22 +14,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from timeline.application.batch import Summary
+from timeline.application.branch_report import BranchReport, ReportTable, report_of
 from timeline.application.ingest import Ingestor
 from timeline.application.states import StateReader
 from timeline.crypto import KekSource
 from timeline.domain.errors import TimelineError
-from timeline.domain.policy import Policy, TierPolicy
 from timeline.engine import NO_KEK, open_engine
 from timeline.projections.state import CustomerState
-from timeline.projections.tier import TierChange
 from timeline.store import open_store
 from timeline.synthetic.generate import arrivals, last_full_day
 from timeline.synthetic.rounds import Rounds
 
 DEMO_MARK = "demo"
 """The store metadata marking a store the demo made, and so may delete and make again."""
-STAGES = ("prospect", "new", "established", "loyal", "at_risk", "churned")
-"""The lifecycle stages in funnel order."""
+SHOWN = 10
+"""Rows of a customer list the demo prints (``timeline branch`` prints them all)."""
+NUMERIC = frozenset({"customers", "share", "AUM (CNY)", "qualified", "points", "overdue"})
+"""Columns right-aligned."""
 EXAMPLE_CANDIDATES = 200
 """Customers of the second round tried for an example of a changed past (each is one fold)."""
 
@@ -84,7 +85,7 @@ def run_demo(
         f"arrivals and {corrections:,} corrections; {len(states):,} customers evaluated in {elapsed:.1f} s",
         highlight=False,
     )
-    for table in branch_report(states, now, engine.policy):
+    for table in render_report(report_of(states, engine.policy, None, now)):
         out.print(table)
     for line in _explore(example, rounds, between.astimezone(engine.policy.zone), db) or [
         f"Explore: timeline explain {states[0].customer_id} --db {db}"
@@ -199,110 +200,25 @@ def remove_demo_store(path: str) -> None:
             os.remove(path + suffix)
 
 
-def branch_report(states: Sequence[CustomerState], now: dt.datetime, policy: Policy) -> list[Table]:
-    """What a branch head reads first; calendar dates are the policy's (the bank's) time zone."""
-    return [
-        _tier_distribution(states, [t.name for t in policy.tier.tiers]),
-        _tier_moves(states, _quarter_start(now, policy.zone), policy),
-        _funnel(states),
-        _at_risk(states),
-        _top_referrers(states),
-        _overdue(states),
-    ]
+def render_report(report: BranchReport) -> list[Table]:
+    """The report's tables as a terminal shows them: long customer lists cut to their first rows."""
+    return [_render(t) for t in report.tables]
 
 
-def _quarter_start(now: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
-    local = now.astimezone(zone)
-    month = 3 * ((local.month - 1) // 3) + 1
-    return dt.datetime(local.year, month, 1, tzinfo=local.tzinfo).astimezone(dt.UTC)
-
-
-def _tier_distribution(states: Sequence[CustomerState], order: list[str]) -> Table:
-    counts = Counter(s.tier.tier for s in states)
-    aum = Counter()
-    for s in states:
-        aum[s.tier.tier] += s.aum
-    table = Table(title="Tier distribution", title_justify="left")
-    for col in ("tier", "customers", "share", "AUM (CNY)"):
-        table.add_column(col, justify="right" if col != "tier" else "left")
-    total = len(states) or 1
-    for name in order:
-        table.add_row(name, f"{counts[name]:,}", f"{counts[name] / total:.1%}", f"{aum[name]:,.0f}")
-    return table
-
-
-def _tier_moves(states: Sequence[CustomerState], since: dt.datetime, policy: Policy) -> Table:
-    moves = [(c, s) for s in states for c in s.tier.changes if c.at >= since]
-    moves.sort(key=lambda m: m[0].at, reverse=True)
-    ups = sum(1 for c, _ in moves if c.rule.startswith("upgrade"))
-    table = Table(title=f"Tier moves this quarter: {ups} up, {len(moves) - ups} down (latest 10)", title_justify="left")
-    for col in ("customer", "when", "move", "why"):
-        table.add_column(col)
-    for change, s in moves[:10]:
-        when = change.at.astimezone(policy.zone).date().isoformat()
-        table.add_row(s.customer_id, when, f"{change.from_tier} → {change.to_tier}", _why_moved(change, policy.tier))
-    return table
-
-
-def _why_moved(change: TierChange, tiers: TierPolicy) -> str:
-    """The rule in a few words; ``timeline explain`` gives the whole reason and its events."""
-    if change.rule.startswith("upgrade"):
-        threshold = tiers.tiers[tiers.rank(change.to_tier)].threshold
-        return f"≥ {threshold:,.0f} held {tiers.upgrade_hold_days} days"
-    threshold = tiers.tiers[tiers.rank(change.from_tier)].threshold
-    return f"< {threshold:,.0f} for {tiers.downgrade_grace_days} days"
-
-
-def _funnel(states: Sequence[CustomerState]) -> Table:
-    counts = Counter(s.lifecycle.stage for s in states)
-    table = Table(title="Lifecycle funnel", title_justify="left")
-    table.add_column("stage")
-    table.add_column("customers", justify="right")
-    table.add_column("", justify="left")
-    top = max(counts.values(), default=1)
-    for stage in STAGES:
-        table.add_row(stage, f"{counts[stage]:,}", "█" * round(30 * counts[stage] / top))
-    return table
-
-
-def _at_risk(states: Sequence[CustomerState]) -> Table:
-    risky = sorted((s for s in states if s.lifecycle.stage == "at_risk"), key=lambda s: s.aum, reverse=True)
-    table = Table(title=f"At risk: {len(risky)} customers (top 10 by AUM)", title_justify="left")
-    for col in ("customer", "RM", "tier", "AUM (CNY)", "reason"):
-        table.add_column(col)
-    for s in risky[:10]:
-        table.add_row(
-            s.customer_id, s.assignment.relationship_manager or "", s.tier.tier, f"{s.aum:,.2f}", s.lifecycle.reason
-        )
-    return table
-
-
-def _top_referrers(states: Sequence[CustomerState]) -> Table:
-    best = sorted((s for s in states if s.qualified_referrals), key=lambda s: (-s.qualified_referrals, s.customer_id))
-    table = Table(title="Top referrers (qualified referrals)", title_justify="left")
-    for col in ("customer", "RM", "qualified", "points"):
-        table.add_column(col)
-    for s in best[:10]:
-        table.add_row(
-            s.customer_id,
-            s.assignment.relationship_manager or "",
-            str(s.qualified_referrals),
-            f"{s.points.available:,}",
-        )
-    return table
-
-
-def _overdue(states: Sequence[CustomerState]) -> Table:
-    overdue = [f for s in states for f in s.followups if f.overdue]
-    per_rm = Counter((f.branch_id, f.relationship_manager) for f in overdue)
-    table = Table(title=f"Overdue follow-ups: {len(overdue)}", title_justify="left")
-    for col in ("branch", "RM", "overdue", "oldest due", "customer", "reason"):
-        table.add_column(col)
-    for (branch, rm), count in sorted(per_rm.items(), key=lambda kv: -kv[1]):
-        oldest = min(
-            (f for f in overdue if (f.branch_id, f.relationship_manager) == (branch, rm)), key=lambda f: f.due_date
-        )
-        table.add_row(
-            branch or "", rm or "", str(count), oldest.due_date.isoformat(), oldest.customer_id, oldest.reason
-        )
-    return table
+def _render(table: ReportTable) -> Table:
+    rows = table.rows
+    shown = rows if table.customer_column is None or table.name == "overdue-followups" else rows[:SHOWN]
+    columns = list(table.columns)
+    if table.name == "funnel":  # the counts drawn as bars
+        top = max((int(r[1].replace(",", "")) for r in rows), default=0) or 1
+        columns.append("")
+        shown = [(*r, "█" * round(30 * int(r[1].replace(",", "")) / top)) for r in rows]
+    out = Table(title=table.title, title_justify="left")
+    for index, col in enumerate(columns):
+        numeric = index > 0 and col in NUMERIC
+        out.add_column(col, justify="right" if numeric else "left")
+    for row in shown:
+        out.add_row(*row)
+    if len(shown) < len(rows):
+        out.caption, out.caption_justify = f"the first {len(shown)} of {len(rows):,}", "left"
+    return out

@@ -52,3 +52,7 @@ class CorruptEvent(TimelineError):
     def __reduce__(self) -> tuple[type, tuple[str, int, str]]:
         """Pickled with its fields: a worker process of ``state --all`` raises it to the parent."""
         return type(self), (self.customer_id, self.version, self.reason)
+
+
+class NoCustomers(TimelineError):
+    """A report names a branch or relationship manager that no customer has at the asked times."""
