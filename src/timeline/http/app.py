@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, FastAPI, Request, Response
 
 from timeline import __version__
-from timeline.http import problems
+from timeline.http import pages, problems
 from timeline.http.params import known_parameters
 from timeline.http.problems import PROBLEM_RESPONSES, ProblemDocument
 from timeline.http.routes import customers, erasure, events, operations
@@ -34,6 +34,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         app.include_router(module.router)
     _document_problems(app)
     if service is not None:
+        pages.mount(app)
         _measure(app, service)
     return app
 

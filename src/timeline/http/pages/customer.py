@@ -1,0 +1,99 @@
+"""``/customers/{id}``: the timeline, the charts, the state box and the time machine of one customer.
+
+Scope and roles are the API's (``timeline.http.routes.customers``): the same
+checks, the same 404 for a customer out of sight, the same 403 for a past
+``known_at`` asked by anyone but compliance, the same access records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+
+from timeline.application.keyring import load_history
+from timeline.domain.roles import Action, Role, allows
+from timeline.domain.rule_docs import link
+from timeline.http.pages import charts
+from timeline.http.pages import format as fmt
+from timeline.http.pages.context import Visit, visit
+from timeline.http.pages.errors import PageRoute
+from timeline.http.pages.render import page
+from timeline.http.pages.timeline_view import months
+from timeline.http.routes.customers import _state
+from timeline.projections.balances import balances
+from timeline.projections.counted import counted
+from timeline.projections.state import CustomerState
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+TIMELINE_LINES = 600
+"""Lines of the timeline shown (newest first): a customer of ten thousand events is read with ``history``."""
+
+COMPARED = ("tier", "lifecycle", "points", "aum", "branch_id", "relationship_manager", "next_change_at", "erased")
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    field: str
+    then: str
+    now: str
+
+
+def _differences(asked: CustomerState, today: CustomerState) -> tuple[Difference, ...]:
+    then, now = asked.to_json(), today.to_json()
+    return tuple(Difference(f, str(then[f]), str(now[f])) for f in COMPARED if then[f] != now[f])
+
+
+@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+def customer_page(
+    customer_id: str,
+    v: Annotated[Visit, Depends(visit)],
+    as_of: Annotated[str | None, Query()] = None,
+    known_at: Annotated[str | None, Query()] = None,
+) -> HTMLResponse:
+    who, svc = v.signed_in(), v.svc
+    as_of, known_at = as_of or None, known_at or None
+    state = _state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
+    policy, zone = svc.engine.policy, svc.engine.policy.zone
+    with svc.reading:
+        sealed = svc.reader.history(customer_id)
+        today = svc.reader.state(customer_id, state.as_of) if known_at else state
+    differences = _differences(state, today) if known_at else ()
+    later = [e for e in sealed if e.recorded_at > state.known_at]
+    svc.trail.append(who, customer_id, Action.EXPLAIN, "page")
+    timeline = None
+    if allows(who.role, Action.HISTORY_PII):
+        events = load_history(svc.engine.store, svc.engine.keyring(), customer_id)
+        svc.trail.append(who, customer_id, Action.HISTORY_PII, "page")
+        timeline = months(events[-TIMELINE_LINES:], zone, state.as_of, state.known_at)
+    start = state.registered_at
+    end = max(state.as_of, start + dt.timedelta(days=1))
+    aum = balances(counted(sealed, state.known_at).as_of(state.as_of)).aum
+    first = state.tier.changes[0].from_tier if state.tier.changes else state.tier.tier
+    return page(
+        v.request,
+        "customer.html",
+        v.session,
+        who,
+        state=state,
+        zone=zone,
+        currency=policy.currency,
+        fmt=fmt,
+        link=link,
+        timeline=timeline,
+        shown_lines=TIMELINE_LINES,
+        total_events=len(sealed),
+        aum_chart=charts.aum_chart(aum, state.tier.changes, first, policy, start, end),
+        points_chart=charts.points_chart(state.points.ledger, policy, start, end),
+        differences=differences,
+        later_corrections=sum(1 for e in later if e.type == "correction.recorded"),
+        later_events=len(later),
+        as_of_text=as_of or "",
+        known_at_text=known_at or "",
+        may_known_at=allows(who.role, Action.KNOWN_AT_PAST),
+        is_rm=who.role is Role.RM,
+    )

@@ -1,0 +1,145 @@
+"""The timeline of a customer's events: by month, newest first, one line per event, voided ones beside their fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from timeline.domain.recorded import ENCRYPTED, ERASED, RecordedEvent
+from timeline.domain.types import EventType
+from timeline.http.pages import format as fmt
+
+ICONS: dict[str, str] = {
+    EventType.CUSTOMER_REGISTERED: "★",
+    EventType.CUSTOMER_PROFILE_UPDATED: "✎",
+    EventType.DEPOSIT_MADE: "↓",
+    EventType.WITHDRAWAL_MADE: "↑",
+    EventType.VISIT_RECORDED: "☏",
+    EventType.GREETING_SENT: "✉",
+    EventType.COMPLAINT_FILED: "⚠",
+    EventType.COMPLAINT_RESOLVED: "✓",
+    EventType.REFERRAL_MADE: "➜",
+    EventType.REFERRAL_QUALIFIED: "✔",
+    EventType.SURVEY_COMPLETED: "☆",
+    EventType.FOLLOWUP_SCHEDULED: "⏰",
+    EventType.FOLLOWUP_COMPLETED: "☑",
+    EventType.POINTS_REDEEMED: "◆",
+    EventType.CORRECTION_RECORDED: "↺",
+    EventType.CUSTOMER_ERASED: "⌫",
+}
+
+
+def pii(value: Any) -> str:
+    """A PII field as a person reads it: its text, or that it is erased (or sealed from this reader)."""
+    if value == ERASED:
+        return "[erased]"
+    if value == ENCRYPTED:
+        return "[sealed]"
+    return "—" if value is None else str(value)
+
+
+def _money(d: dict[str, Any]) -> str:
+    return fmt.money(d.get("amount"))
+
+
+SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
+    EventType.CUSTOMER_REGISTERED: lambda d: (
+        f"registered: {pii(d.get('name'))}, branch {d.get('branch_id')}, RM {d.get('relationship_manager')}"
+    ),
+    EventType.CUSTOMER_PROFILE_UPDATED: lambda d: (
+        "profile: " + ", ".join(f"{k} {pii(v) if k == 'phone' else v}" for k, v in sorted(d.items()))
+    ),
+    EventType.DEPOSIT_MADE: lambda d: (
+        f"deposit {_money(d)} to {d.get('account_id')} ({d.get('product')}"
+        + (f", {d['term_months']} months)" if d.get("term_months") else ")")
+    ),
+    EventType.WITHDRAWAL_MADE: lambda d: f"withdrawal {_money(d)} from {d.get('account_id')}",
+    EventType.VISIT_RECORDED: lambda d: f"visit by {d.get('channel')}: {d.get('purpose')}",
+    EventType.GREETING_SENT: lambda d: (
+        f"{d.get('occasion')} greeting by {d.get('channel')}" + (f", gift {d['gift']}" if d.get("gift") else "")
+    ),
+    EventType.COMPLAINT_FILED: lambda d: (
+        f"complaint {d.get('complaint_id')} ({d.get('category')}, {d.get('severity')}): {d.get('description')}"
+    ),
+    EventType.COMPLAINT_RESOLVED: lambda d: (
+        f"complaint {d.get('complaint_id')} resolved: {d.get('resolution')} ("
+        + ("satisfied" if d.get("satisfied") else "not satisfied")
+        + ")"
+    ),
+    EventType.REFERRAL_MADE: lambda d: f"referred {d.get('referred_customer_id')}",
+    EventType.REFERRAL_QUALIFIED: lambda d: f"referral of {d.get('referred_customer_id')} qualified",
+    EventType.SURVEY_COMPLETED: lambda d: f"survey score {d.get('score')} of 5",
+    EventType.FOLLOWUP_SCHEDULED: lambda d: (
+        f"follow-up {d.get('followup_id')} due {d.get('due_date')}: {d.get('reason')}"
+    ),
+    EventType.FOLLOWUP_COMPLETED: lambda d: f"follow-up {d.get('followup_id')} done: {d.get('outcome')}",
+    EventType.POINTS_REDEEMED: lambda d: f"redeemed {fmt.count(d.get('points'))} points for {d.get('reward')}",
+    EventType.CORRECTION_RECORDED: lambda d: f"correction: {d.get('reason')}",
+    EventType.CUSTOMER_ERASED: lambda d: f"erased: {d.get('reason')}",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    event_id: UUID
+    type: str
+    icon: str
+    summary: str
+    occurred: str
+    recorded: str
+    voided: bool
+    corrects: tuple[Line, ...]
+    """For a correction: the event it voids, shown struck through beside it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Month:
+    label: str
+    lines: tuple[Line, ...]
+
+
+def _line(event: RecordedEvent, zone: ZoneInfo, voided: bool, corrects: tuple[Line, ...] = ()) -> Line:
+    summary = SUMMARIES.get(event.type, lambda d: event.type)(event.data)
+    return Line(
+        event.event_id,
+        event.type,
+        ICONS.get(event.type, "•"),
+        summary,
+        fmt.instant(event.occurred_at, zone),
+        fmt.instant(event.recorded_at, zone),
+        voided,
+        corrects,
+    )
+
+
+def months(
+    events: Iterable[RecordedEvent], zone: ZoneInfo, as_of: dt.datetime, known_at: dt.datetime
+) -> tuple[Month, ...]:
+    """The events known at ``known_at`` and occurred by ``as_of``, by month of business time, newest first."""
+    known = [e for e in events if e.recorded_at <= known_at and e.occurred_at <= as_of]
+    by_id = {e.event_id: e for e in known}
+    voided = {e.data.get("voids_event_id"): e for e in known if e.type == EventType.CORRECTION_RECORDED}
+    lines: list[tuple[dt.datetime, int, Line]] = []
+    for event in known:
+        if event.type == EventType.CORRECTION_RECORDED:
+            target = by_id.get(_uuid(event.data.get("voids_event_id")))
+            fixed = (_line(target, zone, True),) if target else ()
+            lines.append((event.occurred_at, event.position, _line(event, zone, False, fixed)))
+        elif str(event.event_id) not in voided:
+            lines.append((event.occurred_at, event.position, _line(event, zone, False)))
+    lines.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    grouped: dict[str, list[Line]] = {}
+    for moment, _, line in lines:
+        grouped.setdefault(moment.astimezone(zone).strftime("%Y-%m"), []).append(line)
+    return tuple(Month(label, tuple(items)) for label, items in grouped.items())
+
+
+def _uuid(text: Any) -> UUID | None:
+    try:
+        return UUID(str(text))
+    except ValueError:
+        return None
