@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
@@ -43,9 +44,24 @@ class Difference:
     now: str
 
 
-def _differences(asked: CustomerState, today: CustomerState) -> tuple[Difference, ...]:
+def _differences(asked: CustomerState, today: CustomerState, zone: ZoneInfo) -> tuple[Difference, ...]:
+    """The figures of the state box that differ as known today (``state --json``'s fields), as the box shows them."""
     then, now = asked.to_json(), today.to_json()
-    return tuple(Difference(f, str(then[f]), str(now[f])) for f in COMPARED if then[f] != now[f])
+    return tuple(
+        Difference(f, _shown(f, then[f], zone), _shown(f, now[f], zone)) for f in COMPARED if then[f] != now[f]
+    )
+
+
+def _shown(field: str, value: object, zone: ZoneInfo) -> str:
+    if value is None:
+        return "none"
+    if field == "aum":
+        return fmt.money(str(value))
+    if field == "points":
+        return fmt.count(int(str(value)))
+    if field == "next_change_at":
+        return fmt.instant(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")), zone)
+    return str(value)
 
 
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
@@ -62,7 +78,7 @@ def customer_page(
     with svc.reading:
         sealed = svc.reader.history(customer_id)
         today = svc.reader.state(customer_id, state.as_of) if known_at else state
-    differences = _differences(state, today) if known_at else ()
+    differences = _differences(state, today, zone) if known_at else ()
     later = [e for e in sealed if e.recorded_at > state.known_at]
     svc.trail.append(who, customer_id, Action.EXPLAIN, "page")
     timeline = None

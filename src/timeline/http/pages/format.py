@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
-
-from timeline.application import report_table
 
 TIER_LABELS = {
     "mass": "普通 mass",
@@ -39,8 +38,11 @@ def count(value: int | None) -> str:
 
 
 def instant(moment: dt.datetime | None, zone: ZoneInfo) -> str:
-    """An instant in the policy's zone with its offset, as the report tables print it: ``2025-03-01T09:30:00+08:00``."""
-    return "—" if moment is None else report_table.instant(moment, zone)
+    """An instant in the policy's zone with its offset, to the second: ``2025-03-01T09:30:00+08:00``.
+
+    (The report tables' cells come formatted from the application layer, ``report_table.instant``.)
+    """
+    return "—" if moment is None else moment.astimezone(zone).replace(microsecond=0).isoformat()
 
 
 def local_date(moment: dt.datetime | None, zone: ZoneInfo) -> str:
@@ -60,3 +62,11 @@ def policy_href(link: str) -> str:
     """``docs/POLICY.md#tier-upgrade`` (what explanations link to) → the served document's address."""
     _, _, anchor = link.partition("#")
     return f"/policy#{anchor}" if anchor else "/policy"
+
+
+def numeric(cell: str) -> bool:
+    """Whether a table cell is a figure (right-aligned): ``1,234.50``, ``12``, ``12.5%``."""
+    return bool(_NUMERIC.fullmatch(cell))
+
+
+_NUMERIC = re.compile(r"[-+]?\d[\d,]*(\.\d+)?%?")

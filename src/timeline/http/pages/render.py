@@ -25,6 +25,7 @@ environment = Environment(
 environment.filters.update(
     money=fmt.money, count=fmt.count, tier_label=fmt.tier_label, stage_label=fmt.stage_label, policy=fmt.policy_href
 )
+environment.tests["numeric"] = fmt.numeric
 
 
 def page(

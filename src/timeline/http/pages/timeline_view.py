@@ -25,7 +25,7 @@ ICONS: dict[str, str] = {
     EventType.REFERRAL_MADE: "➜",
     EventType.REFERRAL_QUALIFIED: "✔",
     EventType.SURVEY_COMPLETED: "☆",
-    EventType.FOLLOWUP_SCHEDULED: "⏰",
+    EventType.FOLLOWUP_SCHEDULED: "□",
     EventType.FOLLOWUP_COMPLETED: "☑",
     EventType.POINTS_REDEEMED: "◆",
     EventType.CORRECTION_RECORDED: "↺",
@@ -42,6 +42,18 @@ def pii(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def _profile(field: str, value: Any) -> str:
+    if field == "key_person":
+        return "key person (关键人)" if value else "no longer a key person"
+    return f"{field.replace('_', ' ')} {pii(value) if field == 'phone' else value}"
+
+
+def _profile(field: str, value: Any) -> str:
+    if field == "key_person":
+        return "key person (关键人)" if value else "no longer a key person"
+    return f"{field.replace('_', ' ')} {pii(value) if field == 'phone' else value}"
+
+
 def _money(d: dict[str, Any]) -> str:
     return fmt.money(d.get("amount"))
 
@@ -50,9 +62,7 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
     EventType.CUSTOMER_REGISTERED: lambda d: (
         f"registered: {pii(d.get('name'))}, branch {d.get('branch_id')}, RM {d.get('relationship_manager')}"
     ),
-    EventType.CUSTOMER_PROFILE_UPDATED: lambda d: (
-        "profile: " + ", ".join(f"{k} {pii(v) if k == 'phone' else v}" for k, v in sorted(d.items()))
-    ),
+    EventType.CUSTOMER_PROFILE_UPDATED: lambda d: "profile: " + ", ".join(_profile(k, v) for k, v in sorted(d.items())),
     EventType.DEPOSIT_MADE: lambda d: (
         f"deposit {_money(d)} to {d.get('account_id')} ({d.get('product')}"
         + (f", {d['term_months']} months)" if d.get("term_months") else ")")

@@ -1,0 +1,208 @@
+"""The staff pages without a browser: the session cookie, CSRF on every form, roles and scope as the API's."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.browser.branch_store import build
+from timeline.application.access import Grants
+from timeline.application.branch_report import report_csv, report_of
+from timeline.domain.rule_docs import ANCHORS
+from timeline.http.app import create_app
+from timeline.http.pages.session import SESSION_COOKIE
+from timeline.http.service import Service, ServiceOptions
+
+CALLERS = {
+    "compliance": ("carol", "compliance", None, None),
+    "branch_head": ("bert", "branch_head", None, "BR001"),
+    "rm": ("rita", "rm", "RM001", None),
+    "other_rm": ("rob", "rm", "RM002", None),
+    "ops": ("otto", "ops", None, None),
+    "source": ("core-banking", "source", None, None),
+}
+
+
+@dataclass
+class Site:
+    service: Service
+    tokens: dict[str, str]
+    app: object
+
+    def browser(self) -> TestClient:
+        return TestClient(self.app, raise_server_exceptions=True, follow_redirects=False)
+
+    def signed_in(self, role: str) -> TestClient:
+        client = self.browser()
+        client.get("/")
+        response = client.post("/sign-in", data={"token": self.tokens[role], "csrf": client.cookies["tl_csrf"]})
+        assert response.status_code == 303, response.text
+        return client
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('site') / 'branch.db'}"
+    build(url)
+    service = Service(ServiceOptions(store_url=url))
+    grants = Grants(service.access)
+    tokens = {role: grants.grant(name, r, rm, branch) for role, (name, r, rm, branch) in CALLERS.items()}
+    yield Site(service, tokens, create_app(service))
+    service.close()
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def test_the_session_cookie_is_httponly_samesite_strict_not_secure_on_http_and_holds_no_token(site):
+    client = site.browser()
+    client.get("/")
+    response = client.post("/sign-in", data={"token": site.tokens["rm"], "csrf": client.cookies["tl_csrf"]})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "="))
+    attributes = {a.strip().lower() for a in cookie.split(";")[1:]}
+    assert "httponly" in attributes and "samesite=strict" in attributes and "secure" not in attributes
+    assert site.tokens["rm"] not in cookie and site.tokens["rm"].removeprefix("tl_") not in cookie
+
+
+def test_signing_in_without_the_forms_csrf_token_is_refused_and_opens_no_session(site):
+    client = site.browser()
+    client.get("/")
+    response = client.post("/sign-in", data={"token": site.tokens["rm"]})
+    assert response.status_code == 403 and "CSRF" in response.text
+    assert SESSION_COOKIE not in response.cookies
+
+
+def test_a_wrong_token_is_one_line_on_the_form_and_opens_no_session(site):
+    client = site.browser()
+    client.get("/")
+    response = client.post("/sign-in", data={"token": "tl_not-a-token", "csrf": client.cookies["tl_csrf"]})
+    assert response.status_code == 401 and "unknown or revoked token" in response.text
+    assert SESSION_COOKIE not in response.cookies
+
+
+def test_a_source_has_no_pages(site):
+    client = site.browser()
+    client.get("/")
+    response = client.post("/sign-in", data={"token": site.tokens["source"], "csrf": client.cookies["tl_csrf"]})
+    assert response.status_code == 403 and "no pages" in response.text
+
+
+def test_signing_out_needs_the_sessions_csrf_token(site):
+    client = site.signed_in("rm")
+    assert client.post("/sign-out", data={}).status_code == 403
+    assert client.post("/sign-out", data={"csrf": "forged"}).status_code == 403
+    assert client.get("/worklist").status_code == 200
+    page = client.get("/worklist").text
+    response = client.post("/sign-out", data={"csrf": _csrf(page)})
+    assert response.status_code == 303
+    client.cookies.delete(SESSION_COOKIE)
+    assert client.get("/worklist").status_code == 303
+
+
+def test_an_altered_session_cookie_is_no_session(site):
+    client = site.signed_in("rm")
+    value = client.cookies[SESSION_COOKIE]
+    client.cookies.set(SESSION_COOKIE, value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
+    response = client.get("/customers/C1")
+    assert response.status_code == 303 and response.headers["location"] == "/"
+
+
+def test_a_revoked_grant_ends_its_session_at_once(site):
+    grants = Grants(site.service.access)
+    token = grants.grant("temp-rm", "rm", "RM001")
+    client = site.browser()
+    client.get("/")
+    client.post("/sign-in", data={"token": token, "csrf": client.cookies["tl_csrf"]})
+    assert client.get("/customers/C1").status_code == 200
+    grants.revoke("temp-rm")
+    assert client.get("/customers/C1").status_code == 303
+
+
+def test_an_rm_cannot_open_another_rms_customer_it_is_not_found(site):
+    response = site.signed_in("other_rm").get("/customers/C1")
+    assert response.status_code == 404 and "no such customer" in response.text
+
+
+def test_a_branch_head_cannot_open_another_branchs_customer_or_branch(site):
+    client = site.signed_in("branch_head")
+    assert client.get("/customers/C4").status_code == 404
+    assert client.get("/branches/BR002").status_code == 404
+    assert client.get("/customers/C1").status_code == 200
+
+
+def test_ops_sees_no_customer_page(site):
+    client = site.signed_in("ops")
+    assert client.get("/customers/C1").status_code == 403
+    assert "sees no customer pages" in client.get("/").text
+
+
+def test_only_compliance_may_ask_as_known_at_a_past_time(site):
+    assert site.signed_in("branch_head").get("/customers/C1?known_at=2026-01-15").status_code == 403
+    assert site.signed_in("rm").get("/customers/C1?known_at=2026-01-15").status_code == 403
+    page = site.signed_in("compliance").get("/customers/C1?as_of=2025-12-02&known_at=2026-01-15")
+    assert page.status_code == 200 and 'id="differs"' in page.text
+
+
+def test_a_malformed_instant_or_an_unknown_parameter_is_a_400_page(site):
+    client = site.signed_in("rm")
+    bad = client.get("/customers/C1?as_of=yesterday")
+    assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html") and "as_of" in bad.text
+    assert client.get("/customers/C1?asof=2025-01-01").status_code == 400
+
+
+def test_every_page_view_of_a_customer_is_on_the_access_trail(site):
+    trail = site.service.trail
+    before = len(list(trail.read(customer_id="C1", principal="rita")))
+    site.signed_in("rm").get("/customers/C1")
+    records = list(trail.read(customer_id="C1", principal="rita"))[before:]
+    assert [r.what for r in records] == ["explain", "history_pii"]
+    head_before = len(list(trail.read(customer_id="C1", principal="bert")))
+    site.signed_in("branch_head").get("/customers/C1")
+    assert [r.what for r in list(trail.read(customer_id="C1", principal="bert"))[head_before:]] == ["explain"]
+
+
+def test_a_branch_head_sees_the_state_not_the_events(site):
+    page = site.signed_in("branch_head").get("/customers/C1").text
+    assert 'id="tier">high_net_worth<' in page and "王小明" not in page and "sees the state and its reasons" in page
+
+
+def test_the_timeline_strikes_a_voided_event_beside_its_correction_and_shows_erased_pii(site):
+    client = site.signed_in("rm")
+    page = client.get("/customers/C1").text
+    correction = page.index("correction: entered twice")
+    assert page.index("<del>", correction) < page.index("deposit 100,000.00 to A1", correction)
+    assert "registered: 王小明" in page
+    assert "registered: [erased]" in client.get("/customers/C5").text
+
+
+def test_each_branch_table_downloads_as_the_report_csv(site):
+    client = site.signed_in("branch_head")
+    page = client.get("/").text
+    states = site.service.states_in_sight(site.service.authenticator.principal(site.tokens["branch_head"]))
+    for name in re.findall(r'href="/branches/BR001/tables/([a-z-]+)\.csv"', page):
+        response = client.get(f"/branches/BR001/tables/{name}.csv")
+        assert response.status_code == 200 and response.headers["content-type"] == "text/csv; charset=utf-8"
+        assert (
+            response.text.splitlines()[0]
+            == report_csv(
+                report_of(states, site.service.engine.policy, "BR001", states[0].as_of).table(name)
+            ).splitlines()[0]
+        )
+    assert "/customers/C1" in page
+
+
+def test_the_policy_is_served_with_every_anchor_the_explanations_link_to(site):
+    page = site.browser().get("/policy").text
+    for anchor in ANCHORS:
+        assert f'id="{anchor}"' in page
+
+
+def test_the_pages_are_not_in_the_openapi_document(site):
+    paths = site.app.openapi()["paths"]
+    assert not [p for p in paths if not p.startswith("/v1") and p not in ("/healthz", "/readyz", "/metrics")]
