@@ -15,24 +15,24 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
-from timeline.application.keyring import load_history
 from timeline.domain.roles import Action, Role, allows
 from timeline.domain.rule_docs import link
 from timeline.http.pages import charts
 from timeline.http.pages import format as fmt
+from timeline.http.pages.aum_line import aum_line
 from timeline.http.pages.context import Visit, visit
 from timeline.http.pages.errors import PageRoute
 from timeline.http.pages.render import page
 from timeline.http.pages.timeline_view import months
 from timeline.http.routes.customers import _state
-from timeline.projections.balances import balances
-from timeline.projections.counted import counted
 from timeline.projections.state import CustomerState
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
-TIMELINE_LINES = 600
-"""Lines of the timeline shown (newest first): a customer of ten thousand events is read with ``history``."""
+TIMELINE_LINES = 250
+"""The newest events shown on the timeline: a customer of ten thousand events is read whole with ``history``."""
+LEDGER_LINES = 100
+"""The newest lines of the points ledger shown (``explain`` prints them all)."""
 
 COMPARED = ("tier", "lifecycle", "points", "aum", "branch_id", "relationship_manager", "next_change_at", "erased")
 
@@ -83,12 +83,13 @@ def customer_page(
     svc.trail.append(who, customer_id, Action.EXPLAIN, "page")
     timeline = None
     if allows(who.role, Action.HISTORY_PII):
-        events = load_history(svc.engine.store, svc.engine.keyring(), customer_id)
+        newest = svc.engine.store.read_stream(customer_id, max(0, len(sealed) - TIMELINE_LINES))
+        events = svc.engine.keyring().decode(list(newest), with_hash=False)
         svc.trail.append(who, customer_id, Action.HISTORY_PII, "page")
-        timeline = months(events[-TIMELINE_LINES:], zone, state.as_of, state.known_at)
+        timeline = months(events, zone, state.as_of, state.known_at)
     start = state.registered_at
     end = max(state.as_of, start + dt.timedelta(days=1))
-    aum = balances(counted(sealed, state.known_at).as_of(state.as_of)).aum
+    aum = aum_line(customer_id, sealed, state.known_at)
     first = state.tier.changes[0].from_tier if state.tier.changes else state.tier.tier
     return page(
         v.request,
@@ -102,6 +103,7 @@ def customer_page(
         link=link,
         timeline=timeline,
         shown_lines=TIMELINE_LINES,
+        ledger=state.points.ledger[-LEDGER_LINES:],
         total_events=len(sealed),
         aum_chart=charts.aum_chart(aum, state.tier.changes, first, policy, start, end),
         points_chart=charts.points_chart(state.points.ledger, policy, start, end),
