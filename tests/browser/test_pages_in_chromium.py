@@ -91,7 +91,7 @@ def test_a_branch_head_follows_an_at_risk_customer_back_a_year_and_compliance_be
     page.get_by_role("link", name="3. at risk (3a)").first.click()
     page.wait_for_url("**/policy#lifecycle-3*")
     assert page.locator("#lifecycle-3a").count() == 1
-    screenshot(page, "policy")
+    screenshot(page, "policy", full_page=False)  # the section the rule links to
 
 
 def test_an_rm_sees_their_worklist_and_cannot_open_another_rms_customer(page, served):

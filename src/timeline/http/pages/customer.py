@@ -80,12 +80,12 @@ def customer_page(
         today = svc.reader.state(customer_id, state.as_of) if known_at else state
     differences = _differences(state, today, zone) if known_at else ()
     later = [e for e in sealed if e.recorded_at > state.known_at]
-    svc.trail.append(who, customer_id, Action.EXPLAIN, "page")
+    svc.trail.append(who, customer_id, Action.EXPLAIN, "customer page")
     timeline = None
     if allows(who.role, Action.HISTORY_PII):
         newest = svc.engine.store.read_stream(customer_id, max(0, len(sealed) - TIMELINE_LINES))
         events = svc.engine.keyring().decode(list(newest), with_hash=False)
-        svc.trail.append(who, customer_id, Action.HISTORY_PII, "page")
+        svc.trail.append(who, customer_id, Action.HISTORY_PII, "customer page")
         timeline = months(events, zone, state.as_of, state.known_at)
     start = state.registered_at
     end = max(state.as_of, start + dt.timedelta(days=1))
