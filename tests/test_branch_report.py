@@ -245,3 +245,24 @@ def test_report_csv_is_rfc_4180_with_a_header_crlf_and_quoted_separators():
     text = report_csv(table)
     assert text == 'customer,AUM (CNY),reason\r\nC1,"1,234.00","said ""no"", left"\r\nC2,0.00,王小明\r\n'
     assert list(csv.reader(io.StringIO(text))) == [list(table.columns), *map(list, table.rows)]
+
+
+def test_the_demo_prints_the_reports_cells_cut_to_ten_customers_with_key_persons_starred():
+    import datetime as dt
+
+    from rich.console import Console
+
+    from timeline.cli.demo import render_report
+
+    columns = ("customer", "key person", "RM", "tier", "AUM (CNY)", "reason")
+    risky = tuple((f"C{n:06d}", "key person" if n == 2 else "", "RM001", "mass", "1,000.00", "3c.") for n in range(12))
+    result = BranchReport(
+        None, dt.datetime(2025, 1, 1, tzinfo=dt.UTC), None, (ReportTable("at-risk", "At risk", columns, risky, 0),)
+    )
+    console = Console(width=120, record=True)
+    for shown in render_report(result):
+        console.print(shown)
+    text = console.export_text()
+    assert "C000002 *" in text and "C000009" in text and "C000010" not in text
+    assert "the first 10 of 12; * key person" in text
+    assert "1,000.00" in text and "key person  " not in text  # the flag is the star, not a column
