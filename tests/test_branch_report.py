@@ -266,3 +266,18 @@ def test_the_demo_prints_the_reports_cells_cut_to_ten_customers_with_key_persons
     assert "C000002 *" in text and "C000009" in text and "C000010" not in text
     assert "the first 10 of 12; * key person" in text
     assert "1,000.00" in text and "┃ key person" not in text  # the flag is the star, not a column
+
+
+@pytest.mark.parametrize(
+    "as_of, since",
+    [
+        ("2025-12-31T18:00:00+08:00", "2024-12-31T18:00:00+08:00"),
+        ("2024-02-29T12:00:00+08:00", "2023-02-28T12:00:00+08:00"),  # no 29 February: the month's last day
+        ("2025-01-01T00:30:00+08:00", "2024-01-01T00:30:00+08:00"),  # in UTC still 2024: months are Shanghai's
+    ],
+)
+def test_twelve_months_before_is_the_same_wall_clock_time_a_calendar_year_earlier_in_the_policy_zone(as_of, since):
+    from timeline.application.report_table import months_before
+    from timeline.domain.policy import load_policy
+
+    assert months_before(utc(as_of), 12, load_policy().zone) == utc(since)
