@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import deposit, erased, registered, visit, withdrawal
+from tests.support.backends import every_backend
 from tests.support.feedback import greeting, profile, scheduled
 from tests.support.instants import at, utc
 from timeline.application.states import StateReader
@@ -83,6 +84,7 @@ def test_overdue_follow_ups_and_those_due_from_today_to_the_date_fourteen_days_o
     assert result.table("upcoming-followups").title == "My follow-ups due by 2025-05-15: 2"
 
 
+@every_backend
 def test_birthdays_from_today_to_the_date_fourteen_days_on_read_from_the_decrypted_date_of_birth(branch):
     branch.accept(
         registered("C1", birth_date="1980-05-01"),  # today
