@@ -148,26 +148,20 @@ class _Folds:
     __slots__ = ("money", "points", "facts", "book", "erased", "profile", "_by_type")
 
     def __init__(
-        self,
-        money: Balances,
-        points: PointSources,
-        facts: FactsFold,
-        book: FollowupBook,
-        erased: bool,
-        profile: ProfileFold,
+        self, money: Balances, points: PointSources, facts: FactsFold, book: FollowupBook, erased: bool
     ) -> None:
         self.money, self.points, self.facts, self.book, self.erased = money, points, facts, book, erased
-        self.profile = profile
+        self.profile = ProfileFold()
         self._by_type: dict[str, tuple[Callable[[RecordedEvent], None], ...]] = {}
 
     @classmethod
     def new(cls, registration: RecordedEvent, policy: Policy) -> _Folds:
-        return cls(Balances(), PointSources(policy), FactsFold(registration), FollowupBook(), False, ProfileFold())
+        return cls(Balances(), PointSources(policy), FactsFold(registration), FollowupBook(), False)
 
     def copy(self) -> _Folds:
-        return _Folds(
-            self.money.copy(), self.points.copy(), self.facts.copy(), self.book.copy(), self.erased, self.profile.copy()
-        )
+        other = _Folds(self.money.copy(), self.points.copy(), self.facts.copy(), self.book.copy(), self.erased)
+        other.profile = self.profile.copy()
+        return other
 
     def feed(self, events: Iterable[RecordedEvent]) -> None:
         by_type = self._by_type

@@ -94,3 +94,31 @@ def test_state_json_carries_the_flag_and_explain_json_since_when(branch):
         "since": "2025-03-01T02:00:00Z",
         "event_id": update["event_id"],
     }
+
+
+def test_a_fold_grown_event_by_event_gives_the_profile_of_a_fold_from_scratch(branch):
+    """The reader grows its cached fold by each new event (``Projection.extended``): the profile fold must copy."""
+    from tests.support.feedback import filed, greeting, resolved, survey
+    from timeline.application.states import StateReader
+    from timeline.projections.state import customer_state
+
+    reader = StateReader(branch.engine.store, branch.engine.policy)
+    now = utc("2030-06-01T00:00:00Z")
+    seen = []
+    for e in (
+        registered(at=REGISTERED),
+        profile(SET, key_person=True),
+        survey("C1", "2025-03-02T09:00:00+08:00", 5),
+        filed("C1", "2025-03-03T09:00:00+08:00", "K1"),
+        greeting("C1", "2025-03-04T09:00:00+08:00"),
+        resolved("C1", "2025-03-05T09:00:00+08:00", "K1", satisfied=False),
+        profile(UNSET, key_person=False),
+    ):
+        branch.accept(e)
+        seen.append(reader.state("C1", now, now).profile)
+    history = reader.history("C1")
+    assert seen[-1] == customer_state(history, branch.engine.policy, now, now).profile
+    assert [p.key_person for p in seen] == [False, True, True, True, True, True, False]
+    assert [len(p.surveys) for p in seen] == [0, 0, 1, 1, 1, 1, 1]
+    assert seen[3].complaints[0].resolved_at is None and seen[5].complaints[0].satisfied is False
+    assert seen[4].last_contact_at == utc("2025-03-04T09:00:00+08:00")

@@ -8,6 +8,7 @@ are, so a figure on a page is the figure the CLI gives.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import datetime as dt
 import io
@@ -81,12 +82,6 @@ def key_person(flag: bool) -> str:
 def months_before(moment: dt.datetime, months: int, zone: ZoneInfo) -> dt.datetime:
     """The same wall-clock time ``months`` calendar months earlier in ``zone`` (a missing day: the month's last)."""
     local = moment.astimezone(zone)
-    index = local.year * 12 + local.month - 1 - months
-    year, month = divmod(index, 12)
-    month += 1
-    for day in range(local.day, 27, -1):
-        try:
-            return local.replace(year=year, month=month, day=day).astimezone(dt.UTC)
-        except ValueError:
-            continue
-    return local.replace(year=year, month=month, day=min(local.day, 28)).astimezone(dt.UTC)
+    year, month = divmod(local.year * 12 + local.month - 1 - months, 12)
+    day = min(local.day, calendar.monthrange(year, month + 1)[1])
+    return local.replace(year=year, month=month + 1, day=day).astimezone(dt.UTC)

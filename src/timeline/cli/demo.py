@@ -16,6 +16,7 @@ from rich.table import Table
 from timeline.application.batch import Summary
 from timeline.application.branch_report import BranchReport, ReportTable, report_of
 from timeline.application.ingest import Ingestor
+from timeline.application.report_table import KEY_PERSON_MARK
 from timeline.application.states import StateReader
 from timeline.crypto import KekSource
 from timeline.domain.errors import TimelineError
@@ -29,7 +30,10 @@ DEMO_MARK = "demo"
 """The store metadata marking a store the demo made, and so may delete and make again."""
 SHOWN = 10
 """Rows of a customer list the demo prints (``timeline branch`` prints them all)."""
-NUMERIC = frozenset({"customers", "share", "AUM (CNY)", "qualified", "points", "overdue"})
+NUMERIC = frozenset(
+    {"customers", "share", "AUM (CNY)", "qualified", "points", "overdue", "surveys", "mean score", "filed", "resolved"}
+    | {"resolved satisfied", *(f"score {n}" for n in range(1, 6))}
+)
 """Columns right-aligned."""
 EXAMPLE_CANDIDATES = 200
 """Customers of the second round tried for an example of a changed past (each is one fold)."""
@@ -201,24 +205,41 @@ def remove_demo_store(path: str) -> None:
 
 
 def render_report(report: BranchReport) -> list[Table]:
-    """The report's tables as a terminal shows them: long customer lists cut to their first rows."""
+    """The report's tables, compact enough for a terminal: customer lists cut to their first rows, a key person
+    starred beside their id, instants as dates, the rule left to ``why``. ``timeline branch`` prints them whole."""
     return [_render(t) for t in report.tables]
 
 
 def _render(table: ReportTable) -> Table:
-    rows = table.rows
+    keep = [i for i, col in enumerate(table.columns) if col not in ("key person", "rule")]
+    marked = "key person" in table.columns
+    rows = [_compact(table, row, keep) for row in table.rows]
     shown = rows if table.customer_column is None or table.name == "overdue-followups" else rows[:SHOWN]
-    columns = list(table.columns)
+    columns = [table.columns[i] for i in keep]
     if table.name == "funnel":  # the counts drawn as bars
         top = max((int(r[1].replace(",", "")) for r in rows), default=0) or 1
         columns.append("")
         shown = [(*r, "█" * round(30 * int(r[1].replace(",", "")) / top)) for r in rows]
     out = Table(title=table.title, title_justify="left")
     for index, col in enumerate(columns):
-        numeric = index > 0 and col in NUMERIC
-        out.add_column(col, justify="right" if numeric else "left")
+        last = index == len(columns) - 1 and col in ("reason", "why")
+        header = col.removeprefix("score ") if col.startswith("score ") else col  # "score 3" → "3": narrower
+        out.add_column(header, justify="right" if col in NUMERIC else "left", no_wrap=not last)
     for row in shown:
         out.add_row(*row)
-    if len(shown) < len(rows):
-        out.caption, out.caption_justify = f"the first {len(shown)} of {len(rows):,}", "left"
+    notes = [f"the first {len(shown)} of {len(rows):,}"] if len(shown) < len(rows) else []
+    if marked and any(KEY_PERSON_MARK in row for row in table.rows[: len(shown)]):
+        notes.append("* key person")
+    if notes:
+        out.caption, out.caption_justify = "; ".join(notes), "left"
     return out
+
+
+def _compact(table: ReportTable, row: tuple[str, ...], keep: list[int]) -> tuple[str, ...]:
+    cells = list(row)
+    if "key person" in table.columns and table.customer_column is not None:
+        flag = cells[table.columns.index("key person")]
+        cells[table.customer_column] += " *" if flag else ""
+    if "when" in table.columns:
+        cells[table.columns.index("when")] = cells[table.columns.index("when")][:10]
+    return tuple(cells[i] for i in keep)

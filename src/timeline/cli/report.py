@@ -79,12 +79,18 @@ def render_state(s: CustomerState, zone: ZoneInfo) -> Table:
         ("points", str(s.points.available)),
         ("AUM (CNY)", f"{s.aum:,.2f}"),
         ("next change by time alone", local(s.next_change_at, zone) if s.next_change_at else "none"),
+        ("key person", _key_person(s, zone)),
     ]
     if s.erased:
         rows.append(("erased", "yes: personal data is crypto-shredded"))
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _key_person(s: CustomerState, zone: ZoneInfo) -> str:
+    since = s.profile.key_person_since
+    return ("yes" if s.key_person else "no") + (f" (since {local(since, zone)})" if since else "")
 
 
 def render_explanation(s: CustomerState, zone: ZoneInfo) -> Group:
