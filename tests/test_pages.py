@@ -206,3 +206,22 @@ def test_the_policy_is_served_with_every_anchor_the_explanations_link_to(site):
 def test_the_pages_are_not_in_the_openapi_document(site):
     paths = site.app.openapi()["paths"]
     assert not [p for p in paths if not p.startswith("/v1") and p not in ("/healthz", "/readyz", "/metrics")]
+
+
+def test_the_branch_page_filters_by_rm_and_marks_key_persons(site):
+    client = site.signed_in("branch_head")
+    everyone = client.get("/branches/BR001").text
+    assert "★ key person" in everyone and 'href="/customers/C1"' in everyone
+    only_rm002 = client.get("/branches/BR001?rm=RM002").text
+    assert 'href="/customers/C1"' not in only_rm002 and "relationship manager RM002" in only_rm002
+
+
+def test_an_rms_worklist_tables_download_as_csv_and_the_branch_page_is_not_theirs(site):
+    client = site.signed_in("rm")
+    page = client.get("/worklist").text
+    names = re.findall(r'href="/worklist/tables/([a-z0-9-]+)\.csv"', page)
+    assert names
+    for name in names:
+        response = client.get(f"/worklist/tables/{name}.csv")
+        assert response.status_code == 200 and response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert client.get("/branches/BR001").status_code == 403
