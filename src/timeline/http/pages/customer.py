@@ -17,9 +17,8 @@ from fastapi.responses import HTMLResponse
 
 from timeline.domain.roles import Action, Role, allows
 from timeline.domain.rule_docs import link
-from timeline.http.pages import charts
 from timeline.http.pages import format as fmt
-from timeline.http.pages.aum_line import aum_line
+from timeline.http.pages.charts_kept import page_charts
 from timeline.http.pages.context import Visit, visit
 from timeline.http.pages.errors import PageRoute
 from timeline.http.pages.render import page
@@ -76,7 +75,7 @@ def customer_page(
     state = _state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
     policy, zone = svc.engine.policy, svc.engine.policy.zone
     with svc.reading:
-        sealed = svc.reader.history(customer_id)
+        sealed = list(svc.reader.history(customer_id))  # the cached list grows under other requests
         today = svc.reader.state(customer_id, state.as_of) if known_at else state
     differences = _differences(state, today, zone) if known_at else ()
     later = [e for e in sealed if e.recorded_at > state.known_at]
@@ -87,10 +86,7 @@ def customer_page(
         events = svc.engine.keyring().decode(list(newest), with_hash=False)
         svc.trail.append(who, customer_id, Action.HISTORY_PII, "customer page")
         timeline = months(events, zone, state.as_of, state.known_at)
-    start = state.registered_at
-    end = max(state.as_of, start + dt.timedelta(days=1))
-    aum = aum_line(customer_id, sealed, state.known_at)
-    first = state.tier.changes[0].from_tier if state.tier.changes else state.tier.tier
+    aum_chart, points_chart = page_charts(state, sealed, policy)
     return page(
         v.request,
         "customer.html",
@@ -105,8 +101,8 @@ def customer_page(
         shown_lines=TIMELINE_LINES,
         ledger=state.points.ledger[-LEDGER_LINES:],
         total_events=len(sealed),
-        aum_chart=charts.aum_chart(aum, state.tier.changes, first, policy, start, end),
-        points_chart=charts.points_chart(state.points.ledger, policy, start, end),
+        aum_chart=aum_chart,
+        points_chart=points_chart,
         differences=differences,
         later_corrections=sum(1 for e in later if e.type == "correction.recorded"),
         later_events=len(later),
