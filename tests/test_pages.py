@@ -225,3 +225,12 @@ def test_an_rms_worklist_tables_download_as_csv_and_the_branch_page_is_not_their
         response = client.get(f"/worklist/tables/{name}.csv")
         assert response.status_code == 200 and response.headers["content-type"] == "text/csv; charset=utf-8"
     assert client.get("/branches/BR001").status_code == 403
+
+
+def test_compliance_opens_any_customer_or_branch_from_the_start_page(site):
+    client = site.signed_in("compliance")
+    assert 'action="/go"' in client.get("/").text
+    assert client.get("/go?customer=C4").headers["location"] == "/customers/C4"
+    assert client.get("/customers/C4").status_code == 200
+    assert client.get("/go?branch=BR002").headers["location"] == "/branches/BR002"
+    assert client.get("/branches/BR002").status_code == 200
