@@ -155,7 +155,7 @@ class LedgerRun:
                             self._open(bucket, moment)
                         buckets[bucket] = item.points
                         sources.setdefault(bucket, []).extend(item.event_ids)
-                        self.first_expiry = expiry(min(buckets))
+                        self.first_expiry = expiry(min(buckets)) if self.versions is None else self._soonest()
                 lines.append(item)
                 continue
             redemption: Redemption = item.record
@@ -224,13 +224,17 @@ class LedgerRun:
         expires = _expiries(version.zone, version.points.expiry_years)(bucket)
         self.expires[bucket] = (expires, version.id)
 
+    def _soonest(self) -> dt.datetime | None:
+        """When the first bucket expires, buckets of several versions not expiring in year order."""
+        return min((self.expires[year][0] for year in self.buckets), default=None)
+
     def _opened_expiry(self, year: int) -> dt.datetime:
         return self.expires[year][0]
 
     def _expire_until(self, moment: dt.datetime) -> None:
         """Expire the buckets due by ``moment``, oldest first."""
         buckets, expiry, years = self.buckets, self.expiry, self.policy.points.expiry_years
-        for year in sorted(buckets):
+        for year in sorted(buckets) if self.versions is None else sorted(buckets, key=expiry):
             if expiry(year) > moment:
                 break
             left = buckets.pop(year)
@@ -250,7 +254,10 @@ class LedgerRun:
                         None if self.versions is None else self.expires[year][1],
                     )
                 )
-        self.first_expiry = expiry(min(buckets)) if buckets else None
+        if self.versions is None:
+            self.first_expiry = expiry(min(buckets)) if buckets else None
+        else:
+            self.first_expiry = self._soonest()
 
 
 @functools.cache

@@ -132,14 +132,15 @@ class PolicyStream:
             raise ConcurrencyConflict(f"another policy was published as entry {seq} meanwhile; run the command again")
         return self.entries()[-1]
 
-    def verify(self) -> list[PolicyFinding]:
+    @staticmethod
+    def verify_store(store: EventStore) -> list[PolicyFinding]:
         """The first break of the chain: an entry whose bytes or predecessor hash do not hold, or a gap."""
         prev = GENESIS_HASH
         seq = 1
         while True:
-            raw = self.store.metadata(_name(seq))
+            raw = store.metadata(_name(seq))
             if raw is None:
-                later = next((n for n in range(seq + 1, seq + 1 + LOOK_PAST) if self.store.metadata(_name(n))), None)
+                later = next((n for n in range(seq + 1, seq + 1 + LOOK_PAST) if store.metadata(_name(n))), None)
                 if later is not None:
                     return [PolicyFinding(seq, "missing", f"entry {seq} is absent but entry {later} is stored")]
                 return []

@@ -111,6 +111,10 @@ class PolicyTimeline:
         recorded = max(v.recorded_at for v in self.versions)
         return PolicyTimeline((*before, PolicyVersion(policy, start, recorded)))
 
+    def with_published(self, policy: Policy, effective_from: dt.datetime, recorded_at: dt.datetime) -> PolicyTimeline:
+        """These versions and one more, published at ``recorded_at``."""
+        return PolicyTimeline((*self.versions, PolicyVersion(policy, effective_from, recorded_at)))
+
     def boundaries(self) -> tuple[dt.datetime, ...]:
         """The effective instants after the first, ascending: where the version in force changes."""
         return tuple(v.effective_from for v in self.in_force()[1:])
