@@ -92,6 +92,10 @@ class PolicyStream:
         self.entries()
         return self._timeline
 
+    def known(self) -> PolicyTimeline:
+        """:meth:`timeline` as last read, without asking the store."""
+        return self._timeline
+
     def check(self, policy: Policy, effective_from: dt.datetime) -> None:
         """Refuse a version that cannot be published on this stream, naming why; nothing is stored."""
         if not POLICY_ID.fullmatch(policy.id):

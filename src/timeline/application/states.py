@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from timeline.projections.folding import Folded, fold
 from timeline.projections.state import CustomerState, customer_state
 
 PAGE = 20_000
+VERSIONS_FRESH = 1.0
+"""Seconds for which a reader answers under the policy versions it read last."""
 PARALLEL_FROM = 100_000
 """Stores with fewer events are evaluated in this process: starting workers would cost more."""
 RANGES_PER_PROCESS = 2
@@ -59,8 +62,9 @@ class StateReader:
     _cache: dict[str, _Cached] = field(default_factory=dict)
     versions: PolicyTimeline | None = None
     """The versions to answer under; None: ``policy`` from the beginning, then the store's published versions
-    (read again at each question, so a running service sees a publish at once)."""
+    (read again at most every ``VERSIONS_FRESH`` seconds, so a running service sees a publish within it)."""
     _stream: PolicyStream | None = None
+    _read: float = -VERSIONS_FRESH
 
     def timeline(self) -> PolicyTimeline:
         """The policy versions as known now (``known_at`` narrows them per question)."""
@@ -68,7 +72,11 @@ class StateReader:
             return self.versions
         if self._stream is None:
             self._stream = PolicyStream(self.store, self.policy)
-        return self._stream.timeline()
+        clock = time.monotonic()
+        if clock - self._read >= VERSIONS_FRESH:  # a query per question would double a warm answer's cost
+            self._stream.entries()
+            self._read = clock
+        return self._stream.known()
 
     def history(self, customer_id: str) -> list[RecordedEvent]:
         """The customer's events in stream order (PII left sealed: projections never read it)."""
