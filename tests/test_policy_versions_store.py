@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.factories import deposit, registered
 from tests.support.backends import every_backend, sql_backends
 from tests.test_immutability import Raw
 from tests.test_tamper_evidence import guards_off
 from timeline.application.policy_store import PolicyStream
+from timeline.application.states import StateReader
 from timeline.application.verify import verify
 from timeline.domain.policy import Policy, load_policy
 from timeline.domain.policy_versions import PolicyTimeline
@@ -108,3 +111,21 @@ def test_policy_publish_and_list_on_the_command_line(tmp_path):
     state = json.loads(run("state", "C1", "--as-of", "2025-03-01", "--json", "--db", db).stdout)
     assert (state["policy"], state["tier"]) == ("bank-v2", "affluent")  # pending under v2's grace period
     assert run("verify", "--db", db).returncode == 0
+
+
+@pytest.mark.backends("sqlite")
+def test_state_all_in_worker_processes_answers_under_the_published_versions(branch):
+    for n in range(1, 5):
+        branch.accept(registered(f"C{n}", at="2025-01-01T09:00:00+08:00"))
+        branch.accept(deposit(f"C{n}", at="2025-01-02T09:00:00+08:00", amount=f"{n * 30000}.00"))
+    PolicyStream(branch.engine.store, BASE).publish(variant("v2"), B, K)
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    reader = StateReader(branch.engine.store, BASE)
+    here = [s.to_json() for s in reader.all_states(now, now, workers=1)]
+    assert [s.to_json() for s in reader.all_states(now, now, workers=2)] == here
+    assert [(s["policy"], s["tier"]) for s in here] == [
+        ("v2", "mass"),
+        ("v2", "mass"),
+        ("v2", "affluent"),
+        ("v2", "affluent"),
+    ]
