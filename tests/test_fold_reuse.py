@@ -1,6 +1,6 @@
 """Reusing a fold as a stream grows gives exactly the state of folding it from scratch.
 
-``timeline.projections.state.fold`` extends the previous fold of a stream when the
+``timeline.projections.folding.fold`` extends the previous fold of a stream when the
 new events come after every counted one (the usual case: the consumer and
 the state reader ask again after appends), and folds again otherwise. Pure:
 streams are drawn as recorded events, with events sharing instants, late

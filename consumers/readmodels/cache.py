@@ -2,7 +2,7 @@
 
 A batch costs one fold per customer touched, not one per event: the history is
 read from the consumer's copy on a miss and kept (least recently used first
-out), and with it its fold (:func:`timeline.projections.state.fold`), which
+out), and with it its fold (:func:`timeline.projections.folding.fold`), which
 events after every counted one extend instead of folding the whole history again.
 """
 

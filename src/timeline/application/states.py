@@ -2,7 +2,7 @@
 
 One customer: the stream is read once per process and cached by version;
 asking again reads only the events stored since (one indexed query), and
-the cached fold grows by them (``timeline.projections.state.fold``). Every customer
+the cached fold grows by them (``timeline.projections.folding.fold``). Every customer
 (``--all``): the global log is read once, in pages, and each stream is
 folded when the log is exhausted — never customer by customer. On a large
 store the customers are split into contiguous ranges of ids of about as
