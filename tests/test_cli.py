@@ -138,6 +138,7 @@ def test_verify_says_intact_and_exits_0(run):
         "pii_checked": True,
         "findings": [],
         "access_findings": [],
+        "policy_findings": [],
     }
 
 

@@ -1,6 +1,6 @@
 """Reusing a fold as a stream grows gives exactly the state of folding it from scratch.
 
-``timeline.projections.state.fold`` extends the previous fold of a stream when the
+``timeline.projections.folding.fold`` extends the previous fold of a stream when the
 new events come after every counted one (the usual case: the consumer and
 the state reader ask again after appends), and folds again otherwise. Pure:
 streams are drawn as recorded events, with events sharing instants, late
@@ -28,7 +28,8 @@ from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import load_policy
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.counted import counted
-from timeline.projections.state import Folded, Projection, customer_state, fold
+from timeline.projections.folding import Folded, fold
+from timeline.projections.state import Projection, customer_state
 
 POLICY = load_policy()
 START = dt.datetime(2023, 1, 1, 1, 0, tzinfo=dt.UTC)

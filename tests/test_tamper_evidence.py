@@ -346,6 +346,7 @@ def test_the_command_names_the_altered_event_and_exits_1(engine, raw, ids, run):
         "pii_checked": True,
         "findings": [],
         "access_findings": [],
+        "policy_findings": [],
     }
 
 
@@ -375,6 +376,7 @@ def test_the_command_verifies_an_erased_customer_clean(engine, clock, ids, run):
         "pii_checked": True,
         "findings": [],
         "access_findings": [],
+        "policy_findings": [],
     }
 
 

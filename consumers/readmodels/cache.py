@@ -2,7 +2,7 @@
 
 A batch costs one fold per customer touched, not one per event: the history is
 read from the consumer's copy on a miss and kept (least recently used first
-out), and with it its fold (:func:`timeline.projections.state.fold`), which
+out), and with it its fold (:func:`timeline.projections.folding.fold`), which
 events after every counted one extend instead of folding the whole history again.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.state import Folded
+from timeline.projections.folding import Folded
 
 CACHE_EVENTS = 1_000_000
 """Events of decoded history kept in memory (about 1 KB each as Python objects): a miss reads the copy again.

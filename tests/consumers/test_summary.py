@@ -33,7 +33,7 @@ from tests.kafka import read_topic
 from timeline.consumers.readmodels import database
 from timeline.consumers.readmodels.summary import SummaryConsumer
 from timeline.domain.recorded import iso
-from timeline.projections import state as state_module
+from timeline.projections import folding
 from timeline.synthetic.generate import generate_branch
 
 
@@ -120,14 +120,14 @@ def test_a_running_consumer_grows_its_folds_and_stays_exact_as_events_keep_arriv
     """The same consumer across rounds of arrivals: new activity extends the cached folds; late events and
     corrections (the generated branch has both) fold again; after each round the view equals state --all."""
     reuse: list[bool] = []
-    later_of = state_module._later
+    later_of = folding._later
 
     def watched(*args: Any) -> Any:
         later = later_of(*args)
         reuse.append(later is not None)
         return later
 
-    monkeypatch.setattr(state_module, "_later", watched)
+    monkeypatch.setattr(folding, "_later", watched)
     events = branch_events(30, 2, seed=11)
     assert {"correction.recorded"} <= {e["type"] for e in events}
     consumer = SummaryConsumer(

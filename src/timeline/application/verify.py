@@ -23,6 +23,7 @@ from uuid import UUID
 
 from timeline.application.access import AccessFinding, verify_access
 from timeline.application.codec import GENESIS_HASH, chain_hash, decode, first_invalid
+from timeline.application.policy_store import PolicyFinding, PolicyStream
 from timeline.application.ports import AccessStore, EventStore, IndexEntry, KeyWrapping, StoredRow
 from timeline.application.verify_keys import NO_KEY_ROW, KeyRow, key_finding
 from timeline.domain.errors import CorruptEvent, TimelineError
@@ -73,10 +74,12 @@ class Report:
     """Whether keys were unwrapped and PII opened: only with the key-encryption key."""
     access_findings: list[AccessFinding] = field(default_factory=list)
     """The first break of the access trail's chain, if one was checked and is broken."""
+    policy_findings: list[PolicyFinding] = field(default_factory=list)
+    """The first break of the store's policy stream (published versions), on a whole-store check."""
 
     @property
     def intact(self) -> bool:
-        return not self.findings and not self.access_findings
+        return not self.findings and not self.access_findings and not self.policy_findings
 
 
 def verify(
@@ -115,7 +118,8 @@ def verify(
             if problem:
                 findings.append(Finding(cid, *problem))
     trail = verify_access(access) if access is not None and customer_id is None else []
-    return Report(len(customers), events, findings, wrapper is not None, trail)
+    policies = PolicyStream.verify_store(store) if customer_id is None else []
+    return Report(len(customers), events, findings, wrapper is not None, trail, policies)
 
 
 def _absent(

@@ -79,4 +79,5 @@ def verify_json(report: Report) -> dict[str, Any]:
         "pii_checked": report.pii_checked,
         "findings": [f.to_json() for f in report.findings],
         "access_findings": [f.to_json() for f in report.access_findings],
+        "policy_findings": [f.to_json() for f in report.policy_findings],
     }

@@ -96,11 +96,12 @@ def verify(
     if json_out:
         emit(verify_json(report))
     else:
-        for finding in [*report.findings, *report.access_findings]:
+        for finding in [*report.findings, *report.access_findings, *report.policy_findings]:
             err.print(f"TAMPERED {finding}", highlight=False, soft_wrap=True)
         broken = len({f.customer_id for f in report.findings})
         problems = [f"{counted(broken, 'customer')} with findings"] if report.findings else []
         problems += ["the access log is broken"] if report.access_findings else []
+        problems += ["the policy stream is broken"] if report.policy_findings else []
         state = "; ".join(problems) or "intact"
         out.print(f"verified {counted(report.customers, 'customer')}, {counted(report.events, 'event')}: {state}")
         if not report.pii_checked:

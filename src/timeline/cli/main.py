@@ -18,6 +18,7 @@ from timeline.cli.consumers import register as register_consumer_commands
 from timeline.cli.options import Db, Json, open_engine
 from timeline.cli.output import emit, err, out
 from timeline.cli.plain_help import PlainGroup
+from timeline.cli.policy import policy_app
 from timeline.cli.relay import relay_command
 from timeline.cli.serve import serve
 from timeline.domain.errors import TimelineError
@@ -72,6 +73,7 @@ def requalify(ctx: typer.Context, db: Db = None, json_out: Json = False) -> None
 
 audit.register(app, INGEST_AND_AUDIT)
 app.add_typer(access_app, name="access", rich_help_panel=INGEST_AND_AUDIT)
+app.add_typer(policy_app, name="policy", rich_help_panel=INGEST_AND_AUDIT)
 relationship.register(app, RELATIONSHIP_WORK)
 branch.register(app, RELATIONSHIP_WORK)
 app.command("requalify", rich_help_panel=KAFKA_AND_OPERATIONS)(requalify)

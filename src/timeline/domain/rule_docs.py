@@ -34,6 +34,7 @@ ANCHORS: frozenset[str] = frozenset(
         "correction", "correction-void",
         "erasure", "erasure-pii", "erasure-shred",
         "explain",
+        "versions", "versions-in-force", "versions-tier", "versions-lifecycle", "versions-points",
     }
 )  # fmt: skip
 """Every section of the document, by its anchor (its ``<a id>``)."""
