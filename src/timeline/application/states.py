@@ -54,6 +54,10 @@ class StateReader:
     store: EventStore
     policy: Policy
     _cache: dict[str, _Cached] = field(default_factory=dict)
+    fold_hits: int = 0
+    """States answered from the cached fold as it was: no event to fold (the service's metric)."""
+    fold_misses: int = 0
+    """States that had to fold events: new ones, the whole stream again, or as known at a past instant."""
 
     def history(self, customer_id: str) -> list[RecordedEvent]:
         """The customer's events in stream order (PII left sealed: projections never read it)."""
@@ -77,19 +81,32 @@ class StateReader:
         self, customer_id: str, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None
     ) -> CustomerState:
         """The state; asked at or after the last event and as known now, it comes from the cached fold."""
+        return next(self.states(customer_id, (as_of, known_at)))
+
+    def states(self, customer_id: str, *asks: tuple[dt.datetime | None, dt.datetime | None]) -> Iterator[CustomerState]:
+        """The state at each ``(as_of, known_at)`` (``None``: now), each worked out when taken, all from one
+        read of the stream and its one cached fold (the caller holds any lock until it has taken them)."""
         now = dt.datetime.now(dt.UTC)
-        as_of, known_at = as_of or now, known_at or now
         cached = self._refresh(customer_id)
-        try:
-            if cached.last_recorded is not None and known_at >= cached.last_recorded:
-                cached.folded = fold(cached.history, self.policy, cached.folded)
-                return cached.folded.state(cached.history, self.policy, as_of, known_at)
-            return customer_state(cached.history, self.policy, as_of, known_at)
-        except STORED_VALUE_ERRORS:
-            corrupt = first_invalid(cached.history)
-            if corrupt is None:
-                raise
-            raise corrupt from None
+        for as_of, known_at in asks:
+            try:
+                yield self._evaluate(cached, as_of or now, known_at or now)
+            except STORED_VALUE_ERRORS:
+                corrupt = first_invalid(cached.history)
+                if corrupt is None:
+                    raise
+                raise corrupt from None
+
+    def _evaluate(self, cached: _Cached, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
+        if cached.last_recorded is not None and known_at >= cached.last_recorded:
+            folded = fold(cached.history, self.policy, cached.folded)
+            hit = folded is cached.folded
+            self.fold_hits += hit
+            self.fold_misses += not hit
+            cached.folded = folded
+            return folded.state(cached.history, self.policy, as_of, known_at)
+        self.fold_misses += 1
+        return customer_state(cached.history, self.policy, as_of, known_at)
 
     def all_states(
         self,
