@@ -45,7 +45,7 @@ class Service:
     """The engine behind the HTTP API; one per process, shared by the request threads.
 
     The state reader's cache and the ingestor are not made for concurrent use: a lock each. Grants are
-    read from the store at every request, so a grant or a revocation takes effect at once.
+    read from the store at every request, so a grant or a revocation takes effect from the next request.
     """
 
     def __init__(self, options: ServiceOptions, engine: Engine | None = None) -> None:
@@ -58,6 +58,10 @@ class Service:
         self.reader = StateReader(self.engine.store, self.engine.policy)
         self.reading = threading.Lock()
         self.writing = threading.Lock()
+        self.ingestor = self.engine.ingestor()
+        """One ingestor for every ``POST /v1/events`` (under ``writing``): its stream cache outlives a body, so
+        a body does not read again every stream the bodies before it touched. Another writer's appends are
+        caught at commit, as for one long ``timeline ingest``."""
         self.metrics = Metrics(self.engine.store)
 
     def states_in_sight(self, who: Principal, as_of: dt.datetime | None = None) -> list[CustomerState]:
