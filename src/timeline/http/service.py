@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from timeline.application.access import AccessTrail, Authenticator, Grants
 from timeline.application.access_jwt import JwtVerifier
@@ -19,6 +21,11 @@ from timeline.store.access_sql import SqlAccessStore, access_store
 
 MAX_BODY = 10 * 1024 * 1024
 """The default limit of a ``POST /v1/events`` body: 10 MiB."""
+STATUS_WAIT = 3.5
+"""Seconds ``/v1/status`` waits for the full report before answering without the broker (so it answers within 5 s)."""
+METRICS_WAIT = 2.0
+"""Seconds a ``/metrics`` scrape waits for the broker's part of the report (a scrape times out at 10 s by default)."""
+_status_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +69,26 @@ class Service:
         """One ingestor for every ``POST /v1/events`` (under ``writing``): its stream cache outlives a body, so
         a body does not read again every stream the bodies before it touched. Another writer's appends are
         caught at commit, as for one long ``timeline ingest``."""
-        self.metrics = Metrics(self.engine.store)
+        self.metrics = Metrics(
+            lambda: self.pipeline_status(METRICS_WAIT), lambda: (self.reader.fold_hits, self.reader.fold_misses)
+        )
+
+    def pipeline_status(self, wait: float = STATUS_WAIT) -> dict[str, Any]:
+        """``timeline status --json`` of the store, the read model and the broker, the broker waited for at most
+        ``wait`` seconds (then reported as not answering, never waited out)."""
+        from timeline.consumers.status import status
+
+        options = self.options
+        read_db = options.read_db or options.store_url
+        asked = _status_pool.submit(status, options.store_url, read_db, options.kafka)
+        try:
+            return asked.result(timeout=wait)
+        except concurrent.futures.TimeoutError:
+            report = status(options.store_url, read_db, None)
+            report["kafka_error"] = report["errors"]["kafka"] = (
+                f"the broker at {options.kafka} did not answer within {wait:g} s"
+            )
+            return report
 
     def states_in_sight(self, who: Principal, as_of: dt.datetime | None = None) -> list[CustomerState]:
         """Every customer's state as of ``as_of``, of the customers the caller sees by their assignment as of now."""
