@@ -1,4 +1,4 @@
-"""``/metrics``: the pipeline's positions and lags read at each scrape, bounded when the broker is away; fold cache hits."""
+"""``/metrics``: the pipeline's positions and lags read at each scrape (bounded when the broker is away), fold hits."""
 
 from __future__ import annotations
 
