@@ -57,6 +57,8 @@ class StateReader:
     fold_hits: int = 0
     """States answered from the cached fold as it was: no event to fold (the service's metric)."""
     fold_misses: int = 0
+    _position: int = 0
+    """The log position :meth:`cached_states` has read every stream up to."""
     """States that had to fold events: new ones, the whole stream again, or as known at a past instant."""
 
     def history(self, customer_id: str) -> list[RecordedEvent]:
@@ -66,12 +68,7 @@ class StateReader:
     def _refresh(self, customer_id: str) -> _Cached:
         cached = self._cache.setdefault(customer_id, _Cached())
         after = cached.history[-1].version if cached.history else 0
-        new = [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)]
-        if new:
-            cached.history.extend(new)
-            latest = max(e.recorded_at for e in new)
-            if cached.last_recorded is None or latest > cached.last_recorded:
-                cached.last_recorded = latest
+        _take(cached, [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)])
         if not cached.history:
             del self._cache[customer_id]
             raise UnknownCustomer(f"unknown customer {customer_id}: no events stored")
@@ -89,13 +86,45 @@ class StateReader:
         now = dt.datetime.now(dt.UTC)
         cached = self._refresh(customer_id)
         for as_of, known_at in asks:
-            try:
-                yield self._evaluate(cached, as_of or now, known_at or now)
-            except STORED_VALUE_ERRORS:
-                corrupt = first_invalid(cached.history)
-                if corrupt is None:
-                    raise
-                raise corrupt from None
+            yield self._answer(cached, as_of or now, known_at or now)
+
+    def cached_states(
+        self, *asks: tuple[dt.datetime | None, dt.datetime | None]
+    ) -> Iterator[tuple[str, list[CustomerState | None]]]:
+        """Every customer's state at each ``(as_of, known_at)`` (``None`` where not registered then), in customer
+        order, from the cached folds: only the log after the position last read is read (all of it the first
+        time), and each stream's new events are folded onto its cached fold."""
+        self._sync()
+        now = dt.datetime.now(dt.UTC)
+        for customer_id in sorted(self._cache):
+            cached, answers = self._cache[customer_id], []
+            for as_of, known_at in asks:
+                try:
+                    answers.append(self._answer(cached, as_of or now, known_at or now))
+                except UnknownCustomer:
+                    answers.append(None)
+            yield customer_id, answers
+
+    def _sync(self) -> None:
+        """Bring every stream up to the log's head (a stream cached only in part is read whole from its version)."""
+        while rows := self.store.read_log(self._position, PAGE):
+            for row in rows:
+                cached = self._cache.get(row.customer_id)
+                version = cached.history[-1].version if cached else 0
+                if row.version == version + 1:
+                    _take(self._cache.setdefault(row.customer_id, _Cached()), [decode(row, None, False, False)])
+                elif row.version > version + 1:
+                    self._refresh(row.customer_id)
+            self._position = rows[-1].position
+
+    def _answer(self, cached: _Cached, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
+        try:
+            return self._evaluate(cached, as_of, known_at)
+        except STORED_VALUE_ERRORS:
+            corrupt = first_invalid(cached.history)
+            if corrupt is None:
+                raise
+            raise corrupt from None
 
     def _evaluate(self, cached: _Cached, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
         if cached.last_recorded is not None and known_at >= cached.last_recorded:
@@ -195,6 +224,15 @@ class StateReader:
             if progress:
                 progress(after, head)
         return streams
+
+
+def _take(cached: _Cached, new: list[RecordedEvent]) -> None:
+    """Events read after the cached stream's last, in version order."""
+    if new:
+        cached.history.extend(new)
+        latest = max(e.recorded_at for e in new)
+        if cached.last_recorded is None or latest > cached.last_recorded:
+            cached.last_recorded = latest
 
 
 def _state_of(history: list[RecordedEvent], policy: Policy, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
