@@ -81,6 +81,13 @@ class Server:
                 time.sleep(0.1)
         raise SystemExit("timeline serve did not start")
 
+    def peak_rss_mb(self) -> float:
+        """The server process's peak resident memory so far (VmHWM)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return float("nan")
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
@@ -184,6 +191,7 @@ def main() -> None:
             runs.append(steady(server, reader, customers, rate, args.seconds / 2))
             rate *= 2
         sustained = max((r["rate"] for r in runs if r["p99_ms"] < 50 and not r["errors"]), default=None)
+        peak = server.peak_rss_mb()
     finally:
         if server is not None:
             server.stop()
@@ -199,6 +207,7 @@ def main() -> None:
         "state_in_process": ceiling,
         "state_http": runs,
         "highest_rate_p99_under_50ms": sustained,
+        "server_peak_rss_mb": peak,
     }
     OUT.mkdir(exist_ok=True)
     (OUT / "http.json").write_text(json.dumps(result, indent=2))

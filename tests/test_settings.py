@@ -41,6 +41,7 @@ def test_every_variable_is_read(env):
         "TIMELINE_READ_DB": "postgresql://u@h/views",
         "TIMELINE_KAFKA": "kafka:9093",
         "TIMELINE_TOPIC": "events",
+        "TIMELINE_LOG_JSON": "1",
     }
     assert set(values) == set(Settings.variables())
     for name, value in values.items():
@@ -54,6 +55,7 @@ def test_every_variable_is_read(env):
         "events",
     )
     assert s.kek_source == KekSource("a-key", Path("/keys/branch.kek"))
+    assert s.log_json is True
     assert "a-key" not in repr(s), "the key never shows in a repr or a log line"
 
 

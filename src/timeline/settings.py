@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     read_db: str | None = Field(None, description="the read models' PostgreSQL database (default: db)")
     kafka: str = Field("localhost:9092", description="Kafka bootstrap servers, host:port[,…]")
     topic: str = Field("customer-events", description="the topic the relay publishes to")
+    log_json: bool = Field(False, description="serve, relay and consume log one JSON object per line")
 
     def store_url(self, option: str | None = None) -> str:
         """``--db`` if given, else ``TIMELINE_DB``, else ``./timeline.db``."""

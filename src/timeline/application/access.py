@@ -1,7 +1,7 @@
 """Access: API tokens granted to principals, and the hash-chained trail of who saw which customer.
 
-Tokens are checked against the store on every request (no cache), so a grant
-or a revocation takes effect on a running service at once. Tokens signed by the
+Tokens are checked against the store on every request (one indexed read), so a
+grant or a revocation takes effect on a running service from the next request. Tokens signed by the
 bank's identity provider are verified by :class:`timeline.application.access_jwt.JwtVerifier`.
 """
 
@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ TOKEN_PREFIX = "tl_"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 PURPOSE_MAX = 200
 APPEND_ATTEMPTS = 20
+GROUP_MAX = 100
+"""Records appended by one statement at most (SQLite binds at most 32,766 parameters, nine a record)."""
 PAGE = 1000
 
 
@@ -159,6 +162,18 @@ class AccessFinding:
         return {"log": "access", "seq": self.seq, "kind": self.kind, "detail": self.detail}
 
 
+@dataclass(slots=True)
+class _Ask:
+    """One access waiting for its record: filled in (or failed) by whichever caller writes the group."""
+
+    principal: Principal
+    customer_id: str | None
+    what: str
+    purpose: str | None
+    record: AccessRecord | None = None
+    error: BaseException | None = None
+
+
 class AccessTrail:
     """Who saw which customer, when, and why: an append-only, hash-chained log in the store's database.
 
@@ -166,26 +181,69 @@ class AccessTrail:
     breaks the chain at the next one. Removing the newest records, with the
     database's triggers dropped first, leaves a shorter chain that is still
     whole: like the newest event, that is beyond an in-database check.
+
+    Appends are group-committed: accesses recorded while another caller's
+    transaction is being written wait for it, and the first of them then
+    writes all that have gathered in one transaction. Every caller returns
+    only once its own record is committed, so no response goes out before
+    its record is durable; the commit is paid once per group, not per access.
     """
 
     def __init__(self, store: AccessStore, clock: Clock = utcnow) -> None:
         self.store, self.clock = store, clock
+        self._waiting: list[_Ask] = []
+        self._gathering = threading.Lock()
+        self._writing = threading.Lock()
+        self._head: AccessRecord | None = None
+        """The newest record this trail wrote (a guess: another writer may have appended since)."""
 
     def append(
         self, principal: Principal, customer_id: str | None, what: Action | str, purpose: str | None = None
     ) -> AccessRecord:
-        """Record one access; concurrent writers each get the next place in the chain (retrying a lost race)."""
+        """Record one access, committed when this returns; concurrent callers share one transaction."""
         if purpose is not None:
             purpose = _checked_purpose(purpose)
-        for _ in range(APPEND_ATTEMPTS):
-            head = self.store.access_head()
-            seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
-            at = stamp(self.clock())
-            role, action = str(principal.role), str(what)
-            digest = record_hash(seq, at, principal.name, role, customer_id, action, purpose, prev)
-            record = AccessRecord(seq, at, principal.name, role, customer_id, action, purpose, prev, digest)
-            if self.store.append_access(record):
-                return record
+        ask = _Ask(principal, customer_id, str(what), purpose)
+        with self._gathering:
+            self._waiting.append(ask)
+        while ask.record is None and ask.error is None:
+            with self._writing:
+                if ask.record is None and ask.error is None:
+                    with self._gathering:
+                        group, self._waiting = self._waiting[:GROUP_MAX], self._waiting[GROUP_MAX:]
+                    self._write_group(group)
+        if ask.error is not None:
+            raise ask.error
+        return ask.record  # type: ignore[return-value]
+
+    def _write_group(self, group: list[_Ask]) -> None:
+        try:
+            records = self._append(group)
+        except BaseException as exc:  # every caller of the group sees why its access was not recorded
+            for ask in group:
+                ask.error = exc
+            return
+        for ask, record in zip(group, records, strict=True):
+            ask.record = record
+
+    def _append(self, group: list[_Ask]) -> list[AccessRecord]:
+        """Chain the group after the newest record and append it whole, re-reading the head after a lost race."""
+        head = self._head
+        for attempt in range(APPEND_ATTEMPTS):
+            if head is None or attempt:
+                head = self.store.access_head()
+            records = []
+            seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+            for ask in group:
+                seq, at = seq + 1, stamp(self.clock())
+                fields = (seq, at, ask.principal.name, str(ask.principal.role), ask.customer_id, ask.what, ask.purpose)
+                digest = record_hash(*fields, prev)
+                records.append(AccessRecord(*fields, prev, digest))
+                prev = digest
+            if self.store.append_accesses(records):
+                self._head = records[-1]
+                return records
+        self._head = None
         raise ConcurrencyConflict(f"the access log moved on {APPEND_ATTEMPTS} times while recording an access")
 
     def read(

@@ -265,6 +265,11 @@ class AccessStore(abc.ABC):
         """Append one record; ``False`` (nothing stored) if its ``seq`` is no longer the next one."""
 
     @abc.abstractmethod
+    def append_accesses(self, records: Sequence[AccessRecord]) -> bool:
+        """Append consecutive records in one transaction, all or none; ``False`` (nothing stored) if the first
+        ``seq`` is no longer the next one."""
+
+    @abc.abstractmethod
     def read_access(
         self,
         after: int,

@@ -60,6 +60,12 @@ class StateReader:
     store: EventStore
     policy: Policy
     _cache: dict[str, _Cached] = field(default_factory=dict)
+    fold_hits: int = 0
+    """States answered from the cached fold as it was: no event to fold (the service's metric)."""
+    fold_misses: int = 0
+    """States that had to fold events: new ones, the whole stream again, or as known at a past instant."""
+    _position: int = 0
+    """The log position :meth:`cached_states` has read every stream up to."""
     versions: PolicyTimeline | None = None
     """The versions to answer under; None: ``policy`` from the beginning, then the store's published versions
     (read again at most every ``VERSIONS_FRESH`` seconds, so a running service sees a publish within it)."""
@@ -85,12 +91,7 @@ class StateReader:
     def _refresh(self, customer_id: str) -> _Cached:
         cached = self._cache.setdefault(customer_id, _Cached())
         after = cached.history[-1].version if cached.history else 0
-        new = [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)]
-        if new:
-            cached.history.extend(new)
-            latest = max(e.recorded_at for e in new)
-            if cached.last_recorded is None or latest > cached.last_recorded:
-                cached.last_recorded = latest
+        _take(cached, [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)])
         if not cached.history:
             del self._cache[customer_id]
             raise UnknownCustomer(f"unknown customer {customer_id}: no events stored")
@@ -100,20 +101,65 @@ class StateReader:
         self, customer_id: str, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None
     ) -> CustomerState:
         """The state; asked at or after the last event and as known now, it comes from the cached fold."""
+        return next(self.states(customer_id, (as_of, known_at)))
+
+    def states(self, customer_id: str, *asks: tuple[dt.datetime | None, dt.datetime | None]) -> Iterator[CustomerState]:
+        """The state at each ``(as_of, known_at)`` (``None``: now), each worked out when taken, all from one
+        read of the stream and its one cached fold (the caller holds any lock until it has taken them)."""
         now = dt.datetime.now(dt.UTC)
-        as_of, known_at = as_of or now, known_at or now
         cached = self._refresh(customer_id)
-        versions = self.timeline().known_at(known_at)
+        for as_of, known_at in asks:
+            yield self._answer(cached, as_of or now, known_at or now)
+
+    def cached_states(
+        self, *asks: tuple[dt.datetime | None, dt.datetime | None]
+    ) -> Iterator[tuple[str, list[CustomerState | None]]]:
+        """Every customer's state at each ``(as_of, known_at)`` (``None`` where not registered then), in customer
+        order, from the cached folds: only the log after the position last read is read (all of it the first
+        time), and each stream's new events are folded onto its cached fold."""
+        self._sync()
+        now = dt.datetime.now(dt.UTC)
+        for customer_id in sorted(self._cache):
+            cached, answers = self._cache[customer_id], []
+            for as_of, known_at in asks:
+                try:
+                    answers.append(self._answer(cached, as_of or now, known_at or now))
+                except UnknownCustomer:
+                    answers.append(None)
+            yield customer_id, answers
+
+    def _sync(self) -> None:
+        """Bring every stream up to the log's head (a stream cached only in part is read whole from its version)."""
+        while rows := self.store.read_log(self._position, PAGE):
+            for row in rows:
+                cached = self._cache.get(row.customer_id)
+                version = cached.history[-1].version if cached else 0
+                if row.version == version + 1:
+                    _take(self._cache.setdefault(row.customer_id, _Cached()), [decode(row, None, False, False)])
+                elif row.version > version + 1:
+                    self._refresh(row.customer_id)
+            self._position = rows[-1].position
+
+    def _answer(self, cached: _Cached, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
         try:
-            if cached.last_recorded is not None and known_at >= cached.last_recorded:
-                cached.folded = fold(cached.history, versions, cached.folded)
-                return cached.folded.state(cached.history, versions, as_of, known_at)
-            return customer_state(cached.history, versions, as_of, known_at)
+            return self._evaluate(cached, as_of, known_at)
         except STORED_VALUE_ERRORS:
             corrupt = first_invalid(cached.history)
             if corrupt is None:
                 raise
             raise corrupt from None
+
+    def _evaluate(self, cached: _Cached, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
+        versions = self.timeline().known_at(known_at)
+        if cached.last_recorded is not None and known_at >= cached.last_recorded:
+            folded = fold(cached.history, versions, cached.folded)
+            hit = folded is cached.folded
+            self.fold_hits += hit
+            self.fold_misses += not hit
+            cached.folded = folded
+            return folded.state(cached.history, versions, as_of, known_at)
+        self.fold_misses += 1
+        return customer_state(cached.history, versions, as_of, known_at)
 
     def all_states(
         self,
@@ -204,6 +250,15 @@ class StateReader:
             if progress:
                 progress(after, head)
         return streams
+
+
+def _take(cached: _Cached, new: list[RecordedEvent]) -> None:
+    """Events read after the cached stream's last, in version order."""
+    if new:
+        cached.history.extend(new)
+        latest = max(e.recorded_at for e in new)
+        if cached.last_recorded is None or latest > cached.last_recorded:
+            cached.last_recorded = latest
 
 
 def _state_of(

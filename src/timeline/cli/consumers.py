@@ -36,6 +36,8 @@ from timeline.cli.consumer_options import (
     read_db,
     serve_metrics,
 )
+from timeline.cli.logjson import LogJson, log_json
+from timeline.cli.options import settings
 from timeline.consumers.readmodels.registry import READ_MODELS
 
 consume_app = typer.Typer(
@@ -100,7 +102,9 @@ def _consume_command(name: str) -> Callable[..., None]:
         metrics_port: MetricsPort = None,
         json_out: Json = False,
         verbose: Verbose = False,
+        json_logs: LogJson = False,
     ) -> None:
+        log_json(json_logs or settings(ctx).log_json)
         servers, topic_name = kafka(ctx, bootstrap, topic)
         _consume(name, read_db(ctx, db, store), servers, topic_name, group, once, idle_exit, now, tick_interval,
                  max_batch, give_up_after, load(ctx, policy), metrics_port, json_out, verbose)  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from timeline.cli.consumer_options import Bootstrap, MetricsPort, Topic, kafka, serve_metrics
+from timeline.cli.logjson import LogJson, log_json
 from timeline.cli.options import Db, settings
 from timeline.store import open_store
 
@@ -55,6 +56,7 @@ def relay_command(
     metrics_port: MetricsPort = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log the Kafka client's own warnings.")] = False,
+    json_logs: LogJson = False,
 ) -> None:
     """Publish every stored event, in global order, as CloudEvents to Kafka (at least once)."""
     from timeline.consumers.backoff import GaveUp
@@ -65,6 +67,7 @@ def relay_command(
     logging.getLogger("kafka").setLevel(logging.WARNING if verbose else logging.CRITICAL)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_json(json_logs or settings(ctx).log_json)
     timeout_ms = int(timeout * 1000)
     bootstrap, topic = kafka(ctx, bootstrap, topic)
     store = open_store(settings(ctx).store_url(db), create=False)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from timeline.cli.logjson import LogJson, log_json
 from timeline.cli.options import Db, PolicyOpt, settings
 from timeline.cli.output import err
 from timeline.domain.errors import TimelineError
+
+log = logging.getLogger(__name__)
 
 
 def serve(
@@ -35,6 +39,7 @@ def serve(
     jwt_issuer: Annotated[
         str | None, typer.Option("--jwt-issuer", metavar="ISS", help="The iss the JWTs must carry.")
     ] = None,
+    json_logs: LogJson = False,
 ) -> None:
     """Serve the store over HTTP (/v1/…, /healthz, /readyz, /metrics); callers need a token (timeline access grant)."""
     import uvicorn
@@ -44,6 +49,8 @@ def serve(
     from timeline.store import shown_url
 
     config = settings(ctx)
+    json_logs = json_logs or config.log_json
+    log_json(json_logs, "timeline.http.access", __name__)  # with JSON logs, one line per request too
     options = ServiceOptions(
         store_url=config.store_url(db),
         kek=config.kek_source,
@@ -59,8 +66,14 @@ def serve(
     service = Service(options)
     try:
         listening = _listen(host, port)
-        err.print(f"serving {shown_url(options.store_url)} on http://{host}:{port}", highlight=False, soft_wrap=True)
-        server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
+        serving = f"serving {shown_url(options.store_url)} on http://{host}:{port}"
+        if json_logs:
+            log.info(serving)
+        else:
+            err.print(serving, highlight=False, soft_wrap=True)
+        # log_config=None: uvicorn's loggers go to the root handler, so its lines are JSON too when asked
+        app = create_app(service)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, log_config=None))
         try:
             server.run(sockets=[listening])
         except KeyboardInterrupt:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 
 from timeline import __version__
 from timeline.http import pages, problems
+from timeline.http.observe import Observed
 from timeline.http.params import known_parameters
 from timeline.http.problems import PROBLEM_RESPONSES, ProblemDocument
 from timeline.http.routes import customers, erasure, events, operations
@@ -35,7 +33,7 @@ def create_app(service: Service | None = None) -> FastAPI:
     _document_problems(app)
     if service is not None:
         pages.mount(app)
-        _measure(app, service)
+        app.add_middleware(Observed, metrics=service.metrics)
     return app
 
 
@@ -53,18 +51,3 @@ def _document_problems(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _measure(app: FastAPI, service: Service) -> None:
-    """Time every request by route template (never by path: a path holds a customer id)."""
-
-    @app.middleware("http")
-    async def timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        service.metrics.requests.labels(
-            route=template, method=request.method, status=str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        return response

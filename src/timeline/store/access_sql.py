@@ -13,6 +13,7 @@ Two tables, created with the store's others (:data:`SQLITE_TABLES`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
@@ -98,29 +99,44 @@ POSTGRES_TRIGGERS = [
 ]
 """What a PostgreSQL store must hold for its schema to count as present (else opening to write creates it)."""
 
+
 class SqlAccessStore(AccessStore):
     """The access tables of one SQL event store, reached through that store's connections."""
 
     def __init__(self, store: SqlEventStore) -> None:
         self.store, self.mark = store, store.mark
         self._conflicts: tuple[type[Exception], ...] = (IntegrityError,)
-        if StoreUrl.parse(store.url).is_postgres:
+        self._postgres = StoreUrl.parse(store.url).is_postgres
+        if self._postgres:
             import psycopg  # only for a PostgreSQL store: the embedded one's commands need not load it
 
             self._conflicts += (psycopg.errors.IntegrityError,)
+        self._present: set[str] = set()
+        """Tables seen to exist (tables are never dropped, so a request asks the database once, not each time)."""
+
+    def _has(self, table: str) -> bool:
+        if table not in self._present and self.store._has_table(table):
+            self._present.add(table)
+        return table in self._present
 
     def has_access_tables(self) -> bool:
-        return all(self.store._has_table(t) for t in ACCESS_TABLES)
+        return all(self._has(t) for t in ACCESS_TABLES)
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
-        """Run one statement in a transaction of its own; whether it changed a row (not on a uniqueness conflict).
+    def _write(self, sql: str, params: tuple[Any, ...], rows: int = 1) -> bool:
+        """Run one statement as a transaction of its own; whether it changed ``rows`` rows (not on a uniqueness
+        conflict).
 
-        The statement says what it changed with ``RETURNING`` (the library's SQLite cursor has no rowcount).
+        On PostgreSQL it runs on one of the library's connections, which are in autocommit mode, so the
+        statement is its own transaction: one round trip, not three (BEGIN, the statement, COMMIT). The
+        statement says what it changed with ``RETURNING`` (the library's SQLite cursor has no rowcount).
         """
         try:
+            if self._postgres:
+                with self.store._datastore.get_connection() as conn:  # type: ignore[attr-defined]
+                    return len(conn.execute(sql + " RETURNING 1", params).fetchall()) == rows
             with self.store._datastore.transaction(commit=True) as c:
                 c.execute(sql + " RETURNING 1", params)
-                return bool(c.fetchall())
+                return len(c.fetchall()) == rows
         except self._conflicts:
             return False
 
@@ -144,7 +160,7 @@ class SqlAccessStore(AccessStore):
         return [GrantRecord(*r) for r in rows]
 
     def grant_by_hash(self, token_hash: str) -> GrantRecord | None:
-        if not self.store._has_table(GRANTS_TABLE):
+        if not self._has(GRANTS_TABLE):
             return None  # a store made before grants existed: no token is valid on it
         rows = self.store._rows(
             f"SELECT {_GRANT_COLUMNS} FROM {GRANTS_TABLE} WHERE token_hash = {self.mark}", (token_hash,)
@@ -156,13 +172,23 @@ class SqlAccessStore(AccessStore):
         return AccessRecord(*rows[0]) if rows else None
 
     def append_access(self, record: AccessRecord) -> bool:
-        """Insert only if the record's ``seq`` follows the newest stored one, in the insert's own statement."""
+        return self.append_accesses([record])
+
+    def append_accesses(self, records: Sequence[AccessRecord]) -> bool:
+        """Insert the records only if the first ``seq`` follows the newest stored one, in the insert's own
+        statement: one transaction (one commit) for many accesses."""
+        if not records:
+            return True
         p = self.mark
-        r = record
+        row = f"({', '.join([p] * 9)})"
+        params: list[Any] = []
+        for r in records:
+            params += (r.seq, r.at, r.principal, r.role, r.customer_id, r.what, r.purpose, r.prev_hash, r.hash)
         return self._write(
-            f"INSERT INTO {ACCESS_LOG_TABLE} ({_LOG_COLUMNS}) SELECT {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p} "
-            f"WHERE (SELECT COALESCE(MAX(seq), 0) FROM {ACCESS_LOG_TABLE}) = {p}",
-            (r.seq, r.at, r.principal, r.role, r.customer_id, r.what, r.purpose, r.prev_hash, r.hash, r.seq - 1),
+            f"INSERT INTO {ACCESS_LOG_TABLE} ({_LOG_COLUMNS}) SELECT * FROM (VALUES {', '.join([row] * len(records))})"
+            f" AS v WHERE (SELECT COALESCE(MAX(seq), 0) FROM {ACCESS_LOG_TABLE}) = {p}",
+            (*params, records[0].seq - 1),
+            len(records),
         )
 
     def read_access(

@@ -115,7 +115,9 @@ class StreamCache:
         self._events += 1
 
     def stored(self, batch: AppendBatch) -> None:
-        """The batch is committed: its events no longer need holding."""
+        """The batch is committed: its events no longer need holding, and the keys it made can be read."""
+        for customer_id in batch.new_keys:
+            self.ring.forget(customer_id)  # the ring read no key before this batch stored one
         for new in batch.events:
             stream = self.streams.get(new.customer_id)
             if stream is not None and new.version > stream.stored_version:

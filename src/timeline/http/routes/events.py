@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+import orjson
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from timeline.application.batch import Outcome, Summary
@@ -75,6 +76,7 @@ def _media_type(request: Request) -> str:
     "/events",
     summary="Ingest events (JSON Lines or a JSON array): each event's outcome and the summary",
     openapi_extra={"requestBody": _EVENT_BODY},
+    response_model=dict[str, Any],
     responses={
         413: documented("Body over the limit"),
         415: documented("Neither JSON Lines nor JSON"),
@@ -86,22 +88,27 @@ async def ingest(
     svc: Svc,
     who: Annotated[Principal, may(Action.INGEST)],
     atomic: Annotated[bool, Query(description="Store all events of the body or none")] = False,
-) -> dict[str, Any]:
+) -> Response:
+    # the body is read here; parsing, ingesting and the answer's JSON run in the threadpool, off the event loop
     kind = _media_type(request)
     body = await _body(request, svc.options.max_body)
-    lines = _lines(kind, body)
-    outcomes, summary = await run_in_threadpool(_ingest, svc, lines, atomic)
+    return await run_in_threadpool(_answer, svc, kind, body, atomic)
+
+
+def _answer(svc: Service, kind: str, body: bytes, atomic: bool) -> Response:
+    outcomes, summary = _ingest(svc, _lines(kind, body), atomic)
     result = {"outcomes": [o.to_json() for o in outcomes], "summary": summary.to_json()}
     if atomic and summary.rejected:
         lines = [str(o.line) for o in outcomes if o.status == "rejected" and not (o.error or "").startswith(REFUSED)]
         raise Problem(422, f"none was stored: atomic input had rejections (line {', '.join(lines)})", **result)
-    return result
+    return Response(orjson.dumps(result), media_type=JSON)
 
 
 def _ingest(svc: Service, lines: Iterator[Any], atomic: bool) -> tuple[list[Outcome], Summary]:
     started = time.perf_counter()
     with svc.writing:
-        outcomes = list(svc.engine.ingestor().ingest(lines, atomic=atomic))
+        outcomes = list(svc.ingestor.ingest(lines, atomic=atomic))
+        svc.ingestor.engine_events.clear()  # qualifications are the store's to report, not this body's
     svc.metrics.ingest_seconds.observe(time.perf_counter() - started)
     svc.metrics.count(outcomes)
     summary = Summary()

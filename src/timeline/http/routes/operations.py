@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime as dt
 from typing import Annotated, Any
 
@@ -19,10 +18,6 @@ from timeline.http.params import instant
 from timeline.http.problems import Problem, documented
 
 router = APIRouter(tags=["operations"])
-
-STATUS_WAIT = 3.5
-"""Seconds ``/v1/status`` waits for the full report before answering without the broker (so it answers within 5 s)."""
-_status_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="status")
 
 
 @router.get("/v1/followups", summary="Open follow-ups of the caller's customers, as `followups --json` (an array)")
@@ -68,19 +63,7 @@ def access_log(
 
 @router.get("/v1/status", summary="The pipeline as `timeline status --json`; the broker is waited for at most 3.5 s")
 def status(svc: Svc, who: Annotated[Principal, may(Action.STATUS)]) -> dict[str, Any]:
-    from timeline.consumers.status import status as pipeline_status
-
-    options = svc.options
-    read_db = options.read_db or options.store_url
-    asked = _status_pool.submit(pipeline_status, options.store_url, read_db, options.kafka)
-    try:
-        return asked.result(timeout=STATUS_WAIT)
-    except concurrent.futures.TimeoutError:
-        report = pipeline_status(options.store_url, read_db, None)
-        report["kafka_error"] = report["errors"]["kafka"] = (
-            f"the broker at {options.kafka} did not answer within {STATUS_WAIT:g} s"
-        )
-        return report
+    return svc.pipeline_status()
 
 
 @router.get("/healthz", summary="Alive")
