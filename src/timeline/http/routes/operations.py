@@ -51,7 +51,9 @@ def access_log(
     customer: Annotated[str | None, Query(description="Only accesses to this customer")] = None,
     principal_name: Annotated[str | None, Query(alias="principal", description="Only this principal's")] = None,
     since: Annotated[str | None, Query(description="Only from this instant on")] = None,
-    after: Annotated[int, Query(ge=0, description="The page after this record (the last page's next_after)")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="The page after this record (the last page's next_after)")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Records per page")] = 1000,
 ) -> dict[str, Any]:
     start = instant(since, "since", svc.engine.policy.time_zone)
