@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from timeline.application.codec import decode
 from timeline.application.ports import EventStore
 from timeline.application.sharded import over_customers
 from timeline.application.states import _state_of
 from timeline.domain.errors import TimelineError, UnknownCustomer
+from timeline.domain.instants import parse_instant
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import iso
 from timeline.domain.types import Stage
@@ -209,6 +211,22 @@ def _counts(counter: Counter[str], order: Iterable[str]) -> dict[str, int]:
     """Every name of ``order`` (zeros included), then any other name seen, by name."""
     names = list(order)
     return {name: counter.get(name, 0) for name in [*names, *sorted(set(counter) - set(names))]}
+
+
+def effective_from(text: str, time_zone: str) -> dt.datetime:
+    """A candidate's ``from``: an instant with its offset, or a date meaning its first instant in the zone.
+
+    (``--as-of DATE`` means the day's end, every event of it counted; a rule "from 1 April" is in force all
+    of 1 April.)
+    """
+    text = text.strip()
+    if len(text) == 10:
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise TimelineError(f"{text!r} is not a date (YYYY-MM-DD) or an instant with offset") from None
+        return dt.datetime.combine(day, dt.time(), ZoneInfo(time_zone)).astimezone(dt.UTC)
+    return parse_instant(text, time_zone, dt.datetime.now(dt.UTC))
 
 
 def what_if(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 
@@ -40,6 +38,7 @@ def whatif(
 ) -> None:
     """Fold every customer under the current policy and under a candidate; report the difference (writes nothing)."""
     from timeline.application.whatif import Question, what_if
+    from timeline.application.whatif import effective_from as _effective_from
     from timeline.domain.policy import policy_from_text
 
     try:
@@ -51,7 +50,7 @@ def whatif(
     try:
         zone = engine.policy.time_zone
         q, k = times(zone, as_of, known_at)
-        start = None if effective_from is None else _from(effective_from, zone)
+        start = None if effective_from is None else _effective_from(effective_from, zone)
         question = Question(candidate, q, k, start, branch)
         with log_progress("reading the log") as advance:
             report = what_if(engine.store, engine.policy, question, progress=advance)
@@ -63,20 +62,6 @@ def whatif(
         emit({"summary": report.summary_json()})
         return
     out.print(render_whatif(report))
-
-
-def _from(text: str, time_zone: str) -> dt.datetime:
-    """``--from``: an instant with its offset, or a date meaning its first instant in the policy's zone."""
-    from timeline.domain.instants import parse_instant
-
-    text = text.strip()
-    if len(text) == 10:
-        try:
-            day = dt.date.fromisoformat(text)
-        except ValueError:
-            raise TimelineError(f"--from: {text!r} is not a date (YYYY-MM-DD) or an instant with offset") from None
-        return dt.datetime.combine(day, dt.time(), ZoneInfo(time_zone)).astimezone(dt.UTC)
-    return parse_instant(text, time_zone, dt.datetime.now(dt.UTC))
 
 
 def render_whatif(report: Report) -> Group:

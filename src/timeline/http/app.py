@@ -11,7 +11,7 @@ from timeline import __version__
 from timeline.http import problems
 from timeline.http.params import known_parameters
 from timeline.http.problems import PROBLEM_RESPONSES, ProblemDocument
-from timeline.http.routes import customers, erasure, events, operations
+from timeline.http.routes import customers, erasure, events, operations, whatif
 from timeline.http.service import Service
 
 DESCRIPTION = """Customer timelines as a service: state, explanations and history of customers, ingestion, and
@@ -30,7 +30,7 @@ def create_app(service: Service | None = None) -> FastAPI:
     )
     app.state.service = service
     problems.install(app)
-    for module in (customers, erasure, events, operations):
+    for module in (customers, erasure, events, operations, whatif):
         app.include_router(module.router)
     _document_problems(app)
     if service is not None:
