@@ -16,6 +16,7 @@ from operator import itemgetter
 from uuid import UUID
 
 from timeline.domain.policy import Policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.domain.types import Redemption, RuleCode
 
@@ -34,6 +35,8 @@ class LedgerLine:
     bucket: int | None
     event_ids: tuple[UUID, ...]
     note: str
+    policy: str | None = None
+    """The version the line was made under, where several are in force (None: the one policy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +98,26 @@ class LedgerRun:
     events goes on from it: items before the first new event do not change.
     """
 
-    __slots__ = ("policy", "expiry", "done", "buckets", "sources", "lines", "overdraft", "first_expiry")
+    __slots__ = (
+        "policy",
+        "versions",
+        "expires",
+        "expiry",
+        "done",
+        "buckets",
+        "sources",
+        "lines",
+        "overdraft",
+        "first_expiry",
+    )
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, versions: PolicyTimeline | None = None) -> None:
         self.policy = policy
-        self.expiry = _expiries(policy.zone, policy.points.expiry_years)
+        self.versions = versions
+        """Several versions in force: a bucket keeps the expiry of the version in force when it was opened
+        (its first earning), recorded in ``expires``; else ``policy`` dates every bucket."""
+        self.expires: dict[int, tuple[dt.datetime, str]] = {}
+        self.expiry = _expiries(policy.zone, policy.points.expiry_years) if versions is None else self._opened_expiry
         self.done = 0
         self.buckets: dict[int, int] = {}
         self.sources: dict[int, list[UUID]] = {}
@@ -110,7 +128,9 @@ class LedgerRun:
 
     def copy(self) -> LedgerRun:
         other = LedgerRun.__new__(LedgerRun)
-        other.policy, other.expiry, other.done = self.policy, self.expiry, self.done
+        other.policy, other.versions, other.done = self.policy, self.versions, self.done
+        other.expires = self.expires.copy()
+        other.expiry = self.expiry if self.versions is None else other._opened_expiry
         other.buckets = self.buckets.copy()
         other.sources = {year: ids.copy() for year, ids in self.sources.items()}
         other.lines = self.lines.copy()
@@ -131,6 +151,8 @@ class LedgerRun:
                         buckets[bucket] += item.points
                         sources[bucket].extend(item.event_ids)
                     else:
+                        if self.versions is not None and bucket not in self.expires:
+                            self._open(bucket, moment)
                         buckets[bucket] = item.points
                         sources.setdefault(bucket, []).extend(item.event_ids)
                         self.first_expiry = expiry(min(buckets))
@@ -195,6 +217,16 @@ class LedgerRun:
             next_change_at=min(upcoming) if upcoming else None,
         )
 
+    def _open(self, bucket: int, moment: dt.datetime) -> None:
+        """Date a new bucket with the expiry of the version in force at its first earning."""
+        assert self.versions is not None
+        version = self.versions.at(moment)
+        expires = _expiries(version.zone, version.points.expiry_years)(bucket)
+        self.expires[bucket] = (expires, version.id)
+
+    def _opened_expiry(self, year: int) -> dt.datetime:
+        return self.expires[year][0]
+
     def _expire_until(self, moment: dt.datetime) -> None:
         """Expire the buckets due by ``moment``, oldest first."""
         buckets, expiry, years = self.buckets, self.expiry, self.policy.points.expiry_years
@@ -211,7 +243,11 @@ class LedgerRun:
                         -left,
                         year,
                         tuple(self.sources[year]),
-                        f"bucket {year} expired at the start of {year + years}",
+                        f"bucket {year} expired at the start of {year + years}"
+                        if self.versions is None
+                        else f"bucket {year} expired at the start of {expiry(year).astimezone(self.policy.zone).year} "
+                        f"(the expiry of policy {self.expires[year][1]}, in force when it was opened)",
+                        None if self.versions is None else self.expires[year][1],
                     )
                 )
         self.first_expiry = expiry(min(buckets)) if buckets else None

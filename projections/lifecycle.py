@@ -10,6 +10,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from timeline.domain.policy import Policy, days
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.domain.types import EventType, RuleCode, Stage
 from timeline.projections.balances import ZERO, StepLine
@@ -222,6 +223,7 @@ def next_stage_change(
     policy: Policy,
     as_of: dt.datetime,
     stage: Stage,
+    versions: PolicyTimeline | None = None,
 ) -> dt.datetime | None:
     """The first instant after ``as_of`` at which time alone (no new event) changes the stage from
     ``stage``, the stage at ``as_of``; None if it never does.
@@ -231,11 +233,39 @@ def next_stage_change(
     complaint turning stale, the last positive AUM leaving the churn window, the 90-day peak falling far
     enough to end a drop (the peak only falls, so that happens once), and a tier change of the
     simulation. The stage is constant between those instants, so trying each of them in order is exact.
+    Under several ``versions``, the instants of every version in force after ``as_of`` are tried, with
+    each version's effective instant, each judged by the version in force then.
     """
-    rules = policy.lifecycle
     first_deposit = facts.first_deposit
     if first_deposit is None:
         return None
+    if versions is None or versions.is_single:
+        moments = _moments(facts, aum, policy, as_of)
+
+        def policy_at(moment: dt.datetime) -> Policy:
+            return policy
+
+    else:
+        moments = set(versions.boundaries())
+        for version in versions.spans(as_of, dt.datetime.max.replace(tzinfo=dt.UTC)):
+            moments |= _moments(facts, aum, version.policy, as_of)
+        policy_at = versions.at
+    moments.update(change.at for change in tier_changes[bisect_right(tier_changes, as_of, key=_change_at) :])
+
+    def stage_at(moment: dt.datetime) -> Stage:
+        index = bisect_right(tier_changes, moment, key=_change_at)
+        here = policy_at(moment)
+        rank = here.tier.rank(tier_changes[index - 1].to_tier) if index else 0
+        return lifecycle_as_of(facts, aum, rank, here, moment).stage
+
+    return next((m for m in sorted(m for m in moments if m > as_of) if stage_at(m) != stage), None)
+
+
+def _moments(facts: Facts, aum: StepLine, policy: Policy, as_of: dt.datetime) -> set[dt.datetime]:
+    """The instants after the last event at which a condition of ``policy``'s stage rules can flip."""
+    rules = policy.lifecycle
+    first_deposit = facts.first_deposit
+    assert first_deposit is not None
     start = first_deposit.occurred_at
     moments = {start + days(n) for n in (rules.established_tenure_days, rules.loyal_tenure_days, rules.silence_days)}
     if facts.last_activity is not None:
@@ -248,14 +278,7 @@ def next_stage_change(
     drop_ends = next((m for m, peak in falls if not _dropped(peak, now, policy)), None)
     if drop_ends is not None:
         moments.add(drop_ends)
-    moments.update(change.at for change in tier_changes[bisect_right(tier_changes, as_of, key=_change_at) :])
-
-    def stage_at(moment: dt.datetime) -> Stage:
-        index = bisect_right(tier_changes, moment, key=_change_at)
-        rank = policy.tier.rank(tier_changes[index - 1].to_tier) if index else 0
-        return lifecycle_as_of(facts, aum, rank, policy, moment).stage
-
-    return next((m for m in sorted(m for m in moments if m > as_of) if stage_at(m) != stage), None)
+    return moments
 
 
 def _change_at(change: TierChange) -> dt.datetime:

@@ -16,6 +16,7 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from timeline.domain.policy import Policy, days
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.domain.types import Deposit, EventType, Greeting, RuleCode
 from timeline.projections.balances import ZERO, StepLine
@@ -65,10 +66,13 @@ def point_items(events: Sequence[RecordedEvent], accounts: dict[str, StepLine], 
 class PointSources:
     """What earns and what redeems, gathered from counted events in business order (one :meth:`add` each)."""
 
-    __slots__ = ("policy", "deposits", "others", "birthday_years", "survey_months")
+    __slots__ = ("policy", "versions", "deposits", "others", "birthday_years", "survey_months")
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, versions: PolicyTimeline | None = None) -> None:
         self.policy = policy
+        self.versions = versions
+        """Several versions in force: each earning is made under the one in force at its instant (a deposit:
+        at the deposit's instant), else ``policy`` decides every one."""
         self.deposits: dict[tuple[str, dt.datetime], list[RecordedEvent]] = {}
         """Deposits by account and instant (in business order): each group vests together."""
         self.others: list[Item] = []
@@ -78,7 +82,7 @@ class PointSources:
 
     def copy(self) -> PointSources:
         """Sources that can grow without changing these (a deposit group grows into a new list)."""
-        other = PointSources(self.policy)
+        other = PointSources(self.policy, self.versions)
         other.deposits = self.deposits.copy()
         other.others = self.others.copy()
         other.birthday_years = self.birthday_years.copy()
@@ -93,12 +97,13 @@ class PointSources:
             group = self.deposits.get(key)
             self.deposits[key] = [event] if group is None else [*group, event]
             return
-        rules, zone = self.policy.points, self.policy.zone
+        policy = self.policy if self.versions is None else self.versions.at(event.occurred_at)
+        rules, zone = policy.points, policy.zone
         if kind == _REDEEMED:
             self.others.append((event.occurred_at, REDEEM, event.position, event))
         elif kind == _QUALIFIED:
             note = f"referral of {event.record.referred_customer_id} qualified"
-            self.others.append(_earn(event, rules.referral, RuleCode.REFERRAL_QUALIFIED, note, zone))
+            self.others.append(_earn(event, rules.referral, RuleCode.REFERRAL_QUALIFIED, note, zone, self._id(policy)))
         elif kind == _GREETING:
             greeting: Greeting = event.record
             if greeting.occasion != "birthday":
@@ -107,13 +112,22 @@ class PointSources:
             if year not in self.birthday_years:
                 self.birthday_years.add(year)
                 note = f"birthday greeting, first of {year}"
-                self.others.append(_earn(event, rules.birthday, RuleCode.BIRTHDAY_GREETING, note, zone))
+                self.others.append(
+                    _earn(event, rules.birthday, RuleCode.BIRTHDAY_GREETING, note, zone, self._id(policy))
+                )
         elif kind == _SURVEY:
             local = event.occurred_at.astimezone(zone)
             if (local.year, local.month) not in self.survey_months:
                 self.survey_months.add((local.year, local.month))
                 note = f"survey, first of {local.year}-{local.month:02d}"
-                self.others.append(_earn(event, rules.survey, RuleCode.MONTHLY_SURVEY, note, zone))
+                self.others.append(_earn(event, rules.survey, RuleCode.MONTHLY_SURVEY, note, zone, self._id(policy)))
+
+    def _id(self, policy: Policy) -> str | None:
+        """The version to name on a ledger line: only where several are in force."""
+        return None if self.versions is None else policy.id
+
+    def _at(self, moment: dt.datetime) -> Policy:
+        return self.policy if self.versions is None else self.versions.at(moment)
 
     def plan(self, accounts: dict[str, StepLine]) -> PointPlan:
         """Every earning and redemption, in ledger order; ``accounts`` are the lines of the same events."""
@@ -164,7 +178,7 @@ class PointSources:
         """
         instants, values = line.instants, line.values
         first = bisect_left(instants, moment)
-        last = bisect_right(instants, moment + days(self.policy.points.deposit_hold_days), lo=first)
+        last = bisect_right(instants, moment + days(self._at(moment).points.deposit_hold_days), lo=first)
         lowest = min(reversed(values[first:last]))
         total = ZERO
         for event in group:
@@ -173,7 +187,8 @@ class PointSources:
 
     def _vesting(self, group: list[RecordedEvent], account: str, moment: dt.datetime, held: Decimal) -> Vesting:
         """The group's vest lines: ``held`` shared among its deposits in stored order."""
-        rules, zone = self.policy.points, self.policy.zone
+        policy = self._at(moment)
+        rules, zone = policy.points, policy.zone
         vests_at = moment + days(rules.deposit_hold_days)
         year = local_year(vests_at, zone)
         items: list[Item] = []
@@ -187,7 +202,9 @@ class PointSources:
             if deposit.product == "time" and (deposit.term_months or 0) >= rules.long_time_deposit_months:
                 earned *= rules.long_time_deposit_multiplier
             note = f"deposit of {amount} to {account} held {rules.deposit_hold_days} days ({share} kept)"
-            line = LedgerLine(vests_at, "vest", RuleCode.DEPOSIT_HELD, earned, year, (event.event_id,), note)
+            line = LedgerLine(
+                vests_at, "vest", RuleCode.DEPOSIT_HELD, earned, year, (event.event_id,), note, self._id(policy)
+            )
             items.append((vests_at, EARN, event.position, line))
         return Vesting(group, held, items)
 
@@ -220,11 +237,11 @@ def local_year(moment: dt.datetime, zone: dt.tzinfo) -> int:
     return moment.astimezone(zone).year
 
 
-def _earn(event: RecordedEvent, points: int, rule: RuleCode, note: str, zone: dt.tzinfo) -> Item:
+def _earn(event: RecordedEvent, points: int, rule: RuleCode, note: str, zone: dt.tzinfo, policy: str | None) -> Item:
     year = local_year(event.occurred_at, zone)
     return (
         event.occurred_at,
         EARN,
         event.position,
-        LedgerLine(event.occurred_at, "earn", rule, points, year, (event.event_id,), note),
+        LedgerLine(event.occurred_at, "earn", rule, points, year, (event.event_id,), note, policy),
     )

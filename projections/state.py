@@ -12,20 +12,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import Policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent, iso
 from timeline.domain.rule_docs import link
 from timeline.domain.types import EventType
 from timeline.projections.balances import MONEY_TYPES, Balances
-from timeline.projections.counted import CORRECTION, business_order, counted
+from timeline.projections.counted import counted
 from timeline.projections.followups import Assignment, Followup, FollowupBook
 from timeline.projections.ledger import LedgerRun, PointsResult, items_before, items_through
 from timeline.projections.lifecycle import ACTIVITY, FactsFold, StageResult, lifecycle_as_of, next_stage_change
 from timeline.projections.points import POINT_TYPES, PointPlan, PointSources
 from timeline.projections.tier import TierResult, TierRun, tier_from_changes, tier_run
+from timeline.projections.tier_versions import tier_run_versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,12 @@ class CustomerState:
     erased: bool
     next_change_at: dt.datetime | None
     """The next instant at which time alone (no new event) changes tier, stage or points."""
+    versions: PolicyTimeline | None = None
+    """The policy versions in force as known at ``known_at`` (None: ``policy`` alone)."""
+
+    def policy_at(self, moment: dt.datetime) -> str:
+        """The id of the version in force at business instant ``moment``."""
+        return self.policy if self.versions is None else self.versions.at(moment).id
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,15 +83,17 @@ class CustomerState:
                 "rule": tier.rule,
                 "see": link(tier.rule),
                 "reason": tier.reason,
+                "policy": self.policy_at(tier.since),
                 "event_ids": [str(e) for e in tier.event_ids],
-                "pending": _change_json(tier.pending) if tier.pending else None,
-                "changes": [_change_json(c) for c in tier.changes],
+                "pending": self._change_json(tier.pending) if tier.pending else None,
+                "changes": [self._change_json(c) for c in tier.changes],
             },
             "lifecycle_explained": {
                 "stage": stage.stage,
                 "rule": stage.rule,
                 "see": link(stage.rule),
                 "reason": stage.reason,
+                "policy": self.policy,
                 "event_ids": [str(e) for e in stage.event_ids],
             },
             "points_explained": {
@@ -99,6 +108,7 @@ class CustomerState:
                         "bucket": line.bucket,
                         "event_ids": [str(e) for e in line.event_ids],
                         "note": line.note,
+                        "policy": line.policy or self.policy_at(line.at),
                     }
                     for line in points.ledger
                 ],
@@ -110,23 +120,26 @@ class CustomerState:
             "followups": [f.to_json() for f in self.followups],
         }
 
-
-def _change_json(change: Any) -> dict[str, Any]:
-    return {
-        "at": iso(change.at),
-        "from": change.from_tier,
-        "to": change.to_tier,
-        "rule": change.rule,
-        "see": link(change.rule),
-        "reason": change.reason,
-        "event_ids": [str(e) for e in change.event_ids],
-    }
+    def _change_json(self, change: Any) -> dict[str, Any]:
+        return {
+            "at": iso(change.at),
+            "from": change.from_tier,
+            "to": change.to_tier,
+            "rule": change.rule,
+            "see": link(change.rule),
+            "reason": change.reason,
+            "policy": change.policy or self.policy_at(change.at),
+            "event_ids": [str(e) for e in change.event_ids],
+        }
 
 
 def customer_state(
-    history: Sequence[RecordedEvent], policy: Policy, as_of: dt.datetime, known_at: dt.datetime
+    history: Sequence[RecordedEvent], policy: Policy | PolicyTimeline, as_of: dt.datetime, known_at: dt.datetime
 ) -> CustomerState:
-    """State at business time ``as_of`` from the events of ``history`` recorded by ``known_at``."""
+    """State at business time ``as_of`` from the events of ``history`` recorded by ``known_at``.
+
+    ``policy``: the versions in force, as known at ``known_at`` (a plain policy: that one for all time).
+    """
     events = counted(history, known_at).as_of(as_of)
     if not events or events[0].type != EventType.CUSTOMER_REGISTERED:
         customer = history[0].customer_id if history else "?"
@@ -146,8 +159,8 @@ class _Folds:
         self._by_type: dict[str, tuple[Callable[[RecordedEvent], None], ...]] = {}
 
     @classmethod
-    def new(cls, registration: RecordedEvent, policy: Policy) -> _Folds:
-        return cls(Balances(), PointSources(policy), FactsFold(registration), FollowupBook(), False)
+    def new(cls, registration: RecordedEvent, policy: Policy, versions: PolicyTimeline | None = None) -> _Folds:
+        return cls(Balances(), PointSources(policy, versions), FactsFold(registration), FollowupBook(), False)
 
     def copy(self) -> _Folds:
         return _Folds(self.money.copy(), self.points.copy(), self.facts.copy(), self.book.copy(), self.erased)
@@ -200,17 +213,27 @@ class Projection:
     ones again (:func:`fold` keeps one per stream that way).
     """
 
-    def __init__(self, events: Sequence[RecordedEvent], policy: Policy) -> None:
-        folds = _Folds.new(events[0], policy)
+    def __init__(self, events: Sequence[RecordedEvent], policy: Policy | PolicyTimeline) -> None:
+        versions = PolicyTimeline.of(policy)
+        first = versions.first
+        if versions.is_single:
+            folds = _Folds.new(events[0], first)
+            folds.feed(events)
+            money = folds.money
+            plan = folds.points.plan(money.accounts)
+            self._settle(list(events), versions, folds, tier_run(money.aum, first.tier), plan, LedgerRun(first))
+            return
+        folds = _Folds.new(events[0], first, versions)
         folds.feed(events)
         money = folds.money
         plan = folds.points.plan(money.accounts)
-        self._settle(list(events), policy, folds, tier_run(money.aum, policy.tier), plan, LedgerRun(policy))
+        tiers = tier_run_versions(money.aum, versions)
+        self._settle(list(events), versions, folds, tiers, plan, LedgerRun(first, versions))
 
     def _settle(
         self,
         events: list[RecordedEvent],
-        policy: Policy,
+        versions: PolicyTimeline,
         folds: _Folds,
         tiers: TierRun,
         plan: PointPlan,
@@ -220,7 +243,9 @@ class Projection:
         items = plan.items
         ledger.advance(items, items_before(items, events[-1].occurred_at))
         self.events = events
-        self.policy = policy
+        self.versions = versions
+        self.policy = versions.first
+        """The policy of every instant when ``versions`` holds one, else the first version."""
         self.registration = events[0]
         self.horizon = events[-1].occurred_at
         self.money = folds.money
@@ -245,6 +270,8 @@ class Projection:
         """
         if not later:
             return self
+        if not self.versions.is_single:  # several versions: folded again (no resume point spans a change)
+            return Projection([*self.events, *later], self.versions)
         last, first = self.events[-1], later[0]
         if (first.occurred_at, first.position) <= (last.occurred_at, last.position):
             raise ValueError(f"event {first.event_id} does not come after the last one of the projection")
@@ -254,7 +281,7 @@ class Projection:
         extended = Projection.__new__(Projection)
         extended._settle(
             [*self.events, *later],
-            policy,
+            self.versions,
             folds,
             tier_run(money.aum, policy.tier, since=self._tiers),
             folds.points.plan_since(self._plan, first.occurred_at, money.accounts, self._lowered(later)),
@@ -279,7 +306,9 @@ class Projection:
     def at(self, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
         if as_of < self.horizon:
             raise ValueError(f"a projection up to {iso(self.horizon)} cannot answer as of {iso(as_of)}")
-        policy, money, registration = self.policy, self.money, self.registration
+        versions, money, registration = self.versions, self.money, self.registration
+        single = versions.is_single
+        policy = self.policy if single else versions.at(as_of)
         tier = tier_from_changes(self.tier_changes, registration.occurred_at, registration.event_id, policy.tier, as_of)
         stage = lifecycle_as_of(self.facts, money.aum, policy.tier.rank(tier.tier), policy, as_of)
         cut = items_through(self.point_items, as_of)
@@ -287,7 +316,9 @@ class Projection:
         ledger.advance(self.point_items, cut)
         points = ledger.close(self.point_items, cut, as_of)
         last_activity = self.facts.last_activity
-        stage_change = next_stage_change(self.facts, money.aum, self.tier_changes, policy, as_of, stage.stage)
+        stage_change = next_stage_change(
+            self.facts, money.aum, self.tier_changes, policy, as_of, stage.stage, None if single else versions
+        )
         upcoming = [m for m in (tier.next_change_at, points.next_change_at, stage_change) if m]
         return CustomerState(
             customer_id=registration.customer_id,
@@ -306,83 +337,5 @@ class Projection:
             qualified_referrals=len(self.facts.qualified),
             erased=self.erased,
             next_change_at=min(upcoming) if upcoming else None,
+            versions=None if single else versions,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Folded:
-    """The projection of every event of a stream (what it answers as known from the latest recording on),
-    and which events it was folded from, so that a longer stream can reuse it."""
-
-    length: int
-    """How many events of the history were folded."""
-    last: RecordedEvent
-    """The last of them: the history still starts with them while it holds this very event there."""
-    recorded: dt.datetime
-    """The latest ``recorded_at`` among them."""
-    occurred: dt.datetime
-    """The latest ``occurred_at`` among them (corrections and voided events included)."""
-    voided: frozenset[UUID]
-    projection: Projection | None
-    """None when the counted events do not start with a registration."""
-
-    def state(
-        self, history: Sequence[RecordedEvent], policy: Policy, as_of: dt.datetime, known_at: dt.datetime
-    ) -> CustomerState:
-        """The state as of ``as_of`` as known at ``known_at`` (``history`` is the one folded): from the
-        projection when it can answer, else folded from scratch."""
-        projection = self.projection
-        if projection is not None and known_at >= self.recorded and as_of >= projection.horizon:
-            return projection.at(as_of, known_at)
-        return customer_state(history, policy, as_of, known_at)
-
-
-def fold(history: Sequence[RecordedEvent], policy: Policy, previous: Folded | None = None) -> Folded:
-    """Fold every event of ``history`` (stream order, not empty), reusing ``previous``, a fold of its first events.
-
-    Reuse needs the events since to be counted ones that come after every
-    counted event in business order — a stream growing the usual way. A
-    correction, or an event earlier than the last one (a late event), folds
-    everything again: that is exact whatever the arrival order.
-    """
-    later = _later(history, previous) if previous is not None else None
-    if previous is not None and previous.projection is not None and later is not None:
-        if not later:
-            return previous
-        return Folded(
-            len(history),
-            history[-1],
-            max(previous.recorded, *(e.recorded_at for e in later)),
-            max(previous.occurred, *(e.occurred_at for e in later)),
-            previous.voided,
-            previous.projection.extended(later),
-        )
-    included = counted(history)
-    events = included.events
-    registered = bool(events) and events[0].type == EventType.CUSTOMER_REGISTERED
-    return Folded(
-        len(history),
-        history[-1],
-        max(e.recorded_at for e in history),
-        max(e.occurred_at for e in history),
-        frozenset(included.voided_by),
-        Projection(events, policy) if registered else None,
-    )
-
-
-def _later(history: Sequence[RecordedEvent], previous: Folded) -> list[RecordedEvent] | None:
-    """The events after those ``previous`` folded, in business order, if its projection can grow by them.
-
-    ``history`` must still start with the events folded (it holds the very last of them in its place); the
-    new ones must neither correct nor be voided, and must all come after the last counted event.
-    """
-    length, projection = previous.length, previous.projection
-    if projection is None or length > len(history) or history[length - 1] is not previous.last:
-        return None
-    later = sorted(history[length:], key=business_order)
-    if later and (
-        business_order(later[0]) <= business_order(projection.events[-1])
-        or any(e.type == CORRECTION or e.event_id in previous.voided for e in later)
-    ):
-        return None
-    return later

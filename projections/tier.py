@@ -34,6 +34,8 @@ class TierChange:
     """:attr:`RuleCode.TIER_UPGRADE` or :attr:`RuleCode.TIER_DOWNGRADE` (its text is what explanations print)."""
     reason: str
     event_ids: tuple[UUID, ...]
+    policy: str | None = None
+    """The policy version that decided it, where several are in force (None: the one policy)."""
 
 
 @dataclass(frozen=True, slots=True)

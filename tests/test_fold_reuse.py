@@ -28,7 +28,8 @@ from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import load_policy
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.counted import counted
-from timeline.projections.state import Folded, Projection, customer_state, fold
+from timeline.projections.folding import Folded, fold
+from timeline.projections.state import Projection, customer_state
 
 POLICY = load_policy()
 START = dt.datetime(2023, 1, 1, 1, 0, tzinfo=dt.UTC)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.state import Folded
+from timeline.projections.folding import Folded
 
 CACHE_EVENTS = 1_000_000
 """Events of decoded history kept in memory (about 1 KB each as Python objects): a miss reads the copy again.

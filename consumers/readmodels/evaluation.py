@@ -10,7 +10,8 @@ from operator import attrgetter
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.state import CustomerState, Folded, customer_state
+from timeline.projections.folding import Folded
+from timeline.projections.state import CustomerState, customer_state
 
 Clock = Callable[[], dt.datetime]
 

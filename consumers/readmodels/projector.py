@@ -35,7 +35,7 @@ from timeline.consumers.readmodels.evaluation import Clock, Evaluation, evaluate
 from timeline.consumers.readmodels.stats import BatchResult, ConsumerStats
 from timeline.domain.policy import Policy, load_policy
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.state import fold
+from timeline.projections.folding import fold
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from timeline.application.codec import STORED_VALUE_ERRORS, decode, first_invalid
+from timeline.application.policy_store import PolicyStream
 from timeline.application.ports import EventStore
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import Policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.state import CustomerState, Folded, customer_state, fold
+from timeline.projections.folding import Folded, fold
+from timeline.projections.state import CustomerState, customer_state
 
 PAGE = 20_000
 PARALLEL_FROM = 100_000
@@ -54,6 +57,18 @@ class StateReader:
     store: EventStore
     policy: Policy
     _cache: dict[str, _Cached] = field(default_factory=dict)
+    versions: PolicyTimeline | None = None
+    """The versions to answer under; None: ``policy`` from the beginning, then the store's published versions
+    (read again at each question, so a running service sees a publish at once)."""
+    _stream: PolicyStream | None = None
+
+    def timeline(self) -> PolicyTimeline:
+        """The policy versions as known now (``known_at`` narrows them per question)."""
+        if self.versions is not None:
+            return self.versions
+        if self._stream is None:
+            self._stream = PolicyStream(self.store, self.policy)
+        return self._stream.timeline()
 
     def history(self, customer_id: str) -> list[RecordedEvent]:
         """The customer's events in stream order (PII left sealed: projections never read it)."""
@@ -80,11 +95,12 @@ class StateReader:
         now = dt.datetime.now(dt.UTC)
         as_of, known_at = as_of or now, known_at or now
         cached = self._refresh(customer_id)
+        versions = self.timeline().known_at(known_at)
         try:
             if cached.last_recorded is not None and known_at >= cached.last_recorded:
-                cached.folded = fold(cached.history, self.policy, cached.folded)
-                return cached.folded.state(cached.history, self.policy, as_of, known_at)
-            return customer_state(cached.history, self.policy, as_of, known_at)
+                cached.folded = fold(cached.history, versions, cached.folded)
+                return cached.folded.state(cached.history, versions, as_of, known_at)
+            return customer_state(cached.history, versions, as_of, known_at)
         except STORED_VALUE_ERRORS:
             corrupt = first_invalid(cached.history)
             if corrupt is None:
@@ -105,18 +121,19 @@ class StateReader:
         """
         now = dt.datetime.now(dt.UTC)
         as_of, known_at = as_of or now, known_at or now
+        versions = self.timeline().known_at(known_at)
         head = self.store.head_position()
         if workers is None:
             workers = (os.cpu_count() or 1) if head >= PARALLEL_FROM else 1
         if self.store.opener() is None:
             workers = 1
         if workers > 1:
-            yield from self._in_workers(workers, head, as_of, known_at, progress)
+            yield from self._in_workers(workers, head, versions, as_of, known_at, progress)
             return
         streams = self.read_all(progress)
         for customer_id in sorted(streams):
             try:
-                yield _state_of(streams[customer_id], self.policy, as_of, known_at)
+                yield _state_of(streams[customer_id], versions, as_of, known_at)
             except UnknownCustomer:
                 continue
 
@@ -124,6 +141,7 @@ class StateReader:
         self,
         workers: int,
         head: int,
+        versions: PolicyTimeline,
         as_of: dt.datetime,
         known_at: dt.datetime,
         progress: Callable[[int, int], None] | None,
@@ -142,7 +160,7 @@ class StateReader:
         here: dict[int, tuple[int, list[CustomerState]]] = {}
         spawn = multiprocessing.get_context("spawn")  # no inherited database connections
         with ProcessPoolExecutor(max_workers=workers - 1, mp_context=spawn) as pool:
-            futures = [pool.submit(_states_of, self.store.opener(), self.policy, s, as_of, known_at) for s in shards]
+            futures = [pool.submit(_states_of, self.store.opener(), versions, s, as_of, known_at) for s in shards]
             for index, future in enumerate(futures):
                 while index not in here and not future.done():
                     stolen = next(
@@ -151,7 +169,7 @@ class StateReader:
                     )
                     if stolen is None:
                         break
-                    here[stolen] = _fold_shard(self.store, self.policy, shards[stolen], as_of, known_at)
+                    here[stolen] = _fold_shard(self.store, versions, shards[stolen], as_of, known_at)
                 events, states = here.pop(index) if index in here else future.result()
                 done += events
                 if progress:
@@ -180,7 +198,9 @@ class StateReader:
         return streams
 
 
-def _state_of(history: list[RecordedEvent], policy: Policy, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
+def _state_of(
+    history: list[RecordedEvent], policy: PolicyTimeline, as_of: dt.datetime, known_at: dt.datetime
+) -> CustomerState:
     """:func:`customer_state`, naming the stored event when a value in it made the fold fail."""
     try:
         return customer_state(history, policy, as_of, known_at)
@@ -209,7 +229,11 @@ def _shards(customers: list[str], lengths: list[int], count: int) -> list[list[s
 
 
 def _states_of(
-    opener: Callable[[], EventStore], policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
+    opener: Callable[[], EventStore],
+    policy: PolicyTimeline,
+    customer_ids: list[str],
+    as_of: dt.datetime,
+    known_at: dt.datetime,
 ) -> tuple[int, list[CustomerState]]:
     """In a worker: :func:`_fold_shard` on a store of its own."""
     from timeline.application.process import tune_gc_for_bulk_work
@@ -223,7 +247,7 @@ def _states_of(
 
 
 def _fold_shard(
-    store: EventStore, policy: Policy, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
+    store: EventStore, policy: PolicyTimeline, customer_ids: list[str], as_of: dt.datetime, known_at: dt.datetime
 ) -> tuple[int, list[CustomerState]]:
     """Read these customers' streams (batched queries), fold each; the event count for progress."""
     rows = store.read_streams(customer_ids)
