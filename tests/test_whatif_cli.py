@@ -74,7 +74,10 @@ def test_people_read_the_summary_tables(store):
     done = run("--policy", str(candidate), "--db", db, "--as-of", AS_OF)
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert "what-if: candidate raise-80k (in force from the beginning) against bank-default-v1" in text
+    assert (
+        "what-if: candidate raise-80k in force from the beginning, against the current versions "
+        "(bank-default-v1 in force as of then)"
+    ) in text
     assert "2 customers compared, 1 differ (nothing was written)" in text
     for title in ("Customers per tier", "Tier moves", "Lifecycle stages", "At risk and points owed"):
         assert title in text
@@ -98,3 +101,14 @@ def test_a_mistake_is_one_line_and_exit_2(store, args, line):
     done = run(*given, "--db", db)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(line), done.stderr
+
+
+def test_from_a_date_puts_the_candidate_in_force_from_its_first_instant(store):
+    db, candidate = store
+    after = run("--policy", str(candidate), "--db", db, "--as-of", AS_OF, "--from", "2025-03-02", "--json")
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout.splitlines()[-1])["summary"]["differing"] == 0
+    before = run("--policy", str(candidate), "--db", db, "--as-of", AS_OF, "--from", "2025-01-01", "--json")
+    assert json.loads(before.stdout.splitlines()[-1])["summary"]["differing"] == 1
+    shown = run("--policy", str(candidate), "--db", db, "--as-of", AS_OF, "--from", "2025-01-01")
+    assert "in force from 2025-01-01T00:00:00+08:00" in shown.stdout

@@ -1,8 +1,13 @@
-"""What-if: every customer folded under the current policy and under a candidate, and the difference.
+"""What-if: every customer folded under the current policy versions and under a candidate, and the difference.
 
-Nothing is written. Each stream is read and decoded once and folded twice (the
-projections are pure: the same events, two policies), on every core as
-``state --all`` is (:mod:`timeline.application.sharded`). A customer differs
+The current side is the store's versions in force (the base policy, then every
+published version) as known at ``known_at``; the candidate side is the same
+versions up to the candidate's ``from``, then the candidate for ever
+(:meth:`~timeline.domain.policy_versions.PolicyTimeline.with_candidate`; no
+``from``: the candidate from the beginning). Nothing is written. Each stream
+is read and decoded once and folded twice (the projections are pure: the same
+events, two timelines), on every core as ``state --all`` is
+(:mod:`timeline.application.sharded`). A customer differs
 when their tier, lifecycle stage or points differ; the summary is what a
 product manager weighs before a change: tier moves, who enters or leaves
 at-risk, the points the bank owes (its liability), customers per tier.
@@ -24,12 +29,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from timeline.application.codec import decode
+from timeline.application.policy_store import PolicyStream
 from timeline.application.ports import EventStore
 from timeline.application.sharded import over_customers
 from timeline.application.states import _state_of
 from timeline.domain.errors import TimelineError, UnknownCustomer
 from timeline.domain.instants import parse_instant
-from timeline.domain.policy import Policy
+from timeline.domain.policy import Policy, succession_conflict
+from timeline.domain.policy_errors import InvalidPolicy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import iso
 from timeline.domain.types import Stage
 from timeline.projections.state import CustomerState
@@ -164,12 +172,14 @@ class Report:
 
     question: Question
     current: Policy
-    """The policy in force at ``as_of`` on the current side (its tiers order the summary)."""
+    """The version in force at ``as_of`` on the current side (its tiers order the summary)."""
+    candidate: Policy
+    """The version in force at ``as_of`` on the candidate side (the current one if ``from`` is later)."""
     differing: list[Comparison]
     tally: Tally
 
     def summary_json(self) -> dict[str, Any]:
-        t, current, candidate = self.tally, self.current, self.question.candidate
+        t, current, candidate = self.tally, self.current, self.candidate
         current_rank = {level.name: i for i, level in enumerate(current.tier.tiers)}
         candidate_rank = {level.name: i for i, level in enumerate(candidate.tier.tiers)}
         moves = sorted(
@@ -231,25 +241,33 @@ def effective_from(text: str, time_zone: str) -> dt.datetime:
 
 def what_if(
     store: EventStore,
-    current: Policy,
+    base: Policy,
     question: Question,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
-    """Fold every customer under ``current`` and under the candidate; nothing is written."""
-    if question.effective_from is not None:
-        raise TimelineError("--from needs policy versions, which this store does not have yet")
-    work = partial(_compare_range, current, question)
+    """Fold every customer under the store's versions (over ``base``) and under the candidate; nothing is written."""
+    current = PolicyStream(store, base).timeline().known_at(question.known_at)
+    candidate = current.with_candidate(question.candidate, question.effective_from)
+    for version in candidate.versions[:-1]:  # those it follows: none when it is in force from the beginning
+        conflict = succession_conflict(version.policy, question.candidate)
+        if conflict:
+            raise InvalidPolicy(f"the candidate cannot follow the versions in force: {conflict}")
+    work = partial(_compare_range, current, candidate, question)
     differing: list[Comparison] = []
     tally = Tally()
     for found, part in over_customers(store, work, workers, progress):
         differing.extend(found)
         tally.merge(part)
-    return Report(question, current, differing, tally)
+    return Report(question, current.at(question.as_of), candidate.at(question.as_of), differing, tally)
 
 
 def _compare_range(
-    current: Policy, question: Question, store: EventStore, customer_ids: list[str]
+    current: PolicyTimeline,
+    candidate: PolicyTimeline,
+    question: Question,
+    store: EventStore,
+    customer_ids: list[str],
 ) -> tuple[int, tuple[list[Comparison], Tally]]:
     """Read these customers' streams (batched), decode each once and fold it twice."""
     rows = store.read_streams(customer_ids)
@@ -266,7 +284,7 @@ def _compare_range(
             continue
         if q.branch is not None and now.assignment.branch_id != q.branch:
             continue
-        then = _state_of(history, q.candidate, q.as_of, q.known_at)
+        then = _state_of(history, candidate, q.as_of, q.known_at)
         comparison = Comparison(customer_id, now.assignment.branch_id, Side.of(now), Side.of(then))
         tally.add(comparison)
         if comparison.differs:

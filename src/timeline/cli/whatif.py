@@ -75,7 +75,11 @@ def render_whatif(report: Report) -> Group:
     zone = report.current.zone
     since = local(q.effective_from, zone) if q.effective_from else "the beginning"
     head = [
-        Text(f"what-if: candidate {q.candidate.id} (in force from {since}) against {report.current.id}", style="bold"),
+        Text(
+            f"what-if: candidate {q.candidate.id} in force from {since}, against the current versions "
+            f"({report.current.id} in force as of then)",
+            style="bold",
+        ),
         Text(
             f"as of {local_as_of(q.as_of, zone)}, as known at {local(q.known_at, zone)}"
             + (f", branch {q.branch}" if q.branch else "")

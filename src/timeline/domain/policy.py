@@ -162,6 +162,27 @@ def days(n: int) -> dt.timedelta:
     return dt.timedelta(days=n)
 
 
+def succession_conflict(earlier: Policy, later: Policy) -> str | None:
+    """Why ``later`` cannot be in force after ``earlier`` on one timeline (``path: reason``), or None.
+
+    Versions in force one after another keep the calendar, the money and the tier names: a hold or grace
+    running across the change compares tiers by name, and stored read models and alerts name them.
+    """
+    for field in ("time_zone", "currency"):
+        mine, theirs = getattr(later, field), getattr(earlier, field)
+        if mine != theirs:
+            return f"{field}: {shown(mine)} differs from {shown(theirs)} of {earlier.id} (versions keep it)"
+    names, before = [t.name for t in later.tier.tiers], [t.name for t in earlier.tier.tiers]
+    if len(names) != len(before):
+        return f"tier.tiers: {len(names)} tiers differ from the {len(before)} of {earlier.id} (versions keep them)"
+    for i, (mine, theirs) in enumerate(zip(names, before, strict=True)):
+        if mine != theirs:
+            return (
+                f"tier.tiers[{i}].name: {shown(mine)} differs from {shown(theirs)} of {earlier.id} (versions keep it)"
+            )
+    return None
+
+
 def parse_policy(data: Any) -> Policy:
     """A policy from its JSON value, checked whole; else :class:`InvalidPolicy`, one line: ``path: reason``."""
     try:

@@ -58,7 +58,10 @@ async def whatif(request: WhatIfRequest, svc: Svc, who: Annotated[Principal, may
     except InvalidPolicy as exc:
         raise Problem(422, str(exc)) from None
     question = Question(candidate, q or now, k or now, _from(request.from_, zone), _branch(who, request.branch))
-    report = await run_in_threadpool(_run, svc, svc.engine.policy, question)
+    try:
+        report = await run_in_threadpool(_run, svc, svc.engine.policy, question)
+    except InvalidPolicy as exc:  # the candidate cannot follow the versions it would be in force after
+        raise Problem(422, str(exc)) from None
     return report.to_json()
 
 
