@@ -74,10 +74,11 @@ def main() -> None:
     if url is None:
         history = generated_history(args.customers, args.years, args.seed, args.end)
         url, drop = fresh_db()
-        started = time.perf_counter()
-        stored = ingest_file(url, history)
-        print(f"ingested {stored:,} events in {time.perf_counter() - started:.0f} s", flush=True)
     try:
+        if drop is not None:
+            started = time.perf_counter()
+            stored = ingest_file(url, history)
+            print(f"ingested {stored:,} events in {time.perf_counter() - started:.0f} s", flush=True)
         work = Path(tempfile.mkdtemp(prefix="tl-whatif-"))
         candidate = candidate_file(work)
         as_of = f"{args.end}"

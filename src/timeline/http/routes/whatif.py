@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from timeline.application.whatif import Question, effective_from, what_if
+from timeline.application.whatif import Question, Report, effective_from, what_if
 from timeline.domain.errors import TimelineError
 from timeline.domain.policy import Policy, parse_policy
 from timeline.domain.policy_errors import InvalidPolicy
@@ -83,6 +83,6 @@ def _branch(who: Principal, branch: str | None) -> str | None:
     return who.branch
 
 
-def _run(svc: Service, current: Policy, question: Question) -> Any:
+def _run(svc: Service, current: Policy, question: Question) -> Report:
     with svc.reading:
         return what_if(svc.engine.store, current, question)
