@@ -29,6 +29,7 @@ def test_the_contract_lists_every_endpoint_of_the_service():
         "/v1/verify",
         "/v1/status",
         "/v1/access-log",
+        "/v1/whatif",
         "/healthz",
         "/readyz",
         "/metrics",

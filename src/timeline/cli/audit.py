@@ -17,7 +17,7 @@ from timeline.cli.output import counted, emit, err, input_progress, out, printab
 from timeline.cli.plain_help import PlainGroup
 from timeline.domain.errors import TimelineError
 
-schemas_app = typer.Typer(cls=PlainGroup, help="JSON Schemas of the events.", no_args_is_help=True)
+schemas_app = typer.Typer(cls=PlainGroup, help="JSON Schemas of the events and of the policy.", no_args_is_help=True)
 
 
 def ingest(
@@ -168,7 +168,7 @@ def schemas_export(
         "schemas"
     ),
 ) -> None:
-    """Write the JSON Schemas (draft 2020-12) of every event type: the input event and the published data."""
+    """Write the JSON Schemas (draft 2020-12) of every event type (input event, published data) and of the policy."""
     from timeline.domain.schemas import export_schemas
 
     for path in export_schemas(directory):

@@ -12,7 +12,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from timeline.application.process import tune_gc_for_bulk_work
-from timeline.cli import audit, branch, relationship
+from timeline.cli import audit, branch, relationship, whatif
 from timeline.cli.access import access_app
 from timeline.cli.consumers import register as register_consumer_commands
 from timeline.cli.options import Db, Json, open_engine
@@ -76,6 +76,7 @@ app.add_typer(access_app, name="access", rich_help_panel=INGEST_AND_AUDIT)
 app.add_typer(policy_app, name="policy", rich_help_panel=INGEST_AND_AUDIT)
 relationship.register(app, RELATIONSHIP_WORK)
 branch.register(app, RELATIONSHIP_WORK)
+whatif.register(app, RELATIONSHIP_WORK)
 app.command("requalify", rich_help_panel=KAFKA_AND_OPERATIONS)(requalify)
 app.command("relay", rich_help_panel=KAFKA_AND_OPERATIONS)(relay_command)
 app.command("serve", rich_help_panel=KAFKA_AND_OPERATIONS)(serve)

@@ -1,7 +1,11 @@
 """The policy every projection reads: POLICY §4's numbers as versioned data.
 
 A bank changes a number by shipping a new policy file with a new id, never by
-editing code. The default, ``bank-default-v1``, ships with the package.
+editing code. The default, ``bank-default-v1``, ships with the package. A
+policy is checked whole when read: its schema (``schemas/policy.schema.json``,
+generated from these models) and the consistency of its numbers; a policy
+that fails is refused with one line naming the field and the reason
+(:mod:`timeline.domain.policy_errors`).
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ import json
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from timeline.domain.errors import ConfigurationError
+from timeline.domain.policy_errors import InvalidPolicy, inconsistent, one_line, shown
 
 DEFAULT_POLICY = "bank-default-v1"
+POLICY_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
+"""A policy id: what explanations and ``state --json`` print, and what a store's versions are known by."""
 
 
 class _Frozen(BaseModel):
@@ -32,19 +40,10 @@ class TierLevel(_Frozen):
 
 
 class TierPolicy(_Frozen):
-    tiers: tuple[TierLevel, ...]
+    tiers: tuple[TierLevel, ...] = Field(min_length=1)
+    """From the lowest, at threshold 0 (every customer meets it), thresholds strictly ascending."""
     upgrade_hold_days: int = Field(ge=0)
     downgrade_grace_days: int = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _ascending(self) -> TierPolicy:
-        thresholds = [t.threshold for t in self.tiers]
-        if not thresholds or thresholds[0] != 0 or thresholds != sorted(set(thresholds)):
-            raise ValueError("tiers must start at threshold 0 and ascend strictly")
-        names = [t.name for t in self.tiers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"tier names must be distinct: {names}")
-        return self
 
     @property
     def hold(self) -> dt.timedelta:
@@ -70,21 +69,23 @@ class TierPolicy(_Frozen):
 
 
 class LifecyclePolicy(_Frozen):
-    churn_window_days: int
-    stale_complaint_days: int
-    drop_window_days: int
-    drop_min_peak: Decimal
+    churn_window_days: int = Field(ge=0)
+    stale_complaint_days: int = Field(ge=0)
+    drop_window_days: int = Field(ge=0)
+    drop_min_peak: Decimal = Field(ge=0)
     drop_ratio: Decimal = Field(gt=0, le=1)
-    silence_days: int
-    established_tenure_days: int
-    loyal_tenure_days: int
+    silence_days: int = Field(ge=0)
+    established_tenure_days: int = Field(ge=0)
+    loyal_tenure_days: int = Field(ge=0)
+    """Not below ``established_tenure_days``: a customer is established before loyal."""
     loyal_min_tier: str
+    """One of ``tier.tiers``' names."""
 
 
 class PointsPolicy(_Frozen):
-    deposit_hold_days: int
+    deposit_hold_days: int = Field(ge=0)
     deposit_unit: Decimal = Field(gt=0)
-    long_time_deposit_months: int
+    long_time_deposit_months: int = Field(ge=0)
     long_time_deposit_multiplier: int = Field(ge=1)
     referral: int = Field(ge=0)
     birthday: int = Field(ge=0)
@@ -97,8 +98,9 @@ class ReferralPolicy(_Frozen):
 
 
 class Policy(_Frozen):
-    id: str
+    id: str = Field(pattern=POLICY_ID_PATTERN)
     time_zone: str
+    """An IANA time zone: days end there, and what people read is shown there with its offset."""
     currency: str
     tier: TierPolicy
     lifecycle: LifecyclePolicy
@@ -108,12 +110,45 @@ class Policy(_Frozen):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "unknown_time_zone", "not a known time zone (an IANA name, e.g. Asia/Shanghai)"
+            ) from None
         return value
 
     @model_validator(mode="after")
-    def _loyal_tier_exists(self) -> Policy:
-        self.tier.rank(self.lifecycle.loyal_min_tier)
+    def _consistent(self) -> Policy:
+        """The checks that span fields, each naming the field at fault by its full path."""
+        tiers = self.tier.tiers
+        if tiers[0].threshold != 0:
+            raise inconsistent(
+                "tier.tiers[0].threshold", f"{tiers[0].threshold} is not 0 (the lowest tier holds every customer)"
+            )
+        for i in range(1, len(tiers)):
+            if tiers[i].threshold <= tiers[i - 1].threshold:
+                raise inconsistent(
+                    f"tier.tiers[{i}].threshold",
+                    f"{tiers[i].threshold} is not above tier.tiers[{i - 1}].threshold {tiers[i - 1].threshold}",
+                )
+        names = [t.name for t in tiers]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise inconsistent(
+                    f"tier.tiers[{i}].name",
+                    f"{shown(name)} is also tier.tiers[{names.index(name)}].name (tier names must be distinct)",
+                )
+        life = self.lifecycle
+        if life.loyal_min_tier not in names:
+            raise inconsistent(
+                "lifecycle.loyal_min_tier", f"{shown(life.loyal_min_tier)} is not a tier (one of {', '.join(names)})"
+            )
+        if life.loyal_tenure_days < life.established_tenure_days:
+            raise inconsistent(
+                "lifecycle.loyal_tenure_days",
+                f"{life.loyal_tenure_days} is below lifecycle.established_tenure_days {life.established_tenure_days}",
+            )
         return self
 
     @functools.cached_property
@@ -127,20 +162,60 @@ def days(n: int) -> dt.timedelta:
     return dt.timedelta(days=n)
 
 
+def succession_conflict(earlier: Policy, later: Policy) -> str | None:
+    """Why ``later`` cannot be in force after ``earlier`` on one timeline (``path: reason``), or None.
+
+    Versions in force one after another keep the calendar, the money and the tier names: a hold or grace
+    running across the change compares tiers by name, and stored read models and alerts name them.
+    """
+    for field in ("time_zone", "currency"):
+        mine, theirs = getattr(later, field), getattr(earlier, field)
+        if mine != theirs:
+            return f"{field}: {shown(mine)} differs from {shown(theirs)} of {earlier.id} (versions keep it)"
+    names, before = [t.name for t in later.tier.tiers], [t.name for t in earlier.tier.tiers]
+    if len(names) != len(before):
+        return f"tier.tiers: {len(names)} tiers differ from the {len(before)} of {earlier.id} (versions keep them)"
+    for i, (mine, theirs) in enumerate(zip(names, before, strict=True)):
+        if mine != theirs:
+            return (
+                f"tier.tiers[{i}].name: {shown(mine)} differs from {shown(theirs)} of {earlier.id} (versions keep it)"
+            )
+    return None
+
+
+def parse_policy(data: Any) -> Policy:
+    """A policy from its JSON value, checked whole; else :class:`InvalidPolicy`, one line: ``path: reason``."""
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidPolicy(one_line(exc)) from None
+
+
+def policy_from_text(text: str, source: str) -> Policy:
+    """:func:`parse_policy` of a file's text; ``source`` names the file in the one-line error."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPolicy(f"policy {source!r} is not JSON: {exc}") from None
+    try:
+        return parse_policy(data)
+    except InvalidPolicy as exc:
+        raise InvalidPolicy(f"policy {source!r} is invalid: {exc}") from None
+
+
 @functools.cache
 def load_policy(name_or_path: str = DEFAULT_POLICY) -> Policy:
-    """A shipped policy by id, or a policy file by path."""
+    """A shipped policy by id, or a policy file by path (a ``.json`` name)."""
     path = Path(name_or_path)
     try:
         if path.suffix == ".json":
             text = path.read_text(encoding="utf-8")
         else:
             text = resources.files("timeline").joinpath("policies", f"{name_or_path}.json").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(
+    except (FileNotFoundError, IsADirectoryError):
+        raise InvalidPolicy(
             f"no policy {name_or_path!r}: give a shipped id ({DEFAULT_POLICY}) or a .json file"
         ) from None
-    try:
-        return Policy.model_validate(json.loads(text))
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise ConfigurationError(f"policy {name_or_path!r} is invalid: {exc}") from None
+    except (UnicodeDecodeError, PermissionError) as exc:
+        raise InvalidPolicy(f"policy {name_or_path!r} cannot be read: {exc}") from None
+    return policy_from_text(text, name_or_path)

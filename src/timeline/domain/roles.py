@@ -42,6 +42,8 @@ class Action(StrEnum):
     INGEST = "ingest"
     ERASE = "erase"
     """Request a customer's erasure (POLICY §7): appended as a ``customer.erased`` event."""
+    WHATIF = "whatif"
+    """Replay every customer under a candidate policy (issue 13): a branch head for their branch only."""
     KNOWN_AT_PAST = "known_at_past"
     """Ask with a ``known_at`` other than now: what the engine knew then (compliance's alone)."""
 
@@ -51,8 +53,8 @@ _CUSTOMER_DATA = frozenset({Action.STATE, Action.EXPLAIN, Action.HISTORY, Action
 PERMISSIONS: Mapping[Role, frozenset[Action]] = MappingProxyType(
     {
         Role.COMPLIANCE: _CUSTOMER_DATA
-        | {Action.CUSTOMERS_LIST, Action.VERIFY, Action.ACCESS_LOG, Action.ERASE, Action.KNOWN_AT_PAST},
-        Role.BRANCH_HEAD: frozenset({Action.STATE, Action.EXPLAIN, Action.CUSTOMERS_LIST}),
+        | {Action.CUSTOMERS_LIST, Action.VERIFY, Action.ACCESS_LOG, Action.ERASE, Action.WHATIF, Action.KNOWN_AT_PAST},
+        Role.BRANCH_HEAD: frozenset({Action.STATE, Action.EXPLAIN, Action.CUSTOMERS_LIST, Action.WHATIF}),
         Role.RM: _CUSTOMER_DATA | {Action.CUSTOMERS_LIST, Action.FOLLOWUPS},
         Role.OPS: frozenset({Action.STATUS, Action.VERIFY, Action.METRICS}),
         Role.SOURCE: frozenset({Action.INGEST}),

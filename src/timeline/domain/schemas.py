@@ -1,6 +1,7 @@
 """JSON Schemas (draft 2020-12) derived from the event models: what a sender sends, and what the relay publishes.
 
-Two schemas per event type, both generated from :mod:`timeline.domain.events` (never written by hand):
+Two schemas per event type, both generated from :mod:`timeline.domain.events` (never written by hand), and
+the policy's (``schemas/policy.schema.json``, from :class:`timeline.domain.policy.Policy`):
 
 - ``schemas/<type>.v<N>.json``: the input event, envelope and ``data``, as ``timeline ingest`` accepts it;
   PII fields in clear.
@@ -21,6 +22,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from timeline.domain.events import DATA_MODELS, EVENT_MODELS, PII_FIELDS, SCHEMA_VERSION
+from timeline.domain.policy import Policy
 from timeline.domain.recorded import ENCRYPTED, ERASED
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -28,6 +30,7 @@ SCHEMA_BASE = "urn:timeline:schemas:"
 """``dataschema`` = this + the schema file's path under ``schemas/`` (CloudEvents wants an absolute URI)."""
 PUBLISHED_DIR = "published"
 PII_MARKER_DEF = "PiiMarker"
+POLICY_SCHEMA = "policy.schema.json"
 
 
 def schema_filename(event_type: str, version: int = SCHEMA_VERSION) -> str:
@@ -115,6 +118,26 @@ def _input_schema(event_type: str) -> dict[str, Any]:
     return schema
 
 
+def policy_schema() -> dict[str, Any]:
+    """The schema of a policy file, as ``timeline whatif --policy`` and ``policy publish`` read it.
+
+    The schema says each field's type and bounds; what spans fields (thresholds strictly ascending from 0,
+    the loyal tier one of the tiers, loyal tenure not below established) is checked when a policy is read.
+    """
+    schema: dict[str, Any] = {
+        "$schema": DRAFT,
+        "$id": SCHEMA_BASE + POLICY_SCHEMA,
+        **Policy.model_json_schema(mode="validation"),
+    }
+    schema["title"] = "timeline policy"
+    schema["description"] = (
+        "A bank's policy: the numbers of POLICY §4 (tiers, lifecycle windows, points), one version, named by `id`. "
+        "Beyond this schema, tier thresholds ascend strictly from 0, `lifecycle.loyal_min_tier` names a tier, "
+        "and `lifecycle.loyal_tenure_days` is not below `lifecycle.established_tenure_days`."
+    )
+    return schema
+
+
 def _text(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
@@ -126,6 +149,7 @@ def render_schemas() -> dict[str, str]:
         files[schema_filename(event_type)] = _text(_input_schema(event_type))
     for event_type in EVENT_MODELS:
         files[published_path(event_type)] = _text(published_schema(event_type))
+    files[POLICY_SCHEMA] = _text(policy_schema())
     return files
 
 

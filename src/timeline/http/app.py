@@ -9,7 +9,7 @@ from timeline.http import pages, problems
 from timeline.http.observe import Observed
 from timeline.http.params import known_parameters
 from timeline.http.problems import PROBLEM_RESPONSES, ProblemDocument
-from timeline.http.routes import customers, erasure, events, operations
+from timeline.http.routes import customers, erasure, events, operations, whatif
 from timeline.http.service import Service
 
 DESCRIPTION = """Customer timelines as a service: state, explanations and history of customers, ingestion, and
@@ -28,7 +28,7 @@ def create_app(service: Service | None = None) -> FastAPI:
     )
     app.state.service = service
     problems.install(app)
-    for module in (customers, erasure, events, operations):
+    for module in (customers, erasure, events, operations, whatif):
         app.include_router(module.router)
     _document_problems(app)
     if service is not None:
