@@ -58,6 +58,8 @@ _CORRECTION, _ERASED, _REDEEMED = EventType.CORRECTION_RECORDED, EventType.CUSTO
 _DEPOSIT = EventType.DEPOSIT_MADE
 """Module names for what :meth:`Guard.record` compares every event with (an enum attribute costs 0.1 µs in 3.11)."""
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+PAST_READING = frozenset({EventType.POINTS_REDEEMED})
+"""The types whose check reads past events by version (:meth:`Guard.past_reads`): a caller fetches them ahead."""
 
 
 class PastEvents(Protocol):

@@ -25,7 +25,7 @@ from timeline.application.keyring import KeyRing
 from timeline.application.ports import AppendBatch, EventStore, IndexEntry, StoredRow
 from timeline.application.referral_watch import first_deposit
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.acceptance import PastEvents
+from timeline.projections.acceptance import PAST_READING, PastEvents
 
 Rules = Callable[[list[RecordedEvent], PastEvents], StreamGuard]
 """Builds the guard of a stream from its stored history and a way to read its past events later."""
@@ -101,7 +101,7 @@ class StreamCache:
         return stream.history
 
     def prefetch(self, reads: Iterable[tuple[str, str]], targets: Iterable[tuple[str, UUID]]) -> None:
-        """Fetch the stored events the batch's checks will read: one round trip, two with corrections.
+        """Fetch the stored events the batch's checks will read: one query, two with corrections.
 
         ``reads``: (customer, event type) of the batch's events, whose guard names the versions a check of
         that type reads; ``targets``: (customer, event id) of the batch's corrections. Events of a
@@ -109,7 +109,7 @@ class StreamCache:
         """
         self._fetched, self._targets, self._looked_up = {}, {}, set()
         keys: list[tuple[str, int]] = []
-        for customer_id, kind in dict.fromkeys(reads):
+        for customer_id, kind in dict.fromkeys(r for r in reads if r[1] in PAST_READING):
             stream = self.streams.get(customer_id)
             if stream is not None and stream.history is None:
                 known = stream.stored_version
