@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -15,7 +14,7 @@ from timeline.crypto import KekSource, KeyWrapper, configured_kek, kek_for_store
 from timeline.domain.errors import ConfigurationError
 from timeline.domain.policy import Policy, load_policy
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.acceptance import Guard
+from timeline.projections.acceptance import Guard, PastEvents
 from timeline.store import StoreUrl, open_store
 
 NO_KEK = KekSource()
@@ -25,8 +24,8 @@ NO_KEK = KekSource()
 def acceptance_rules(policy: Policy) -> Rules:
     """All of POLICY §2 that depends on the customer's stream: identity and state."""
 
-    def guard(history: list[RecordedEvent], events: Callable[[], list[RecordedEvent]]) -> Guard:
-        return Guard(policy, history, events)
+    def guard(history: list[RecordedEvent], past: PastEvents) -> Guard:
+        return Guard(policy, history, past)
 
     return guard
 

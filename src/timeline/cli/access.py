@@ -12,18 +12,18 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from timeline.application.access import AccessTrail, Grants
 from timeline.application.ports import AccessRecord
 from timeline.cli.report import listing
-from timeline.store import open_store
-from timeline.store.access_sql import SqlAccessStore, access_store
+
+if TYPE_CHECKING:  # the access layers load in the commands that use them, not at every start of timeline
+    from timeline.store.access_sql import SqlAccessStore
 
 access_app = typer.Typer(help="API tokens of the service (grants) and the access log.", no_args_is_help=True)
 
@@ -43,6 +43,9 @@ def _emit(obj: Any) -> None:
 @contextmanager
 def _access(db: str | None, creating: bool = False) -> Iterator[SqlAccessStore]:
     """The access tables of an existing store; ``creating`` adds them to a store made before they existed."""
+    from timeline.store import open_store
+    from timeline.store.access_sql import access_store
+
     store = open_store(db, create=False)
     if creating and not access_store(store).has_access_tables():
         store.close()
@@ -63,6 +66,8 @@ def grant(
     json_out: Json = False,
 ) -> None:
     """Grant NAME a role and print its new API token, once, alone on the last line (only a hash is kept)."""
+    from timeline.application.access import Grants
+
     with _access(db, creating=True) as store:
         token = Grants(store).grant(name, role, rm, branch)
     if json_out:
@@ -76,6 +81,8 @@ def grant(
 @access_app.command("revoke")
 def revoke(name: str, db: Db = None, json_out: Json = False) -> None:
     """Revoke NAME's grant: its token is refused from the next request on, without a restart."""
+    from timeline.application.access import Grants
+
     with _access(db) as store:
         Grants(store).revoke(name)
     if json_out:
@@ -87,6 +94,8 @@ def revoke(name: str, db: Db = None, json_out: Json = False) -> None:
 @access_app.command("list")
 def list_grants(db: Db = None, json_out: Json = False) -> None:
     """Every grant, active and revoked, oldest first (never a token: only its hash is stored)."""
+    from timeline.application.access import Grants
+
     with _access(db) as store:
         grants = Grants(store).list()
     if json_out:
@@ -121,6 +130,8 @@ def log(
     json_out: Json = False,
 ) -> None:
     """The access log, oldest first: who saw which customer, what, when and why."""
+    from timeline.application.access import AccessTrail
+
     with _access(db) as store:
         records = AccessTrail(store).read(customer, principal)
         if json_out:

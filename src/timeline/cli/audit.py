@@ -11,7 +11,6 @@ import typer
 
 from timeline.application.batch import Summary
 from timeline.application.jsonl import check_utf8, read_lines
-from timeline.application.views import business_order, history_json, verify_json
 from timeline.cli.options import Db, Json, open_engine, settings
 from timeline.cli.output import counted, emit, err, input_progress, out, printable
 from timeline.cli.plain_help import PlainGroup
@@ -55,6 +54,7 @@ def history(
 ) -> None:
     """A customer's events in business order: id, recorded_at, position, PII as stored, what voided what."""
     from timeline.application.keyring import load_history
+    from timeline.application.views import business_order, history_json
 
     engine = open_engine(ctx, db, keys=False, create=False)
     try:
@@ -83,6 +83,7 @@ def verify(
 ) -> None:
     """Recompute every hash chain and check every key; name the first altered, inserted or missing event."""
     from timeline.application.verify import verify as run_verify
+    from timeline.application.views import verify_json
     from timeline.engine import verify_wrapper
     from timeline.store.access_sql import access_store
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from timeline.application.views import explanation_json, followup_json, followup_listing, open_followups, state_json
 from timeline.cli.options import AsOf, Db, Json, KnownAt, PolicyOpt, open_engine, settings, times
 from timeline.cli.output import emit, err, log_progress, out
 from timeline.domain.errors import TimelineError
@@ -24,6 +23,7 @@ def state(
 ) -> None:
     """Tier, lifecycle stage, points and AUM as of a business time, as known at a system time."""
     from timeline.application.states import StateReader
+    from timeline.application.views import state_json
 
     if all_customers and customer_id is not None:
         raise TimelineError("give a customer id or --all, not both")
@@ -62,6 +62,7 @@ def explain(
 ) -> None:
     """Why: the rule behind tier, stage and points, the events it rests on, and the points ledger."""
     from timeline.application.states import StateReader
+    from timeline.application.views import explanation_json
 
     engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
     try:
@@ -89,6 +90,7 @@ def followups(
 ) -> None:
     """Open follow-ups per relationship manager and branch; overdue when due before today."""
     from timeline.application.states import StateReader
+    from timeline.application.views import followup_json, followup_listing, open_followups
 
     engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
     try:

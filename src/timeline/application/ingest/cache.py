@@ -2,19 +2,22 @@
 
 A cached stream keeps its version, head hash, data key and acceptance guard
 (compact state, no events), plus the events this process accepted that are
-not yet known to be stored. A check that must read past events (a
-correction's target, a redemption's points, a referral decision, a
-duplicate's stored content) materialises the whole history: the stored rows
-up to the last version known committed, then those accepted events. The
-materialised histories have a budget of their own, so memory stays bounded
-whatever the size of the history (evicting is always safe: the read set
-catches a stale view at commit).
+not yet known to be stored. A check that reads a few past events (a
+correction's target, a redemption's point events) gets just those rows,
+fetched for the whole batch in one round trip (:meth:`StreamCache.prefetch`).
+One that reads the whole history (a referral decision, a first deposit after
+a correction) materialises it: the stored rows up to the last version known
+committed, then those accepted events. The materialised histories have a
+budget of their own, so memory stays bounded whatever the size of the
+history (evicting is always safe: the read set catches a stale view at
+commit).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from timeline.application.batch import UNKNOWN, CachedStream, StreamGuard
 from timeline.application.codec import GENESIS_HASH, chain_hash
@@ -22,9 +25,10 @@ from timeline.application.keyring import KeyRing
 from timeline.application.ports import AppendBatch, EventStore, IndexEntry, StoredRow
 from timeline.application.referral_watch import first_deposit
 from timeline.domain.recorded import RecordedEvent
+from timeline.projections.acceptance import PAST_READING, PastEvents
 
-Rules = Callable[[list[RecordedEvent], Callable[[], list[RecordedEvent]]], StreamGuard]
-"""Builds the guard of a stream from its stored history and a way to read its whole history later."""
+Rules = Callable[[list[RecordedEvent], PastEvents], StreamGuard]
+"""Builds the guard of a stream from its stored history and a way to read its past events later."""
 
 MAX_CACHED_EVENTS = 1_000_000
 """Events of the cached streams above which the cache is halved, oldest-loaded first. A cached stream holds
@@ -49,6 +53,12 @@ class StreamCache:
         """Events of the cached streams (kept under :data:`MAX_CACHED_EVENTS` between batches)."""
         self._history_events = 0
         """Events of the materialised histories (kept under :data:`MAX_HISTORY_EVENTS` between batches)."""
+        self._fetched: dict[tuple[str, int], RecordedEvent] = {}
+        """The stored events the batch's checks read, by customer and version (fetched per batch)."""
+        self._targets: dict[int, RecordedEvent] = {}
+        """The same events by id (as an integer)."""
+        self._looked_up: set[tuple[str, int]] = set()
+        """(customer, event id as an integer) of the batch's correction targets: fetched if stored in that stream."""
 
     def __getitem__(self, customer_id: str) -> CachedStream:
         return self.streams[customer_id]
@@ -78,8 +88,8 @@ class StreamCache:
                 first_deposit=first_deposit(history) if self.first_deposits else UNKNOWN,
             )
 
-    def _reader(self, customer_id: str) -> Callable[[], list[RecordedEvent]]:
-        return lambda: self.history(customer_id)
+    def _reader(self, customer_id: str) -> PastEvents:
+        return _Past(self, customer_id)
 
     def history(self, customer_id: str) -> list[RecordedEvent]:
         """The stream's whole history as this process holds it: stored, then accepted since (loaded first)."""
@@ -90,13 +100,70 @@ class StreamCache:
             assert stream.history is not None
         return stream.history
 
-    def prefetch(self, customer_ids: Iterable[str]) -> None:
-        """Materialise these cached streams' histories in one round trip (the batch's corrections, redemptions)."""
-        wanted = [c for c in dict.fromkeys(customer_ids) if c in self.streams and self.streams[c].history is None]
+    def prefetch(self, reads: Iterable[tuple[str, str]], targets: Iterable[tuple[str, UUID]]) -> None:
+        """Fetch the stored events the batch's checks will read: one query, two with corrections.
+
+        ``reads``: (customer, event type) of the batch's events, whose guard names the versions a check of
+        that type reads; ``targets``: (customer, event id) of the batch's corrections. Events of a
+        materialised history, or accepted and not yet stored, are at hand already.
+        """
+        self._fetched, self._targets, self._looked_up = {}, {}, set()
+        keys: list[tuple[str, int]] = []
+        for customer_id, kind in dict.fromkeys(r for r in reads if r[1] in PAST_READING):
+            stream = self.streams.get(customer_id)
+            if stream is not None and stream.history is None:
+                known = stream.stored_version
+                keys.extend((customer_id, v) for v in stream.guard.past_reads(kind) if v <= known)
+        wanted = [(c, t) for c, t in dict.fromkeys(targets) if c in self.streams and self.streams[c].history is None]
         if wanted:
-            rows = self.store.read_streams(wanted)
-            for customer_id in wanted:
-                self._materialise(customer_id, self.streams[customer_id], rows[customer_id])
+            entries = self.store.lookup_events([t for _, t in wanted])
+            for customer_id, target in wanted:
+                self._looked_up.add((customer_id, target.int))
+                entry = entries.get(target)
+                if entry is not None and entry.customer_id == customer_id:
+                    if entry.version <= self.streams[customer_id].stored_version:
+                        keys.append((customer_id, entry.version))
+        if keys:
+            self._fetch(keys)
+
+    def _fetch(self, keys: list[tuple[str, int]]) -> None:
+        """Read and decode these stored events (known committed) into the batch's fetched events."""
+        keys = [k for k in dict.fromkeys(keys) if k not in self._fetched]
+        rows = self.store.read_rows(keys)
+        if len(rows) != len(keys):
+            missing = next(k for k in keys if k not in rows)
+            raise AssertionError(f"stream {missing[0]} holds fewer events than were read from it")
+        for event in self.ring.decode(list(rows.values()), with_hash=False):
+            self._fetched[(event.customer_id, event.version)] = event
+            self._targets[event.event_id.int] = event
+
+    def event(self, customer_id: str, event_id: UUID) -> RecordedEvent | None:
+        """The event of this (cached) stream with this id, if it has one: fetched, accepted, or read."""
+        stream = self.streams[customer_id]
+        if stream.history is not None:
+            return next((e for e in stream.history if e.event_id == event_id), None)
+        found = next((e for e in stream.accepted if e.event_id == event_id), None)
+        if found is not None:
+            return found
+        found = self._targets.get(event_id.int)
+        if found is not None and found.customer_id == customer_id:
+            return found
+        if (customer_id, event_id.int) in self._looked_up:
+            return None  # not stored in this stream up to the version known committed, nor accepted since
+        return next((e for e in self.history(customer_id) if e.event_id == event_id), None)
+
+    def events(self, customer_id: str, versions: Sequence[int]) -> list[RecordedEvent]:
+        """This (cached) stream's events at these versions, in the order given: fetched, accepted, or read."""
+        stream = self.streams[customer_id]
+        if stream.history is not None:
+            history = stream.history
+            return [history[v - 1] for v in versions]
+        known, accepted = stream.stored_version, stream.accepted
+        missing = [(customer_id, v) for v in versions if v <= known and (customer_id, v) not in self._fetched]
+        if missing:
+            self._fetch(missing)
+        fetched = self._fetched
+        return [fetched[(customer_id, v)] if v <= known else accepted[v - known - 1] for v in versions]
 
     def _materialise(self, customer_id: str, stream: CachedStream, rows: list[StoredRow]) -> None:
         """The stored rows up to the last version known committed (later ones are another writer's), then ours."""
@@ -169,3 +236,19 @@ class StreamCache:
                 break
             if customer_id not in keep:
                 self.evict(customer_id)
+
+
+class _Past:
+    """:class:`PastEvents` of one cached stream, for its guard."""
+
+    __slots__ = ("cache", "customer_id")
+
+    def __init__(self, cache: StreamCache, customer_id: str) -> None:
+        self.cache = cache
+        self.customer_id = customer_id
+
+    def event(self, event_id: UUID) -> RecordedEvent | None:
+        return self.cache.event(self.customer_id, event_id)
+
+    def events(self, versions: Sequence[int]) -> list[RecordedEvent]:
+        return self.cache.events(self.customer_id, versions)

@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 PROVISIONAL_POSITIONS = 1 << 62
 """Above every position a store gives: where provisional positions start (see :class:`CachedStream`)."""
-READS_PAST_EVENTS = frozenset({"correction.recorded", "points.redeemed"})
-"""Event types whose check reads the stream's past events: their histories are fetched per batch."""
 
 
 class EngineEvent(dict):
@@ -74,7 +72,10 @@ class BatchChecker:
         stored = {} if assume_new else self.store.lookup_events([p.event_id for _, p in pending if p.sent_id])
         self.cache.drop_stale(stored.values())
         self.cache.load({p.content["customer_id"] for _, p in pending} | {e.customer_id for e in stored.values()})
-        self.cache.prefetch(p.content["customer_id"] for _, p in pending if p.content["type"] in READS_PAST_EVENTS)
+        self.cache.prefetch(
+            ((p.content["customer_id"], p.content["type"]) for _, p in pending),
+            [(p.content["customer_id"], target) for _, p in pending if (target := _target(p.content)) is not None],
+        )
         if self.referrals is not None:
             self._load_referrals(pending)
         envelopes = self.cache.stored_envelopes(stored.values()) if stored else {}
@@ -236,9 +237,12 @@ class BatchChecker:
         if kind == "referral.made":
             return [event.data["referred_customer_id"]]
         if kind == "correction.recorded":
-            stream.first_deposit = UNKNOWN
-            target_id = uuid.UUID(event.data["voids_event_id"])
-            target = next((e for e in self.cache.history(event.customer_id) if e.event_id == target_id), None)
+            target = self.cache.event(event.customer_id, uuid.UUID(event.data["voids_event_id"]))
+            first = stream.first_deposit
+            if target is None or (
+                target.type == "deposit.made" and (first is None or first is UNKNOWN or target.occurred_at <= first)
+            ):
+                stream.first_deposit = UNKNOWN  # the first counted deposit may have been voided
             if target is not None and target.type == "referral.made":
                 return [target.data["referred_customer_id"]]
             if target is not None and target.type in ("customer.registered", "deposit.made"):
@@ -288,6 +292,16 @@ class BatchChecker:
         if comparable(previous, drop_pii) != comparable(p.content, drop_pii):
             raise RejectedEvent(f"event_id {p.event_id} was already used for different content")
         return Outcome(p.line, "duplicate", p.event_id, p.content["customer_id"])
+
+
+def _target(content: dict[str, Any]) -> uuid.UUID | None:
+    """The event a correction voids (an id that is not one gets its reject from the rules)."""
+    if content["type"] != "correction.recorded":
+        return None
+    try:
+        return uuid.UUID(content["data"]["voids_event_id"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _claimed(raw: Any) -> uuid.UUID | None:
