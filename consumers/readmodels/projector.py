@@ -280,17 +280,19 @@ class Projector:
 
     # -- time -------------------------------------------------------------------------------
 
-    def tick(self, now: dt.datetime | None = None, max_chunks: int | None = None) -> int:
+    def tick(self, now: dt.datetime | None = None, max_chunks: int | None = None, pending: bool = True) -> int:
         """Re-evaluate every customer whose ``recheck_at`` has passed (``TICK_CHUNK`` at a time); how many were.
 
-        Pending customers (``-infinity``) are among them.
+        ``pending``: pending customers (``-infinity``) too; a consumer's own timer leaves them to :meth:`catch_up`,
+        which takes them once it is no longer behind.
         """
         now = now or self.clock()
+        condition = "recheck_at <= %s" if pending else f"recheck_at <= %s AND NOT {copies.PENDING}"
         done = 0
         chunks = 0
         while max_chunks is None or chunks < max_chunks:
             chunks += 1
-            due = self._reevaluate_where("recheck_at <= %s", (now,), now, TICK_CHUNK)
+            due = self._reevaluate_where(condition, (now,), now, TICK_CHUNK)
             done += due
             if due < TICK_CHUNK:
                 break

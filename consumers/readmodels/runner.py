@@ -189,7 +189,7 @@ class ProjectingConsumer(Projector):
                     self.backoff.succeeded()
                 if time.monotonic() >= next_tick:
                     # One chunk at a time between polls (the group expects a poll every max_poll_interval_ms).
-                    more = self.tick(max_chunks=1) >= TICK_CHUNK
+                    more = self.tick(max_chunks=1, pending=False) >= TICK_CHUNK
                     next_tick = time.monotonic() + (0 if more else self.tick_interval)
                 self._measure(final=False)
                 self._progress()
