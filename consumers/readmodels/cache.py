@@ -15,10 +15,11 @@ from typing import Any
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.folding import Folded
 
-CACHE_EVENTS = 1_000_000
-"""Events of decoded history kept in memory (about 1 KB each as Python objects): a miss reads the copy again.
-A topic interleaves every customer, so a cache smaller than a branch's working set re-reads and refolds
-histories on every batch (100,000 at 8,000 customers: 2,100 events/s and a lost group membership)."""
+CACHE_EVENTS = 150_000
+"""Events of decoded history kept in memory, with their folds (about 2 KB an event as Python objects, so about
+300 MB whatever the size of the history): a miss reads the copy again. A topic interleaves every customer, so
+during a backlog a cache smaller than the branch would read and fold histories again on every batch: a batch
+applied behind (:mod:`.projector`) leaves the customers it misses pending instead, folded once at the end."""
 
 
 class HistoryCache:

@@ -4,7 +4,9 @@
 key: a repeat inserts nothing); ``{prefix}_streams`` holds per customer the
 last version and position applied and ``recheck_at``, the instant at which
 time alone changes the customer's state, or an event already received starts
-to count. ``suffix`` names a rebuild's new copy.
+to count (``-infinity`` while the customer waits for its first evaluation
+since events arrived in a backlog: :func:`mark_pending`). ``suffix`` names a
+rebuild's new copy.
 """
 
 from __future__ import annotations
@@ -72,6 +74,24 @@ def read_histories(
     for customer_id, value in cur:
         histories[customer_id].append(parse(bytes(value)))
     return histories
+
+
+def mark_pending(cur: psycopg.Cursor, prefix: str, heads: Sequence[tuple[str, int, int]], suffix: str = "") -> None:
+    """These (customer, last version, last position) got events their rows do not show yet: ``recheck_at``
+    becomes ``-infinity``, which every later evaluation of the customer overwrites (see :data:`PENDING`)."""
+    if not heads:
+        return
+    cur.execute(
+        f"INSERT INTO {prefix}_streams{suffix} AS s (customer_id, last_version, last_position, recheck_at)"
+        " SELECT c, v, p, '-infinity' FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS t(c, v, p)"
+        " ON CONFLICT (customer_id) DO UPDATE SET last_version = greatest(s.last_version, excluded.last_version),"
+        " last_position = greatest(s.last_position, excluded.last_position), recheck_at = '-infinity'",
+        ([c for c, _, _ in heads], [v for _, v, _ in heads], [p for _, _, p in heads]),
+    )
+
+
+PENDING = "recheck_at = '-infinity'"
+"""The streams rows of customers whose events were recorded in the copy but not evaluated yet."""
 
 
 def save_streams(cur: psycopg.Cursor, prefix: str, evaluations: Sequence[Evaluation], suffix: str = "") -> None:

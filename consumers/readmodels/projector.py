@@ -13,6 +13,16 @@ each customer's ``recheck_at`` is the next such instant (or the instant an
 event already received starts to count); :meth:`Projector.tick` re-evaluates
 the customers whose instant has passed. The consumer ticks on a timer;
 ``timeline tick`` does it from outside.
+
+Behind a backlog (a full poll), evaluating every batch would fold each
+customer again and again, and hold every customer's history to do it
+cheaply: a topic interleaves all customers. So a batch applied ``behind``
+evaluates only the customers whose history the cache holds; the others'
+events go into the copy and their streams rows are marked pending, in the
+same transaction. :meth:`Projector.catch_up` evaluates pending customers
+from the copy, a chunk per transaction, once the consumer is no longer
+behind: each customer is folded once for the whole backlog, and memory
+holds one chunk and the cache's bound, whatever the size of the history.
 """
 
 from __future__ import annotations
@@ -43,6 +53,10 @@ CHUNK_CUSTOMERS = 500
 """Customers of one batch evaluated and written before the cache is trimmed again."""
 TICK_CHUNK = 2_000
 """Due customers a tick re-evaluates per transaction."""
+CATCH_UP_CHUNK = 100
+"""Pending customers :meth:`Projector.catch_up` evaluates per transaction (about 12,000 events of a branch)."""
+CATCH_UP_SECONDS = 2.0
+"""How long :meth:`Projector.catch_up` goes on between two polls (the group expects one every few seconds)."""
 
 
 @dataclass
@@ -94,6 +108,8 @@ class Projector:
         self.conn: psycopg.Connection | None = None
         self._generation: int | None = None
         self._gaps: set[str] = set()
+        self.pending = True
+        """Whether some customers may wait for :meth:`catch_up` (at start: a previous run may have left some)."""
 
     # -- subclass hooks ---------------------------------------------------------------------
 
@@ -139,8 +155,11 @@ class Projector:
 
     # -- one batch --------------------------------------------------------------------------
 
-    def apply(self, batch: Batch, polled_at: float = 0.0) -> BatchResult:
-        """Apply the batch in one transaction (its poison must already be on the dead-letter topic)."""
+    def apply(self, batch: Batch, polled_at: float = 0.0, behind: bool = False) -> BatchResult:
+        """Apply the batch in one transaction (its poison must already be on the dead-letter topic).
+
+        ``behind``: more is waiting on the topic; customers the cache does not hold are only marked pending.
+        """
         conn = self.connect()
         as_of = self.clock()
         events, batch.events = batch.events, {}  # let go of the batch's values once they are in the copy
@@ -153,6 +172,8 @@ class Projector:
                     touched: dict[str, list[RecordedEvent]] = {}
                     for event in fresh:
                         touched.setdefault(event.customer_id, []).append(event)
+                    if behind:
+                        touched = self._defer_uncached(cur, touched)
                     evaluated, fold_seconds = self._evaluate_touched(cur, touched, as_of)
                     checkpoints.save_offsets(cur, self.prefix, self.group, batch.next_offsets, batch.max_position)
                     checkpoints.record_dead_letters(cur, self.prefix, self.group, self.dead_letter_topic, batch.poison)
@@ -184,6 +205,20 @@ class Projector:
         items = list(events.values())
         inserted = copies.insert_events(cur, self.prefix, items)
         return [e for e, _ in items if str(e.event_id) in inserted]
+
+    def _defer_uncached(
+        self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]]
+    ) -> dict[str, list[RecordedEvent]]:
+        """Mark the touched customers the cache does not hold pending; the ones it holds, to evaluate now."""
+        deferred = [
+            (c, max(e.version for e in new), max(e.position for e in new))
+            for c, new in touched.items()
+            if c not in self.cache
+        ]
+        if deferred:
+            copies.mark_pending(cur, self.prefix, deferred)
+            self.pending = True
+        return {c: new for c, new in touched.items() if c in self.cache}
 
     def _evaluate_touched(
         self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]], as_of: dt.datetime
@@ -245,45 +280,70 @@ class Projector:
 
     # -- time -------------------------------------------------------------------------------
 
-    def tick(self, now: dt.datetime | None = None, max_chunks: int | None = None) -> int:
-        """Re-evaluate every customer whose ``recheck_at`` has passed (``TICK_CHUNK`` at a time); how many were."""
-        conn = self.connect()
+    def tick(self, now: dt.datetime | None = None, max_chunks: int | None = None, pending: bool = True) -> int:
+        """Re-evaluate every customer whose ``recheck_at`` has passed (``TICK_CHUNK`` at a time); how many were.
+
+        ``pending``: pending customers (``-infinity``) too; a consumer's own timer leaves them to :meth:`catch_up`,
+        which takes them once it is no longer behind.
+        """
         now = now or self.clock()
+        condition = "recheck_at <= %s" if pending else f"recheck_at <= %s AND NOT {copies.PENDING}"
         done = 0
         chunks = 0
         while max_chunks is None or chunks < max_chunks:
             chunks += 1
-            try:
-                with conn.transaction():
-                    self._lock_shared(conn)
-                    with conn.cursor() as cur:
-                        # Rows another transaction (the consumer) holds are its to re-evaluate.
-                        due = [
-                            row[0]
-                            for row in cur.execute(
-                                f"SELECT customer_id FROM {self.prefix}_streams WHERE recheck_at <= %s"
-                                " ORDER BY customer_id LIMIT %s FOR UPDATE SKIP LOCKED",
-                                (now, TICK_CHUNK),
-                            ).fetchall()
-                        ]
-                        if not due:
-                            break
-                        for start in range(0, len(due), CHUNK_CUSTOMERS):
-                            self._reevaluate(cur, due[start : start + CHUNK_CUSTOMERS], now)
-            except BaseException:
-                self.cache.clear()
-                self.finished(False)
-                raise
-            self.finished(True)
-            done += len(due)
-            self.cache.trim()
-            if len(due) < TICK_CHUNK:
+            due = self._reevaluate_where(condition, (now,), now, TICK_CHUNK)
+            done += due
+            if due < TICK_CHUNK:
                 break
         self.stats.ticks += 1
         self.stats.ticked += done
         if done:
             log.info("%s: re-evaluated %d customer(s) whose next change had come by %s", self.prefix, done, now)
         return done
+
+    def catch_up(self, seconds: float = CATCH_UP_SECONDS) -> int:
+        """Evaluate pending customers from the copy, ``CATCH_UP_CHUNK`` per transaction, for about ``seconds``;
+        how many were. :attr:`pending` turns False once none is left."""
+        started = time.monotonic()
+        done = 0
+        while self.pending:
+            chunk = self._reevaluate_where(copies.PENDING, (), self.clock(), CATCH_UP_CHUNK)
+            done += chunk
+            if chunk < CATCH_UP_CHUNK:
+                self.pending = False
+            elif time.monotonic() - started >= seconds:
+                break
+        if done:
+            log.info("%s consumer %s: evaluated %d customer(s) the backlog left pending", self.prefix, self.group, done)
+        return done
+
+    def _reevaluate_where(self, condition: str, params: tuple[Any, ...], now: dt.datetime, limit: int) -> int:
+        """One transaction: re-evaluate up to ``limit`` customers whose streams row meets ``condition``; how many."""
+        conn = self.connect()
+        try:
+            with conn.transaction():
+                self._lock_shared(conn)
+                with conn.cursor() as cur:
+                    # Rows another transaction (the consumer) holds are its to re-evaluate.
+                    due = [
+                        row[0]
+                        for row in cur.execute(
+                            f"SELECT customer_id FROM {self.prefix}_streams WHERE {condition}"
+                            " ORDER BY customer_id LIMIT %s FOR UPDATE SKIP LOCKED",
+                            (*params, limit),
+                        ).fetchall()
+                    ]
+                    for start in range(0, len(due), CHUNK_CUSTOMERS):
+                        self._reevaluate(cur, due[start : start + CHUNK_CUSTOMERS], now)
+        except BaseException:
+            self.cache.clear()
+            self.finished(False)
+            raise
+        if due:
+            self.finished(True)
+        self.cache.trim()
+        return len(due)
 
     def _reevaluate(self, cur: psycopg.Cursor, customer_ids: list[str], now: dt.datetime) -> None:
         """Evaluate these customers again from the copy (the truth: another process may have added events)."""
@@ -294,7 +354,9 @@ class Projector:
         self.write(cur, evaluations, now)
         copies.save_streams(cur, self.prefix, evaluations)
         stuck = [e.customer_id for e in evaluations if e.recheck_at is not None and e.recheck_at <= now]
-        if stuck:  # never loop on a customer whose instant does not move
+        evaluated = {e.customer_id for e in evaluations}
+        stuck += [c for c in customer_ids if c not in evaluated]  # its error is logged and counted
+        if stuck:  # never loop on a customer whose instant does not move, or that cannot be evaluated
             cur.execute(
                 f"UPDATE {self.prefix}_streams SET recheck_at = NULL WHERE customer_id = ANY(%s)",
                 (stuck,),

@@ -1,6 +1,9 @@
 """A read model's consumer group: the poll loop, its failures and retries, and how it stops.
 
 - Each poll batch is applied in one database transaction (:mod:`.projector`);
+  one polled behind a backlog (a full poll, or ``BEHIND`` messages left) leaves the customers the cache does not hold
+  pending, evaluated once the polls come back short (``until_caught_up``
+  also waits for them);
   on partition assignment the member seeks to the offsets saved in the
   database (a partition it never applied starts at the beginning), so a
   consumer killed anywhere — before, during or after that commit — resumes
@@ -48,6 +51,8 @@ DATABASE_ERRORS = (
 PROGRESS_EVERY = 10.0
 LAG_EVERY = 1.0
 """Seconds between two readings of the partitions' lag for the metrics."""
+BEHIND = 1_000
+"""Messages still on the assigned partitions after a poll from which the consumer counts as behind a backlog."""
 ASSIGN_TIMEOUT = 60.0
 """Seconds a run ``until_caught_up`` waits for a partition before it concludes the topic does not exist."""
 
@@ -105,6 +110,7 @@ class ProjectingConsumer(Projector):
         self.dead_letters = DeadLetters(bootstrap, topic, self.group, self.prefix)
         self.gave_up: GaveUp | None = None
         self._last_progress = time.monotonic()
+        self._behind = False
 
     def _revoked(self) -> None:
         self.cache.clear()
@@ -114,6 +120,7 @@ class ProjectingConsumer(Projector):
         # Every batch is committed before the next poll: nothing is in flight. Another
         # member may have updated those customers, so what we hold of them may be stale.
         self.cache.clear()
+        self.pending = True  # the partitions' previous member may have left customers pending
         try:
             self.seek_to_saved(partitions)
         except GaveUp as exc:  # kafka-python logs and swallows a listener's exceptions: the loop raises it
@@ -157,36 +164,41 @@ class ProjectingConsumer(Projector):
     def run(self, until_caught_up: bool = False, idle_exit: float | None = None) -> ConsumerStats:
         """Consume until stopped; or until caught up with every assigned partition; or idle that long.
 
-        ``until_caught_up`` gives up (:class:`ConsumerError`) if no partition is assigned within
-        ``ASSIGN_TIMEOUT`` seconds: the topic probably does not exist.
+        ``until_caught_up`` gives up (:class:`ConsumerError`) if no partition is assigned for
+        ``ASSIGN_TIMEOUT`` seconds (from the start, or since partitions were last held): the topic probably does
+        not exist.
         """
         self.stats = ConsumerStats()
         self.backoff.succeeded()
-        started = time.monotonic()
         self.connect()
         log.info("%s consumer %s: reading %s on %s", self.prefix, self.group, self.topic, self.bootstrap)
-        last_message = time.monotonic()
+        last_message = assigned_seen = time.monotonic()
         next_tick = time.monotonic() + (self.tick_interval if self.tick_interval > 0 else float("inf"))
         while not self.stop_event.is_set():
             try:
                 records = self.source.poll()
                 if self.gave_up:
                     raise self.gave_up
+                self._behind = False
                 if records:
                     self._apply(records)
                     last_message = time.monotonic()
+                if self.pending and not self._behind:
+                    self.catch_up()  # no longer behind: evaluate what the backlog left pending
                 if self.source.check_reachable(bool(records)):
                     self.backoff.succeeded()
                 if time.monotonic() >= next_tick:
                     # One chunk at a time between polls (the group expects a poll every max_poll_interval_ms).
-                    more = self.tick(max_chunks=1) >= TICK_CHUNK
+                    more = self.tick(max_chunks=1, pending=False) >= TICK_CHUNK
                     next_tick = time.monotonic() + (0 if more else self.tick_interval)
                 self._measure(final=False)
                 self._progress()
-                if not records:
+                if records or self.source.assignment():
+                    assigned_seen = time.monotonic()
+                if not records and not self.pending:
                     if until_caught_up and self.source.caught_up():
                         break
-                    if until_caught_up and time.monotonic() - started > ASSIGN_TIMEOUT and not self.source.assignment():
+                    if until_caught_up and time.monotonic() - assigned_seen > ASSIGN_TIMEOUT:
                         raise ConsumerError(
                             f"no partition of topic {self.topic!r} was assigned to group {self.group!r} within "
                             f"{ASSIGN_TIMEOUT:.0f}s: does the topic exist (has the relay run)?"
@@ -209,7 +221,9 @@ class ProjectingConsumer(Projector):
         if batch.poison:
             self.dead_letters.send(batch.poison)  # acknowledged before the offsets that skip them are saved
         next_offsets = batch.next_offsets
-        result = self.apply(batch, self.source.polled_at)
+        behind = len(records) >= self.source.max_batch or sum(self.source.lags().values()) >= BEHIND
+        self._behind = behind
+        result = self.apply(batch, self.source.polled_at, behind=behind)
         self.metrics.batch(len(result.applied), result.duplicates, result.dead_letters,
                            result.committed_at - result.polled_at)  # fmt: skip
         if self.on_commit:

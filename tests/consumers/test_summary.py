@@ -30,7 +30,7 @@ from tests.consumers.pipeline import (
 )
 from tests.factories import deposit, registered, visit, withdrawal
 from tests.kafka import read_topic
-from timeline.consumers.readmodels import database
+from timeline.consumers.readmodels import database, projector
 from timeline.consumers.readmodels.summary import SummaryConsumer
 from timeline.domain.recorded import iso
 from timeline.projections import folding
@@ -145,6 +145,60 @@ def test_a_running_consumer_grows_its_folds_and_stays_exact_as_events_keep_arriv
     finally:
         consumer.close()
     assert True in reuse and False in reuse, "both paths: folds extended, and folded again"
+
+
+@pytest.mark.timeout(180)
+def test_behind_a_backlog_larger_than_its_cache_each_customer_is_folded_about_once(
+    pg_url, kafka_broker, topic, monkeypatch
+):
+    """Full polls leave the customers the cache does not hold pending; they are folded from the copy once the
+    polls come back short: not again on every batch, and the cache stays within its bound."""
+    folds: dict[str, int] = {}
+    fold = projector.fold
+
+    def counted(history: Any, *args: Any) -> Any:
+        folds[history[0].customer_id] = folds.get(history[0].customer_id, 0) + 1
+        return fold(history, *args)
+
+    monkeypatch.setattr(projector, "fold", counted)
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(30, 1.5, seed=12))
+        head = engine.store.head_position()
+        relay_once(engine, kafka_broker, topic)
+        consumer = SummaryConsumer(
+            pg_url, kafka_broker.bootstrap, topic, group=group_of(topic), clock=lambda: NOW, tick_interval=0,
+            max_batch=100,
+        )  # fmt: skip
+        consumer.cache.limit = 200
+        try:
+            consumer.run(until_caught_up=True)
+            assert consumer.stats.applied == head and consumer.stats.batches > 10 and not consumer.pending
+            assert consumer.cache.size <= consumer.cache.limit
+        finally:
+            consumer.close()
+        assert_read_model_exact(engine, pg_url)
+        assert scalar(pg_url, "SELECT count(*) FROM summary_streams WHERE recheck_at = '-infinity'") == 0
+    assert len(folds) == 30 and sum(folds.values()) <= 2 * 30, folds
+
+
+@pytest.mark.timeout(120)
+def test_customers_a_stopped_consumer_left_pending_are_evaluated_by_tick(pg_url, kafka_broker, topic):
+    class NoCatchUp(SummaryConsumer):
+        def catch_up(self, seconds: float = 0) -> int:
+            self.pending = False  # as if stopped before it caught up
+            return 0
+
+    with pg_engine(pg_url) as engine:
+        ingest(engine, branch_events(20, 1, seed=13))
+        relay_once(engine, kafka_broker, topic)
+        consumer = consume(pg_url, kafka_broker, topic, cls=NoCatchUp, max_batch=50)
+        pending = scalar(pg_url, "SELECT count(*) FROM summary_streams WHERE recheck_at = '-infinity'")
+        assert consumer.stats.batches > 5 and pending > 0
+        assert scalar(pg_url, "SELECT count(*) FROM customer_summary") < 20
+        done = timeline("tick", "--db", pg_url, "--now", iso(NOW), "--json")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads(done.stdout)["reevaluated"]["summary"] >= pending
+        assert_read_model_exact(engine, pg_url)
 
 
 @pytest.mark.timeout(120)

@@ -42,12 +42,6 @@ fixed = dt.datetime.fromisoformat(now)
 class Crashing(SummaryConsumer):
     batches = 0
 
-    def write(self, cur, evaluations, as_of):
-        super().write(cur, evaluations, as_of)
-        if where == "inside" and self.stats.batches == 2:  # third batch: view written, not committed
-            Path(marker).write_text(str(self.stats.applied + len(self._last)))
-            os.kill(os.getpid(), signal.SIGKILL)
-
     def finished(self, committed):
         if where == "after" and committed and self.stats.batches == 2:  # third batch committed, Kafka not told
             Path(marker).write_text(str(self.stats.applied + len(self._last)))
@@ -55,6 +49,9 @@ class Crashing(SummaryConsumer):
 
     def _insert_events(self, cur, events):
         self._last = super()._insert_events(cur, events)
+        if where == "inside" and self.stats.batches == 2:  # third batch: in the copy, not committed
+            Path(marker).write_text(str(self.stats.applied + len(self._last)))
+            os.kill(os.getpid(), signal.SIGKILL)
         return self._last
 
 # A short session, so that the restarted consumer does not wait long for this dead member to expire.
