@@ -19,6 +19,7 @@ from statistics import fmean
 from timeline.application.report_table import (
     ReportTable,
     count,
+    heading_instant,
     instant,
     key_person,
     money,
@@ -89,7 +90,7 @@ def report_of(
         raise NoCustomers(f"no customer is with {whose} as of {instant(as_of, policy.zone)}")
     zone = policy.zone
     since = months_before(as_of, FEEDBACK_MONTHS, zone)
-    window = f"{instant(since, zone)} to {instant(as_of, zone)}"
+    window = f"{heading_instant(since, zone)} to {heading_instant(as_of, zone)}"
     tables = (
         tier_mix(chosen, policy),
         tier_moves(chosen, quarter_start(as_of, policy), policy),
@@ -138,7 +139,7 @@ def tier_moves(states: Sequence[CustomerState], since: dt.datetime, policy: Poli
         )
         for c, s in moves
     ]
-    title = f"Tier moves this quarter (from {instant(since, policy.zone)}): {ups} up, {len(moves) - ups} down"
+    title = f"Tier moves this quarter (from {heading_instant(since, policy.zone)}): {ups} up, {len(moves) - ups} down"
     return table("tier-moves", title, ("customer", "key person", "when", "move", "rule", "why"), rows, 0)
 
 

@@ -75,6 +75,11 @@ def instant(moment: dt.datetime, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).isoformat()
 
 
+def heading_instant(moment: dt.datetime, zone: ZoneInfo) -> str:
+    """An instant in a table's title, to the second (a window ending "now" has microseconds nobody reads)."""
+    return instant(moment.replace(microsecond=0), zone)
+
+
 def key_person(flag: bool) -> str:
     return KEY_PERSON_MARK if flag else ""
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from timeline.application.keyring import KeyRing
-from timeline.application.report_table import ReportTable, count, instant, key_person, money, table
+from timeline.application.report_table import ReportTable, count, heading_instant, instant, key_person, money, table
 from timeline.application.states import StateReader
 from timeline.domain.errors import NoCustomers
 from timeline.domain.policy import Policy
@@ -155,7 +155,7 @@ def tier_changes(states: Sequence[CustomerState], as_of: dt.datetime, policy: Po
         for change, s in due
     ]
     columns = ("customer", "key person", "move", "at", "rule", "AUM (CNY)")
-    title = f"Tier changes by time alone to {instant(horizon, policy.zone)}: {count(len(rows))}"
+    title = f"Tier changes by time alone to {heading_instant(horizon, policy.zone)}: {count(len(rows))}"
     return table("tier-changes", title, columns, rows, 0)
 
 
@@ -180,5 +180,5 @@ def uncontacted_key_persons(states: Sequence[CustomerState], as_of: dt.datetime,
         for s in quiet
     ]
     columns = ("customer", "tier", "AUM (CNY)", "last visit or greeting")
-    title = f"My key persons with no visit or greeting since {instant(since, policy.zone)}: {count(len(rows))}"
+    title = f"My key persons with no visit or greeting since {heading_instant(since, policy.zone)}: {count(len(rows))}"
     return table("key-persons-uncontacted", title, columns, rows, 0)
