@@ -209,7 +209,6 @@ def test_asked_as_known_before_the_publish_the_answer_is_what_it_was(branch):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"id": "Not-lower"}, "does not match"),
         ({"id": BASE.id}, "already published"),
         ({"time_zone": "Europe/Paris"}, "time_zone"),
         ({"tier.tiers.3.name": "gold"}, "tier names"),

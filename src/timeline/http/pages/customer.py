@@ -28,7 +28,7 @@ from timeline.projections.state import CustomerState
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
-TIMELINE_LINES = 250
+NEWEST_EVENTS_SHOWN = 250
 """The newest events shown on the timeline: a customer of ten thousand events is read whole with ``history``."""
 LEDGER_LINES = 100
 """The newest lines of the points ledger shown (``explain`` prints them all)."""
@@ -82,7 +82,7 @@ def customer_page(
     svc.trail.append(who, customer_id, Action.EXPLAIN, "customer page")
     timeline = None
     if allows(who.role, Action.HISTORY_PII):
-        newest = svc.engine.store.read_stream(customer_id, max(0, len(sealed) - TIMELINE_LINES))
+        newest = svc.engine.store.read_stream(customer_id, max(0, len(sealed) - NEWEST_EVENTS_SHOWN))
         events = svc.engine.keyring().decode(list(newest), with_hash=False)
         svc.trail.append(who, customer_id, Action.HISTORY_PII, "customer page")
         timeline = months(events, zone, state.as_of, state.known_at)
@@ -98,7 +98,7 @@ def customer_page(
         fmt=fmt,
         link=link,
         timeline=timeline,
-        shown_lines=TIMELINE_LINES,
+        shown_lines=NEWEST_EVENTS_SHOWN,
         ledger=state.points.ledger[-LEDGER_LINES:],
         total_events=len(sealed),
         aum_chart=aum_chart,
