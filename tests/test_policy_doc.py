@@ -87,9 +87,7 @@ def test_the_command_reports_a_missing_document_in_one_line(tmp_path, capsys) ->
 
 
 def test_every_anchor_is_one_heading_of_the_document() -> None:
-    found = [
-        m.group(1) for line in _text().splitlines() if line.startswith("#") for m in _ANCHOR.finditer(line)
-    ]
+    found = [m.group(1) for line in _text().splitlines() if line.startswith("#") for m in _ANCHOR.finditer(line)]
     assert len(found) == len(set(found)), "an anchor is used twice"
     assert set(found) == rule_docs.ANCHORS
     assert len(_ANCHOR.findall(_text())) == len(found), "an anchor outside a heading"

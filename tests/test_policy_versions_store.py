@@ -19,6 +19,7 @@ from timeline.application.policy_store import PolicyStream
 from timeline.application.states import StateReader
 from timeline.application.verify import verify
 from timeline.domain.policy import Policy, load_policy
+from timeline.domain.policy_errors import InvalidPolicy
 from timeline.domain.policy_versions import PolicyTimeline
 
 BASE = load_policy()
@@ -58,6 +59,29 @@ def test_a_publish_after_another_reads_the_stream_again_and_takes_the_next_place
     entries = PolicyStream(store, BASE).entries()
     assert [(e.seq, e.version.id) for e in entries] == [(1, "first"), (2, "second")]
     assert entries[1].prev_hash == entries[0].hash
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "refusal"),
+    [
+        ("time_zone", "Europe/London", 'time_zone: "Europe/London" differs from "Asia/Shanghai" of bank-default-v1'),
+        ("currency", "USD", 'currency: "USD" differs from "CNY" of bank-default-v1'),
+        ("tier-name", "gold", 'tier.tiers[1].name: "gold" differs from "affluent" of bank-default-v1'),
+    ],
+)
+def test_a_version_that_changes_calendar_money_or_tier_names_is_refused_as_what_if_refuses_it(
+    store, field, value, refusal
+):
+    data = variant("v2").model_dump(mode="json")
+    if field == "tier-name":
+        data["tier"]["tiers"][1]["name"] = data["lifecycle"]["loyal_min_tier"] = value
+    else:
+        data[field] = value
+    stream = PolicyStream(store, BASE)
+    with pytest.raises(InvalidPolicy) as refused:
+        stream.publish(Policy.model_validate(data), B, K)
+    assert str(refused.value) == f"{refusal} (versions keep it)"
+    assert PolicyStream(store, BASE).entries() == []
 
 
 @sql_backends

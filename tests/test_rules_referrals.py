@@ -422,11 +422,13 @@ def test_opening_a_store_while_another_process_appends_does_not_deadlock(pg_url)
         opening = opener.submit(open_store, pg_url)
         with psycopg.connect(pg_url, autocommit=True) as watcher:
             wait_for(  # opened already (no DDL on an existing schema), or stuck behind the appender's lock
-                lambda: opening.done()
-                or watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"
-                ).fetchone()[0],
+                lambda: (
+                    opening.done()
+                    or watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"
+                    ).fetchone()[0]
+                ),
                 timeout=10,
                 what="the store to open or to wait for the appender's lock",
             )

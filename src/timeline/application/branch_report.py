@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from statistics import fmean
 
+from timeline.application.report_scope import NamedTables, customers_with
 from timeline.application.report_table import (
     ReportTable,
     count,
@@ -29,7 +30,6 @@ from timeline.application.report_table import (
     table,
 )
 from timeline.application.states import StateReader
-from timeline.domain.errors import NoCustomers
 from timeline.domain.policy import Policy, TierPolicy
 from timeline.domain.types import RuleCode, Stage
 from timeline.projections.state import CustomerState
@@ -46,19 +46,12 @@ SCORES = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
-class BranchReport:
+class BranchReport(NamedTables):
     branch: str | None
     """None: every branch of the store (what the demo shows)."""
     as_of: dt.datetime
     rm: str | None
     tables: tuple[ReportTable, ...]
-
-    def table(self, name: str) -> ReportTable:
-        """The table of that name (``KeyError`` if there is none)."""
-        for t in self.tables:
-            if t.name == name:
-                return t
-        raise KeyError(name)
 
 
 def branch_report(
@@ -77,17 +70,7 @@ def report_of(
     states: Iterable[CustomerState], policy: Policy, branch: str | None, as_of: dt.datetime, rm: str | None = None
 ) -> BranchReport:
     """:func:`branch_report` from states already computed (all as of ``as_of``)."""
-    chosen = [
-        s
-        for s in states
-        if (branch is None or s.assignment.branch_id == branch)
-        and (rm is None or s.assignment.relationship_manager == rm)
-    ]
-    if not chosen and (branch is not None or rm is not None):
-        whose = " of ".join(
-            p for p in (f"relationship manager {rm}" if rm else "", f"branch {branch}" if branch else "") if p
-        )
-        raise NoCustomers(f"no customer is with {whose} as of {instant(as_of, policy.zone)}")
+    chosen = customers_with(states, policy, as_of, branch, rm)
     zone = policy.zone
     since = months_before(as_of, FEEDBACK_MONTHS, zone)
     window = f"{heading_instant(since, zone)} to {heading_instant(as_of, zone)}"

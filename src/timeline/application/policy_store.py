@@ -25,7 +25,8 @@ import orjson
 from timeline.application.codec import GENESIS_HASH, canonical_bytes, chain_hash
 from timeline.application.ports import EventStore
 from timeline.domain.errors import ConcurrencyConflict, ConfigurationError, TimelineError
-from timeline.domain.policy import Policy
+from timeline.domain.policy import Policy, succession_conflict
+from timeline.domain.policy_errors import InvalidPolicy
 from timeline.domain.policy_versions import BEGINNING, PolicyTimeline, PolicyVersion
 from timeline.domain.recorded import iso
 
@@ -101,16 +102,9 @@ class PolicyStream:
             raise TimelineError(
                 f"id: policy {policy.id} is already published on this store; give the new one its own id"
             )
-        for field, mine, theirs in (
-            ("time_zone", policy.time_zone, self.base.time_zone),
-            ("currency", policy.currency, self.base.currency),
-            ("tier.tiers[].name", [t.name for t in policy.tier.tiers], [t.name for t in self.base.tier.tiers]),
-        ):
-            if mine != theirs:
-                raise TimelineError(
-                    f"{field}: {mine} differs from {theirs} of {self.base.id}: calendars, money and tier names "
-                    "stay the same across versions (stored read models and alerts name them)"
-                )
+        conflict = succession_conflict(self.base, policy)  # every version kept the base's, so the base suffices
+        if conflict:
+            raise InvalidPolicy(conflict)
         if effective_from <= BEGINNING:
             raise TimelineError("--effective-from: give an instant after the beginning of time")
 

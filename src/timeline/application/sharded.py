@@ -1,7 +1,7 @@
 """Every customer's stream, read and worked on by every core: contiguous ranges of ids, one per task.
 
 The same division of work as ``state --all`` (:mod:`timeline.application.states`): the customers are cut into
-ranges of about as many events each (``states._shards``), each read in one pass (batched queries over its
+ranges of about as many events each (``states.even_shards``), each read in one pass (batched queries over its
 streams) by a worker process or by this one, which takes the last range no worker has started rather than
 wait for a result (a range done here is not pickled back). Results come in customer-range order. A task is
 any picklable ``work(store, customer_ids) -> (events read, result)``.
@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 from timeline.application.ports import EventStore
-from timeline.application.states import MAX_RANGE_EVENTS, PARALLEL_FROM, RANGES_PER_PROCESS, _shards
+from timeline.application.states import MAX_RANGE_EVENTS, PARALLEL_FROM, RANGES_PER_PROCESS, even_shards
 
 R = TypeVar("R")
 Work = Callable[[EventStore, list[str]], tuple[int, R]]
@@ -50,7 +50,7 @@ def over_customers(
     lengths = store.heads(customers)
     sizes = [lengths.get(c, (1, ""))[0] for c in customers]
     count = max(workers * RANGES_PER_PROCESS, -(-sum(sizes) // MAX_RANGE_EVENTS))
-    shards = _shards(customers, sizes, count)
+    shards = even_shards(customers, sizes, count)
     done = 0
     here: dict[int, tuple[int, R]] = {}
     spawn = multiprocessing.get_context("spawn")  # no inherited database connections

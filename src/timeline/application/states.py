@@ -187,7 +187,7 @@ class StateReader:
         streams = self.read_all(progress)
         for customer_id in sorted(streams):
             try:
-                yield _state_of(streams[customer_id], versions, as_of, known_at)
+                yield state_of(streams[customer_id], versions, as_of, known_at)
             except UnknownCustomer:
                 continue
 
@@ -209,7 +209,7 @@ class StateReader:
         lengths = self.store.heads(customers)
         sizes = [lengths.get(c, (1, ""))[0] for c in customers]
         count = max(workers * RANGES_PER_PROCESS, -(-sum(sizes) // MAX_RANGE_EVENTS))
-        shards = _shards(customers, sizes, count)
+        shards = even_shards(customers, sizes, count)
         done = 0
         here: dict[int, tuple[int, list[CustomerState]]] = {}
         spawn = multiprocessing.get_context("spawn")  # no inherited database connections
@@ -261,7 +261,7 @@ def _take(cached: _Cached, new: list[RecordedEvent]) -> None:
             cached.last_recorded = latest
 
 
-def _state_of(
+def state_of(
     history: list[RecordedEvent], policy: PolicyTimeline, as_of: dt.datetime, known_at: dt.datetime
 ) -> CustomerState:
     """:func:`customer_state`, naming the stored event when a value in it made the fold fail."""
@@ -274,7 +274,7 @@ def _state_of(
         raise corrupt from None
 
 
-def _shards(customers: list[str], lengths: list[int], count: int) -> list[list[str]]:
+def even_shards(customers: list[str], lengths: list[int], count: int) -> list[list[str]]:
     """``customers`` cut into at most ``count`` contiguous ranges of about as many events each.
 
     Each range costs one query, a scan of the events table: few ranges, but even ones, so that no process
@@ -320,7 +320,7 @@ def _fold_shard(
         history = [decode(row, None, False, with_hash=False) for row in rows[customer_id]]
         events += len(history)
         try:
-            states.append(_state_of(history, policy, as_of, known_at))
+            states.append(state_of(history, policy, as_of, known_at))
         except UnknownCustomer:
             continue
     return events, states

@@ -32,7 +32,7 @@ from timeline.application.codec import decode
 from timeline.application.policy_store import PolicyStream
 from timeline.application.ports import EventStore
 from timeline.application.sharded import over_customers
-from timeline.application.states import _state_of
+from timeline.application.states import state_of
 from timeline.domain.errors import TimelineError, UnknownCustomer
 from timeline.domain.instants import parse_instant
 from timeline.domain.policy import Policy, succession_conflict
@@ -279,12 +279,12 @@ def _compare_range(
         history = [decode(row, None, False, with_hash=False) for row in rows[customer_id]]
         events += len(history)
         try:
-            now = _state_of(history, current, q.as_of, q.known_at)
+            now = state_of(history, current, q.as_of, q.known_at)
         except UnknownCustomer:
             continue
         if q.branch is not None and now.assignment.branch_id != q.branch:
             continue
-        then = _state_of(history, candidate, q.as_of, q.known_at)
+        then = state_of(history, candidate, q.as_of, q.known_at)
         comparison = Comparison(customer_id, now.assignment.branch_id, Side.of(now), Side.of(then))
         tally.add(comparison)
         if comparison.differs:

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from timeline.application.keyring import KeyRing
+from timeline.application.report_scope import NamedTables, customers_with
 from timeline.application.report_table import ReportTable, count, heading_instant, instant, key_person, money, table
 from timeline.application.states import StateReader
-from timeline.domain.errors import NoCustomers
 from timeline.domain.policy import Policy
 from timeline.domain.types import Stage
 from timeline.projections.state import CustomerState
@@ -28,26 +28,17 @@ UNCONTACTED = dt.timedelta(days=90)
 
 
 @dataclass(frozen=True)
-class Worklist:
+class Worklist(NamedTables):
     rm: str
     as_of: dt.datetime
     tables: tuple[ReportTable, ...]
-
-    def table(self, name: str) -> ReportTable:
-        """The table of that name (``KeyError`` if there is none)."""
-        for t in self.tables:
-            if t.name == name:
-                return t
-        raise KeyError(name)
 
 
 def worklist(
     reader: StateReader, policy: Policy, rm: str, as_of: dt.datetime, now: dt.datetime, *, keys: KeyRing
 ) -> Worklist:
     """The worklist of ``rm`` as of business time ``as_of``, as known at system time ``now``."""
-    mine = [s for s in reader.all_states(as_of, now) if s.assignment.relationship_manager == rm]
-    if not mine:
-        raise NoCustomers(f"no customer is with relationship manager {rm} as of {instant(as_of, policy.zone)}")
+    mine = customers_with(reader.all_states(as_of, now), policy, as_of, rm=rm)
     return worklist_of(
         mine, birth_dates(reader, keys, (s.customer_id for s in mine if not s.erased)), policy, rm, as_of
     )

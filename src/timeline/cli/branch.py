@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from timeline.application.report_table import ReportTable
-from timeline.cli.options import AsOf, Db, Json, KnownAt, PolicyOpt, open_engine, times
+from timeline.cli.options import AsOf, Db, Json, KnownAt, PolicyOpt, reading
 from timeline.cli.output import emit, out
 
 Rm = Annotated[str | None, typer.Option("--rm", metavar="RM", help="Only this relationship manager's customers.")]
@@ -26,14 +26,9 @@ def branch(
 ) -> None:
     """A branch's report: tier mix and moves, funnel, at risk, referrers, overdue follow-ups, surveys, complaints."""
     from timeline.application.branch_report import branch_report
-    from timeline.application.states import StateReader
 
-    engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
-    try:
-        q, k = times(engine.policy.time_zone, as_of, known_at)
-        report = branch_report(StateReader(engine.store, engine.policy), engine.policy, branch_id, q, k, rm)
-    finally:
-        engine.close()
+    with reading(ctx, db, policy, as_of, known_at) as r:
+        report = branch_report(r.reader, r.policy, branch_id, r.as_of, r.known_at, rm)
     show(report.tables, json_out)
 
 
@@ -47,15 +42,10 @@ def worklist(
     json_out: Json = False,
 ) -> None:
     """An RM's worklist: at risk, follow-ups, birthdays and tier changes in the next 14 days, quiet key persons."""
-    from timeline.application.states import StateReader
     from timeline.application.worklist import worklist as build
 
-    engine = open_engine(ctx, db, policy=policy, keys=True, create=False)  # dates of birth are personal data
-    try:
-        q, k = times(engine.policy.time_zone, as_of, known_at)
-        work = build(StateReader(engine.store, engine.policy), engine.policy, rm, q, k, keys=engine.keyring())
-    finally:
-        engine.close()
+    with reading(ctx, db, policy, as_of, known_at, keys=True) as r:  # dates of birth are personal data
+        work = build(r.reader, r.policy, rm, r.as_of, r.known_at, keys=r.engine.keyring())
     show(work.tables, json_out)
 
 

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import sys
 from collections.abc import Collection
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from timeline.cli.options import settings
 from timeline.domain.errors import TimelineError
-
-err = Console(stderr=True)
-out = Console(highlight=False)
 
 ReadDb = Annotated[
     str | None,
@@ -42,7 +36,6 @@ Topic = Annotated[
     str | None,
     typer.Option("--topic", metavar="TOPIC", help="The topic the relay publishes to (default TIMELINE_TOPIC)."),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 Now = Annotated[
     str | None,
     typer.Option(
@@ -50,10 +43,6 @@ Now = Annotated[
         metavar="WHEN",
         help="Evaluate as of this instant (ISO 8601 with offset) instead of the clock: replays, tests.",
     ),
-]
-PolicyOpt = Annotated[
-    str | None,
-    typer.Option("--policy", metavar="POLICY", help="Policy id or .json file (default TIMELINE_POLICY, else shipped)."),
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also log the Kafka client's own warnings.")]
 MetricsPort = Annotated[
@@ -76,10 +65,6 @@ def serve_metrics(port: int) -> None:
         serve(port)
     except OSError as exc:
         raise TimelineError(f"--metrics-port {port}: cannot listen there ({exc.strerror or exc})") from None
-
-
-def emit(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
 
 
 def read_db(ctx: typer.Context, db: str | None, store: str | None) -> str:

@@ -18,16 +18,12 @@ import typer
 from timeline.cli import operations, readmodels
 from timeline.cli.consumer_options import (
     Bootstrap,
-    Json,
     MetricsPort,
     Now,
-    PolicyOpt,
     ReadDb,
     StoreDb,
     Topic,
     Verbose,
-    emit,
-    err,
     instant,
     kafka,
     load,
@@ -37,7 +33,8 @@ from timeline.cli.consumer_options import (
     serve_metrics,
 )
 from timeline.cli.logjson import LogJson, log_json
-from timeline.cli.options import settings
+from timeline.cli.options import Json, PolicyOpt, settings
+from timeline.cli.output import emit, err
 from timeline.consumers.readmodels.registry import READ_MODELS
 
 consume_app = typer.Typer(

@@ -14,23 +14,20 @@ from rich.table import Table
 
 from timeline.cli.consumer_options import (
     Bootstrap,
-    Json,
     Now,
-    PolicyOpt,
     ReadDb,
     StoreDb,
     Topic,
-    emit,
-    err,
     instant,
     kafka,
     load,
     one_of,
-    out,
     plural,
     read_db,
     store_url,
 )
+from timeline.cli.options import Json, PolicyOpt
+from timeline.cli.output import emit, err, out
 from timeline.consumers.readmodels.registry import READ_MODELS, read_model
 from timeline.domain.errors import TimelineError
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -10,6 +13,8 @@ import typer
 from timeline.settings import Settings
 
 if TYPE_CHECKING:
+    from timeline.application.states import StateReader
+    from timeline.domain.policy import Policy
     from timeline.engine import Engine
 
 Db = Annotated[
@@ -59,3 +64,41 @@ def open_engine(ctx: typer.Context, db: str | None, **kwargs: Any) -> Engine:
     config = settings(ctx)
     policy = kwargs.pop("policy", None)
     return wire(config.store_url(db), kek=config.kek_source, policy=config.policy_name(policy), **kwargs)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """An engine opened to read states, and the instants asked; what a command prints after it closes."""
+
+    engine: Engine
+    reader: StateReader
+    as_of: dt.datetime
+    known_at: dt.datetime
+
+    @property
+    def policy(self) -> Policy:
+        return self.engine.policy
+
+
+@contextmanager
+def reading(
+    ctx: typer.Context,
+    db: str | None,
+    policy: str | None,
+    as_of: str | None,
+    known_at: str | None,
+    *,
+    keys: bool = False,
+) -> Iterator[Reading]:
+    """The existing store of ``--db`` under ``--policy``, ``--as-of`` and ``--known-at`` read in its zone; closed after.
+
+    ``keys``: open the key ring too (only to read personal data).
+    """
+    from timeline.application.states import StateReader
+
+    engine = open_engine(ctx, db, policy=policy, keys=keys, create=False)
+    try:
+        q, k = times(engine.policy.time_zone, as_of, known_at)
+        yield Reading(engine, StateReader(engine.store, engine.policy), q, k)
+    finally:
+        engine.close()

@@ -9,18 +9,16 @@ from rich import box
 from rich.table import Table
 
 from timeline.cli.consumer_options import (
-    Json,
-    PolicyOpt,
     ReadDb,
     StoreDb,
-    emit,
     instant,
     load,
     one_of,
-    out,
     plural,
     read_db,
 )
+from timeline.cli.options import Json, PolicyOpt
+from timeline.cli.output import emit, out
 from timeline.cli.report import listing
 from timeline.domain.errors import TimelineError
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from timeline.cli.options import AsOf, Db, Json, KnownAt, PolicyOpt, open_engine, settings, times
+from timeline.cli.options import AsOf, Db, Json, KnownAt, PolicyOpt, reading, settings
 from timeline.cli.output import emit, err, log_progress, out
 from timeline.domain.errors import TimelineError
 
@@ -22,7 +22,6 @@ def state(
     json_out: Json = False,
 ) -> None:
     """Tier, lifecycle stage, points and AUM as of a business time, as known at a system time."""
-    from timeline.application.states import StateReader
     from timeline.application.views import state_json
 
     if all_customers and customer_id is not None:
@@ -31,24 +30,19 @@ def state(
         raise TimelineError("give a customer id or --all")
     if all_customers and not json_out:
         raise TimelineError("state --all writes JSON lines: add --json")
-    engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
-    try:
-        q, k = times(engine.policy.time_zone, as_of, known_at)
-        reader = StateReader(engine.store, engine.policy)
+    with reading(ctx, db, policy, as_of, known_at) as r:
         if customer_id is None:
             with log_progress("reading the log") as advance:
-                for s in reader.all_states(q, k, progress=advance):
+                for s in r.reader.all_states(r.as_of, r.known_at, progress=advance):
                     emit(state_json(s))
             return
-        result = reader.state(customer_id, q, k)
-    finally:
-        engine.close()
+        result = r.reader.state(customer_id, r.as_of, r.known_at)
     if json_out:
         emit(state_json(result))
         return
     from timeline.cli.report import render_state
 
-    out.print(render_state(result, engine.policy.zone))
+    out.print(render_state(result, r.policy.zone))
 
 
 def explain(
@@ -61,21 +55,16 @@ def explain(
     json_out: Json = False,
 ) -> None:
     """Why: the rule behind tier, stage and points, the events it rests on, and the points ledger."""
-    from timeline.application.states import StateReader
     from timeline.application.views import explanation_json
 
-    engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
-    try:
-        q, k = times(engine.policy.time_zone, as_of, known_at)
-        result = StateReader(engine.store, engine.policy).state(customer_id, q, k)
-    finally:
-        engine.close()
+    with reading(ctx, db, policy, as_of, known_at) as r:
+        result = r.reader.state(customer_id, r.as_of, r.known_at)
     if json_out:
         emit(explanation_json(result))
         return
     from timeline.cli.report import render_explanation
 
-    out.print(render_explanation(result, engine.policy.zone))
+    out.print(render_explanation(result, r.policy.zone))
 
 
 def followups(
@@ -89,16 +78,10 @@ def followups(
     json_out: Json = False,
 ) -> None:
     """Open follow-ups per relationship manager and branch; overdue when due before today."""
-    from timeline.application.states import StateReader
     from timeline.application.views import followup_json, followup_listing, open_followups
 
-    engine = open_engine(ctx, db, policy=policy, keys=False, create=False)
-    try:
-        q, k = times(engine.policy.time_zone, as_of, None)
-        with log_progress("reading the log") as advance:
-            states = list(StateReader(engine.store, engine.policy).all_states(q, k, progress=advance))
-    finally:
-        engine.close()
+    with reading(ctx, db, policy, as_of, None) as r, log_progress("reading the log") as advance:
+        states = list(r.reader.all_states(r.as_of, r.known_at, progress=advance))
     open_items = open_followups(states, rm, branch)
     items = followup_listing(open_items, overdue)
     if json_out:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from timeline.cli.consumer_options import Bootstrap, MetricsPort, Topic, kafka, serve_metrics
+from timeline.cli.consumer_options import Bootstrap, MetricsPort, Topic, Verbose, kafka, serve_metrics
 from timeline.cli.logjson import LogJson, log_json
 from timeline.cli.options import Db, settings
 from timeline.store import open_store
@@ -55,7 +55,7 @@ def relay_command(
     ] = 1.0,
     metrics_port: MetricsPort = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log the Kafka client's own warnings.")] = False,
+    verbose: Verbose = False,
     json_logs: LogJson = False,
 ) -> None:
     """Publish every stored event, in global order, as CloudEvents to Kafka (at least once)."""

@@ -90,7 +90,7 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_TYPE, headers=problem.headers)
 
 
-def _validation_detail(exc: RequestValidationError) -> str:
+def validation_detail(exc: RequestValidationError) -> str:
     """Every invalid input as ``where name: why``, joined: the caller sees all their mistakes at once."""
     parts = []
     for error in exc.errors():
@@ -117,7 +117,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem_response(request, Problem(400, _validation_detail(exc)))
+        return problem_response(request, Problem(400, validation_detail(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

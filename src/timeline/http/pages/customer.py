@@ -23,7 +23,7 @@ from timeline.http.pages.context import Visit, visit
 from timeline.http.pages.errors import PageRoute
 from timeline.http.pages.render import page
 from timeline.http.pages.timeline_view import months
-from timeline.http.routes.customers import _state
+from timeline.http.routes.customers import scoped_state
 from timeline.projections.state import CustomerState
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -72,7 +72,7 @@ def customer_page(
 ) -> HTMLResponse:
     who, svc = v.signed_in(), v.svc
     as_of, known_at = as_of or None, known_at or None
-    state = _state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
+    state = scoped_state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
     policy, zone = svc.engine.policy, svc.engine.policy.zone
     with svc.reading:
         sealed = list(svc.reader.history(customer_id))  # the cached list grows under other requests

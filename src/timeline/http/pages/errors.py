@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from timeline.domain.errors import TimelineError
 from timeline.http.pages.context import SignInFirst, visit
 from timeline.http.pages.render import page
-from timeline.http.problems import Problem, _validation_detail, status_of
+from timeline.http.problems import Problem, status_of, validation_detail
 
 TITLES = {400: "Bad request", 401: "Sign in", 403: "Not allowed", 404: "Not found", 413: "Too large"}
 
@@ -37,7 +37,7 @@ class PageRoute(APIRoute):
             except Problem as exc:
                 return error_page(request, exc.status, exc.detail)
             except RequestValidationError as exc:
-                return error_page(request, 400, _validation_detail(exc))
+                return error_page(request, 400, validation_detail(exc))
             except TimelineError as exc:
                 return error_page(request, status_of(exc), str(exc))
 

@@ -42,7 +42,7 @@ def _check_scope(who: Principal, current: CustomerState | None, action: Action) 
     authorize(who, action, assignment)
 
 
-def _state(
+def scoped_state(
     svc: Service, who: Principal, customer_id: str, action: Action, as_of: str | None, known_at: str | None
 ) -> CustomerState:
     """The state asked, after the scope check; both from one read of the stream and its cached fold."""
@@ -68,7 +68,7 @@ def _state(
 def state(
     customer_id: str, who: Caller, svc: Svc, as_of: AsOf = None, known_at: KnownAt = None, purpose: Purpose = None
 ) -> dict[str, Any]:
-    result = _state(svc, who, customer_id, Action.STATE, as_of, known_at)
+    result = scoped_state(svc, who, customer_id, Action.STATE, as_of, known_at)
     svc.trail.append(who, customer_id, Action.STATE, purpose)
     return state_json(result)
 
@@ -77,7 +77,7 @@ def state(
 def explain(
     customer_id: str, who: Caller, svc: Svc, as_of: AsOf = None, known_at: KnownAt = None, purpose: Purpose = None
 ) -> dict[str, Any]:
-    result = _state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
+    result = scoped_state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
     svc.trail.append(who, customer_id, Action.EXPLAIN, purpose)
     return explanation_json(result)
 
