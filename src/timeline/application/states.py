@@ -26,14 +26,17 @@ from dataclasses import dataclass, field
 from timeline.application.codec import STORED_VALUE_ERRORS, decode, first_invalid
 from timeline.application.policy_store import PolicyStream
 from timeline.application.ports import EventStore
+from timeline.application.stream_cache import CachedStream, StreamCache
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import Policy
 from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.folding import Folded, fold
+from timeline.projections.folding import fold
 from timeline.projections.state import CustomerState, customer_state
 
 PAGE = 20_000
+UNCACHED_BATCH = 200
+"""Customers read in one query when answering every customer past the cache's bound."""
 VERSIONS_FRESH = 1.0
 """Seconds for which a reader answers under the policy versions it read last."""
 PARALLEL_FROM = 100_000
@@ -47,19 +50,10 @@ The first ``workers`` ranges go to the workers at once; this process takes the o
 
 
 @dataclass
-class _Cached:
-    """A stream as read so far, and the fold of all of it (grown with the stream when asked "now")."""
-
-    history: list[RecordedEvent] = field(default_factory=list)
-    last_recorded: dt.datetime | None = None
-    folded: Folded | None = None
-
-
-@dataclass
 class StateReader:
     store: EventStore
     policy: Policy
-    _cache: dict[str, _Cached] = field(default_factory=dict)
+    _cache: StreamCache = field(default_factory=StreamCache)
     fold_hits: int = 0
     """States answered from the cached fold as it was: no event to fold (the service's metric)."""
     fold_misses: int = 0
@@ -88,14 +82,13 @@ class StateReader:
         """The customer's events in stream order (PII left sealed: projections never read it)."""
         return self._refresh(customer_id).history
 
-    def _refresh(self, customer_id: str) -> _Cached:
-        cached = self._cache.setdefault(customer_id, _Cached())
-        after = cached.history[-1].version if cached.history else 0
-        _take(cached, [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)])
-        if not cached.history:
-            del self._cache[customer_id]
+    def _refresh(self, customer_id: str) -> CachedStream:
+        cached = self._cache.get(customer_id)
+        after = cached.history[-1].version if cached else 0
+        new = [decode(row, None, False, with_hash=False) for row in self.store.read_stream(customer_id, after)]
+        if cached is None and not new:
             raise UnknownCustomer(f"unknown customer {customer_id}: no events stored")
-        return cached
+        return self._cache.take(customer_id, new)
 
     def state(
         self, customer_id: str, as_of: dt.datetime | None = None, known_at: dt.datetime | None = None
@@ -116,11 +109,19 @@ class StateReader:
     ) -> Iterator[tuple[str, list[CustomerState | None]]]:
         """Every customer's state at each ``(as_of, known_at)`` (``None`` where not registered then), in customer
         order, from the cached folds: only the log after the position last read is read (all of it the first
-        time), and each stream's new events are folded onto its cached fold."""
+        time), and each stream's new events are folded onto its cached fold. Streams the cache does not hold
+        (a store larger than its bound) are read in batches and folded without being kept."""
         self._sync()
         now = dt.datetime.now(dt.UTC)
-        for customer_id in sorted(self._cache):
-            cached, answers = self._cache[customer_id], []
+        everyone = self.store.customer_ids() if self._cache.evicted else self._cache.ids()
+        uncached = self._uncached([c for c in everyone if c not in self._cache])
+        pending = next(uncached, None)
+        for customer_id in everyone:
+            if pending is not None and pending[0] == customer_id:
+                cached, pending = CachedStream.of(pending[1]), next(uncached, None)  # answered, not kept
+            elif (cached := self._cache.get(customer_id)) is None:
+                continue  # named by some table but without events: no state to give
+            answers: list[CustomerState | None] = []
             for as_of, known_at in asks:
                 try:
                     answers.append(self._answer(cached, as_of or now, known_at or now))
@@ -128,19 +129,30 @@ class StateReader:
                     answers.append(None)
             yield customer_id, answers
 
+    def _uncached(self, customer_ids: list[str]) -> Iterator[tuple[str, list[RecordedEvent]]]:
+        """The streams of ``customer_ids`` (sorted) in that order, read ``UNCACHED_BATCH`` customers at a time."""
+        for start in range(0, len(customer_ids), UNCACHED_BATCH):
+            batch = customer_ids[start : start + UNCACHED_BATCH]
+            rows = self.store.read_streams(batch)
+            for customer_id in batch:
+                if stream := rows.get(customer_id):
+                    yield customer_id, [decode(row, None, False, with_hash=False) for row in stream]
+
     def _sync(self) -> None:
-        """Bring every stream up to the log's head (a stream cached only in part is read whole from its version)."""
+        """Bring every kept stream up to the log's head (one kept only in part is read on from its version), and
+        keep the streams the log begins (a stream not kept whose later events pass by stays out: it is read
+        whole when asked)."""
         while rows := self.store.read_log(self._position, PAGE):
             for row in rows:
                 cached = self._cache.get(row.customer_id)
                 version = cached.history[-1].version if cached else 0
                 if row.version == version + 1:
-                    _take(self._cache.setdefault(row.customer_id, _Cached()), [decode(row, None, False, False)])
-                elif row.version > version + 1:
+                    self._cache.take(row.customer_id, [decode(row, None, False, False)])
+                elif row.version > version + 1 and cached is not None:
                     self._refresh(row.customer_id)
             self._position = rows[-1].position
 
-    def _answer(self, cached: _Cached, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
+    def _answer(self, cached: CachedStream, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
         try:
             return self._evaluate(cached, as_of, known_at)
         except STORED_VALUE_ERRORS:
@@ -149,7 +161,7 @@ class StateReader:
                 raise
             raise corrupt from None
 
-    def _evaluate(self, cached: _Cached, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
+    def _evaluate(self, cached: CachedStream, as_of: dt.datetime, known_at: dt.datetime) -> CustomerState:
         versions = self.timeline().known_at(known_at)
         if cached.last_recorded is not None and known_at >= cached.last_recorded:
             folded = fold(cached.history, versions, cached.folded)
@@ -250,15 +262,6 @@ class StateReader:
             if progress:
                 progress(after, head)
         return streams
-
-
-def _take(cached: _Cached, new: list[RecordedEvent]) -> None:
-    """Events read after the cached stream's last, in version order."""
-    if new:
-        cached.history.extend(new)
-        latest = max(e.recorded_at for e in new)
-        if cached.last_recorded is None or latest > cached.last_recorded:
-            cached.last_recorded = latest
 
 
 def state_of(

@@ -44,6 +44,7 @@ def serve(
     """Serve the store over HTTP (/v1/…, /healthz, /readyz, /metrics); callers need a token (timeline access grant)."""
     import uvicorn
 
+    from timeline.application.process import tune_gc_for_service
     from timeline.http.app import create_app
     from timeline.http.service import Service, ServiceOptions
     from timeline.store import shown_url
@@ -73,6 +74,7 @@ def serve(
             err.print(serving, highlight=False, soft_wrap=True)
         # log_config=None: uvicorn's loggers go to the root handler, so its lines are JSON too when asked
         app = create_app(service)
+        tune_gc_for_service()
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, log_config=None))
         try:
             server.run(sockets=[listening])
