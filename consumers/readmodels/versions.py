@@ -25,6 +25,7 @@ import psycopg
 
 from timeline.application.policy_store import PolicyStream
 from timeline.application.ports import EventStore
+from timeline.domain.errors import NoStore
 from timeline.domain.policy import Policy
 from timeline.domain.policy_versions import PolicyTimeline
 
@@ -50,6 +51,7 @@ class ViewVersions:
         self._store: EventStore | None = None
         self._stream: PolicyStream | None = None
         self._read = 0
+        """Published entries the view was seen folded under: a stream holding more is locked for update."""
 
     def read(self) -> int:
         """Read the entries published since the last read; how many there are in all."""
@@ -58,7 +60,12 @@ class ViewVersions:
         if self._stream is None:
             from timeline.store import open_store
 
-            self._store = open_store(self.store_url, create=False)
+            try:
+                self._store = open_store(self.store_url, create=False)
+            except NoStore as exc:
+                raise NoStore(
+                    f"{exc}, whose policy versions the read models fold under (--store or TIMELINE_DB)"
+                ) from None
             self._stream = PolicyStream(self._store, self.base)
         count = len(self._stream.entries())
         self.timeline = self._stream.known()
@@ -70,12 +77,12 @@ class ViewVersions:
         if self.store_url is None:
             return False
         count = self.read()
-        lock = "FOR UPDATE" if count > self._read else "FOR SHARE"
+        lock = "FOR UPDATE" if count > self._read else "FOR SHARE"  # never a share lock upgraded: no deadlock
         (saved,) = cur.execute(f"SELECT entries FROM {prefix}_policy {lock}").fetchone()
         if saved > count:  # another member marked a publish after this one read the stream
             count = self.read()
-        self._read = count
         if count <= saved:
+            self._read = count  # seen committed (a count this one records is seen so by its next transaction)
             if count < saved:
                 log.warning("%s: folded under %d published policy versions, the store holds %d", prefix, saved, count)
             return False
