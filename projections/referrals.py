@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from timeline.domain.policy import Policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent, iso
 from timeline.domain.types import EventType
 
@@ -55,12 +55,13 @@ def decide(
     referrals: Sequence[RecordedEvent],
     erased_referrers: Collection[str],
     referred_events: Sequence[RecordedEvent],
-    policy: Policy,
+    versions: PolicyTimeline,
 ) -> Qualification | None:
     """The qualification that holds now, if any.
 
     ``referrals`` are the counted ``referral.made`` events naming R;
-    ``referred_events`` are R's counted events in business order.
+    ``referred_events`` are R's counted events in business order. The
+    minimum first deposit is the one in force at R's first deposit (POLICY §9).
     """
     if not referrals:
         return None
@@ -73,6 +74,6 @@ def decide(
         return None
     moment = deposits[0].occurred_at
     total = sum((e.record.amount for e in deposits if e.occurred_at == moment), Decimal(0))
-    if total < policy.referral.min_first_deposit or first.customer_id in erased_referrers:
+    if total < versions.at(moment).referral.min_first_deposit or first.customer_id in erased_referrers:
         return None
     return Qualification(first.customer_id, referred_id, first.event_id, moment)

@@ -9,6 +9,7 @@ from operator import attrgetter
 
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.policy import Policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.folding import Folded
 from timeline.projections.state import CustomerState, customer_state
@@ -34,12 +35,13 @@ class Evaluation:
 def evaluate(
     customer_id: str,
     history: Sequence[RecordedEvent],
-    policy: Policy,
+    policy: Policy | PolicyTimeline,
     as_of: dt.datetime,
     folded: Folded | None = None,
 ) -> Evaluation:
     """The state as of ``as_of`` (as known then), and the next instant at which it must be looked at again.
 
+    ``policy``: the versions in force as known at ``as_of`` (a plain policy: that one for all time);
     ``folded``: the fold of this very history, when the caller keeps one.
     """
     try:

@@ -23,6 +23,11 @@ same transaction. :meth:`Projector.catch_up` evaluates pending customers
 from the copy, a chunk per transaction, once the consumer is no longer
 behind: each customer is folded once for the whole backlog, and memory
 holds one chunk and the cache's bound, whatever the size of the history.
+
+Given the store's URL, a projector folds under the store's policy versions
+(:mod:`.versions`): every transaction that evaluates first reads what was
+published since, and a publish marks every customer pending, folded again by
+the same catch-up.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from timeline.consumers.readmodels.cache import CACHE_EVENTS, HistoryCache
 from timeline.consumers.readmodels.dlq import DLQ_SUFFIX
 from timeline.consumers.readmodels.evaluation import Clock, Evaluation, evaluate, utcnow
 from timeline.consumers.readmodels.stats import BatchResult, ConsumerStats
+from timeline.consumers.readmodels.versions import ViewVersions, versions_ddl
 from timeline.domain.policy import Policy, load_policy
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.folding import fold
@@ -94,12 +100,22 @@ class Projector:
     default_group: str = "timeline-projecting"
 
     def __init__(
-        self, db_url: str, topic: str, *, group: str | None = None, policy: Policy | None = None, clock: Clock = utcnow
+        self,
+        db_url: str,
+        topic: str,
+        *,
+        group: str | None = None,
+        policy: Policy | None = None,
+        clock: Clock = utcnow,
+        store_url: str | None = None,
     ) -> None:
+        """``store_url``: the event store whose published policy versions the view folds under (None: ``policy``
+        alone, for all time)."""
         self.db_url = db_url
         self.topic = topic
         self.group = group or self.default_group
         self.policy = policy or load_policy()
+        self.versions = ViewVersions(self.policy, store_url)
         self.clock = clock
         self.dead_letter_topic = topic + DLQ_SUFFIX
         self.cache = HistoryCache(CACHE_EVENTS)
@@ -131,11 +147,17 @@ class Projector:
             self.conn.autocommit = True
             database.ensure(
                 self.conn,
-                [*copies.copy_ddl(self.prefix), *checkpoints.checkpoint_ddl(self.prefix), *self.ddl()],
+                [
+                    *copies.copy_ddl(self.prefix),
+                    *checkpoints.checkpoint_ddl(self.prefix),
+                    *versions_ddl(self.prefix),
+                    *self.ddl(),
+                ],
             )
         return self.conn
 
     def disconnect(self) -> None:
+        self.versions.close()
         conn, self.conn = self.conn, None
         if conn is not None:
             try:
@@ -147,11 +169,15 @@ class Projector:
         return checkpoints.saved_offsets(self.connect(), self.prefix, self.group, self.topic)
 
     def _lock_shared(self, conn: psycopg.Connection) -> None:
-        """Keep a rebuild's swap out of this transaction; drop the cache if a rebuild swapped since the last one."""
+        """Keep a rebuild's swap out of this transaction; drop the cache if a rebuild swapped since the last one;
+        bring the policy versions up to the store's (a publish marks every customer pending)."""
         generation = checkpoints.lock_shared(conn, self.prefix)
         if generation != self._generation:
             self.cache.clear()
             self._generation = generation
+        with conn.cursor() as cur:
+            if self.versions.sync(cur, self.prefix):
+                self.pending = True
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -255,6 +281,7 @@ class Projector:
                 self.cache.put(c, history)
 
     def _evaluate(self, customer_ids: Sequence[str], as_of: dt.datetime) -> list[Evaluation]:
+        versions = self.versions.timeline.known_at(as_of)
         out = []
         for c in customer_ids:
             history = self.cache.get(c) if c in self.cache else []
@@ -267,8 +294,8 @@ class Projector:
                     *(self.prefix, self.group, c, len(history), history[-1].version),
                 )
             try:
-                folded = self.cache.folds[c] = fold(history, self.policy, self.cache.folds.get(c))
-                out.append(evaluate(c, history, self.policy, as_of, folded))
+                folded = self.cache.folds[c] = fold(history, versions, self.cache.folds.get(c))
+                out.append(evaluate(c, history, versions, as_of, folded))
             except Exception as exc:  # noqa: BLE001 - one customer's bad history must not stop the others
                 self.stats.errors += 1
                 self.stats.last_error = f"{c}: {type(exc).__name__}: {exc}"

@@ -22,8 +22,10 @@ from timeline.consumers.cloudevents import NotACloudEvent, parse, stored_to_byte
 from timeline.consumers.readmodels import checkpoints, copies, database, summary_tables
 from timeline.consumers.readmodels.evaluation import evaluate, utcnow
 from timeline.consumers.readmodels.summary import DEFAULT_GROUP, PREFIX, write_rows
+from timeline.consumers.readmodels.versions import ViewVersions, versions_ddl
 from timeline.domain.errors import TimelineError
 from timeline.domain.policy import Policy, load_policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 
 NEW = "_new"
@@ -79,7 +81,8 @@ def rebuild(
     """Compute the whole read model into new tables and swap them in atomically.
 
     Memory holds one chunk of customers at a time (about ``chunk_events`` events; a customer is never split),
-    never the whole history.
+    never the whole history. ``store_url``: also the store whose published policy versions the rows are folded
+    under (:mod:`.versions`; without it, ``policy`` alone, and a consumer given the store folds them again).
     """
     if source not in ("store", "topic"):
         raise TimelineError(f"rebuild from 'store' or 'topic', not {source!r}")
@@ -90,17 +93,26 @@ def rebuild(
     started = time.monotonic()
     conn = database.connect(db_url)
     conn.autocommit = True
+    versions = ViewVersions(policy, store_url)
     try:
         database.ensure(
-            conn, [*copies.copy_ddl(PREFIX), *checkpoints.checkpoint_ddl(PREFIX), *summary_tables.summary_ddl()]
+            conn,
+            [
+                *copies.copy_ddl(PREFIX),
+                *checkpoints.checkpoint_ddl(PREFIX),
+                *versions_ddl(PREFIX),
+                *summary_tables.summary_ddl(),
+            ],
         )
+        entries = versions.read()
         snapshot_seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {PREFIX}_events").fetchone()[0]
         with conn.transaction():
             for table in SWAPPED:
                 conn.execute(f"DROP TABLE IF EXISTS {table}{NEW}")
             for stmt in [*copies.copy_ddl(PREFIX, NEW), *summary_tables.summary_ddl(NEW)]:
                 conn.execute(stmt)
-        writer = _ChunkWriter(conn, policy, ranks, clock(), progress)
+        as_of = clock()
+        writer = _ChunkWriter(conn, versions.timeline.known_at(as_of), ranks, as_of, progress)
         if source == "store":
             if not store_url:
                 raise TimelineError("rebuild --from store needs the store's URL (--store or TIMELINE_DB)")
@@ -114,7 +126,8 @@ def rebuild(
         if before_swap:
             before_swap()
         swap_started = time.monotonic()
-        merged = _swap(conn, snapshot_seq, policy, ranks, clock(), source)
+        as_of = clock()
+        merged = _swap(conn, snapshot_seq, versions.timeline.known_at(as_of), entries, ranks, as_of, source)
         swap_seconds = time.monotonic() - swap_started
     except BaseException:
         try:
@@ -125,6 +138,7 @@ def rebuild(
         raise
     finally:
         conn.close()
+        versions.close()
     return RebuildResult(source, writer.customers, writer.events, merged, time.monotonic() - started, swap_seconds)
 
 
@@ -158,7 +172,7 @@ class _ChunkWriter:
     def __init__(
         self,
         conn: psycopg.Connection,
-        policy: Policy,
+        policy: PolicyTimeline,
         ranks: dict[str, int],
         as_of: dt.datetime,
         progress: Progress | None,
@@ -297,9 +311,16 @@ def _from_copy(conn: psycopg.Connection, writer: _ChunkWriter, chunk_events: int
 
 
 def _swap(
-    conn: psycopg.Connection, snapshot_seq: int, policy: Policy, ranks: dict[str, int], as_of: dt.datetime, source: str
+    conn: psycopg.Connection,
+    snapshot_seq: int,
+    policy: PolicyTimeline,
+    entries: int,
+    ranks: dict[str, int],
+    as_of: dt.datetime,
+    source: str,
 ) -> int:
-    """Under the exclusive lock: merge what the consumer applied since the snapshot, rename, drop the old."""
+    """Under the exclusive lock: merge what the consumer applied since the snapshot, rename, drop the old; record
+    how many published policy versions the rows were folded under."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (database.SWAP_LOCK,))
         cur.execute(
@@ -330,4 +351,5 @@ def _swap(
         cur.execute(
             f"UPDATE {PREFIX}_meta SET generation = generation + 1, rebuilt_at = now(), rebuilt_from = %s", (source,)
         )
+        cur.execute(f"UPDATE {PREFIX}_policy SET entries = %s", (entries,))
     return len(late)

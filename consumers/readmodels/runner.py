@@ -80,8 +80,9 @@ class ProjectingConsumer(Projector):
         backoff_max: float = 15.0,
         give_up_after: float | None = None,
         on_commit: Callable[[BatchResult], None] | None = None,
+        store_url: str | None = None,
     ) -> None:
-        super().__init__(db_url, topic, group=group, policy=policy, clock=clock)
+        super().__init__(db_url, topic, group=group, policy=policy, clock=clock, store_url=store_url)
         self.bootstrap = bootstrap
         self.tick_interval = tick_interval
         self.on_commit = on_commit

@@ -108,8 +108,17 @@ class PolicyStream:
         if effective_from <= BEGINNING:
             raise TimelineError("--effective-from: give an instant after the beginning of time")
 
-    def publish(self, policy: Policy, effective_from: dt.datetime, recorded_at: dt.datetime) -> PolicyEntry:
-        """Append a checked version; ``ConcurrencyConflict`` (nothing stored) if another publish took its place."""
+    def publish(
+        self, policy: Policy, effective_from: dt.datetime, recorded_at: dt.datetime, *, after: int | None = None
+    ) -> PolicyEntry:
+        """Append a checked version; ``ConcurrencyConflict`` (nothing stored) if another publish took its place.
+
+        ``after``: how many entries the caller's decision rests on (the stream it read, e.g. to count the
+        customers the version changes); one stored since is a conflict too, rather than chained before this one.
+        """
+        seq = len(self.entries()) + 1
+        if after is not None and seq != after + 1:
+            raise self._conflict(after + 1, policy)
         self.check(policy, effective_from)
         seq = len(self._entries) + 1
         prev = self._entries[-1].hash if self._entries else GENESIS_HASH
@@ -123,8 +132,15 @@ class PolicyStream:
         }
         raw = canonical_bytes(content).decode()
         if self.store.record_metadata(_name(seq), raw) != raw:
-            raise ConcurrencyConflict(f"another policy was published as entry {seq} meanwhile; run the command again")
+            raise self._conflict(seq, policy)
         return self.entries()[-1]
+
+    def _conflict(self, seq: int, policy: Policy) -> ConcurrencyConflict:
+        winner = self.entries()[seq - 1].version.id
+        return ConcurrencyConflict(
+            f"policy {winner} was published as entry {seq} meanwhile; nothing of {policy.id} was stored:"
+            " run the command again"
+        )
 
     @staticmethod
     def verify_store(store: EventStore) -> list[PolicyFinding]:

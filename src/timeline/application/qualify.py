@@ -5,6 +5,8 @@ this repair tool asks the same rule about every referred customer, from the
 store alone, and lists the qualifications that are missing (e.g. in a store
 written by a version that decided them after the batch). Their event ids are
 derived from R, so appending one that is already stored is a duplicate.
+Each is decided under the policy version in force at R's first deposit, as
+the store's policy stream holds it now (POLICY §9).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from timeline.application.codec import decode
+from timeline.application.policy_store import PolicyStream
 from timeline.application.ports import EventStore
 from timeline.domain.policy import Policy
 from timeline.projections.counted import counted
@@ -28,7 +31,7 @@ class Qualifier:
 
     def __init__(self, store: EventStore, policy: Policy) -> None:
         self.store = store
-        self.policy = policy
+        self.stream = PolicyStream(store, policy)
         self._qualified: set[str] = set()
         """Referred customers whose qualification was found stored: final and immutable, so never asked again."""
 
@@ -52,11 +55,12 @@ class Qualifier:
         }
         erased = {c for c in referrers if any(e.type == "customer.erased" for e in histories[c])}
         views = {customer: counted(history) for customer, history in histories.items()}
+        versions = self.stream.timeline()
         events = []
         for referred, entries in sorted(todo.items()):
             ids = {entry.event_id for entry in entries}
             named = [e for c in {entry.customer_id for entry in entries} for e in views[c].events if e.event_id in ids]
-            decision = decide(referred, named, erased, views[referred].events, self.policy)
+            decision = decide(referred, named, erased, views[referred].events, versions)
             if decision is not None:
                 events.append(decision.event())
         return events

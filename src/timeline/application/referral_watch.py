@@ -14,6 +14,11 @@ Only events that can change the decision are triggers: R's registration, a
 deposit of R at or before R's first deposit (a later one cannot change the
 deposits at that first instant), a referral naming R, and a correction
 voiding one of these.
+
+The rule is asked under the policy version in force at R's first deposit,
+as known now: the store's policy stream is read again whenever the ingestor
+loads a batch's referrals (one small read when nothing was published), so a
+version published while an ingest runs decides from its next batch on.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
+from timeline.application.policy_store import PolicyStream
 from timeline.application.ports import EventStore
 from timeline.domain.policy import Policy
 from timeline.domain.recorded import RecordedEvent
@@ -43,14 +49,20 @@ class ReferralWatch:
 
     def __init__(self, store: EventStore, policy: Policy) -> None:
         self.store = store
-        self.policy = policy
+        self.stream = PolicyStream(store, policy)
+        self.versions = self.stream.timeline()
+        """The policy versions decisions are taken under: the store's, as last read."""
         self._referrals: dict[str, list[tuple[str, UUID]]] = {}
         """Referred customer → (referrer, event id) of every ``referral.made`` naming them, stored or accepted."""
         self._qualified: set[str] = set()
         """Referred customers whose qualification is stored or accepted: final, never decided again."""
 
     def load(self, referred_ids: Iterable[str]) -> set[str]:
-        """Fetch what the store knows of these referred customers; return the referrers to have at hand."""
+        """Fetch what the store knows of these referred customers; return the referrers to have at hand.
+
+        The policy versions are read again here, before each batch is decided.
+        """
+        self.versions = self.stream.timeline()
         wanted = [r for r in dict.fromkeys(referred_ids) if r not in self._referrals and r not in self._qualified]
         referrers: set[str] = set()
         if not wanted:
@@ -115,4 +127,4 @@ class ReferralWatch:
             referrals.extend(e for e in counted(history).events if e.event_id in ids)
             if any(e.type == "customer.erased" for e in history):
                 erased.add(referrer)
-        return decide(referred, referrals, erased, counted(stream(referred)).events, self.policy)
+        return decide(referred, referrals, erased, counted(stream(referred)).events, self.versions)

@@ -74,6 +74,13 @@ def read_db(ctx: typer.Context, db: str | None, store: str | None) -> str:
     return config.read_model_url(db) if store is None else db or config.read_db or store
 
 
+def versions_store(ctx: typer.Context, db: str | None, store: str | None) -> str:
+    """The store whose published policy versions a view folds under: ``--store``, else ``TIMELINE_DB``, else the
+    read model's own database (a PostgreSQL store holds its read models)."""
+    config = settings(ctx)
+    return store or (config.db if "db" in config.model_fields_set else read_db(ctx, db, store))
+
+
 def store_url(ctx: typer.Context, store: str | None) -> str:
     """``--store``, else ``TIMELINE_DB``, else the default store."""
     return settings(ctx).store_url(store)

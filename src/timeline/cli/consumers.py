@@ -31,6 +31,7 @@ from timeline.cli.consumer_options import (
     quiet_kafka,
     read_db,
     serve_metrics,
+    versions_store,
 )
 from timeline.cli.logjson import LogJson, log_json
 from timeline.cli.options import Json, PolicyOpt, settings
@@ -103,8 +104,9 @@ def _consume_command(name: str) -> Callable[..., None]:
     ) -> None:
         log_json(json_logs or settings(ctx).log_json)
         servers, topic_name = kafka(ctx, bootstrap, topic)
-        _consume(name, read_db(ctx, db, store), servers, topic_name, group, once, idle_exit, now, tick_interval,
-                 max_batch, give_up_after, load(ctx, policy), metrics_port, json_out, verbose)  # fmt: skip
+        _consume(name, read_db(ctx, db, store), versions_store(ctx, db, store), servers, topic_name, group, once,
+                 idle_exit, now, tick_interval, max_batch, give_up_after, load(ctx, policy), metrics_port, json_out,
+                 verbose)  # fmt: skip
 
     return consume
 
@@ -116,6 +118,7 @@ for _model in READ_MODELS.values():
 def _consume(
     name: str,
     url: str,
+    store_url: str,
     bootstrap: str,
     topic: str,
     group: str | None,
@@ -145,6 +148,7 @@ def _consume(
         tick_interval=tick_interval,
         max_batch=max_batch,
         give_up_after=give_up_after if once else None,
+        store_url=store_url,
     )
 
     if metrics_port is not None:

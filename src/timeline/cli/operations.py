@@ -25,6 +25,7 @@ from timeline.cli.consumer_options import (
     plural,
     read_db,
     store_url,
+    versions_store,
 )
 from timeline.cli.options import Json, PolicyOpt
 from timeline.cli.output import emit, err, out
@@ -59,7 +60,9 @@ def tick_command(
     wanted = [n for n in READ_MODELS if consumer == n or (consumer == "all" and n in present)]
     result = {}
     for name in wanted:
-        c = READ_MODELS[name].consumer(url, "", "", policy=pol, clock=lambda: at)
+        c = READ_MODELS[name].consumer(
+            url, "", "", policy=pol, clock=lambda: at, store_url=versions_store(ctx, db, store)
+        )
         try:
             result[name] = c.tick(at)
         finally:
@@ -180,7 +183,9 @@ def _rebuild_command(name: str) -> Any:
     ) -> None:
         servers, topic_name = kafka(ctx, bootstrap, topic)
         pol = load(ctx, policy)
-        _rebuild(name, source, read_db(ctx, db, store), store_url(ctx, store), servers, topic_name, group, pol,
+        # the events' store from --store or TIMELINE_DB; from the topic, the store holding the policy versions
+        versions = store_url(ctx, store) if source == "store" else versions_store(ctx, db, store)
+        _rebuild(name, source, read_db(ctx, db, store), versions, servers, topic_name, group, pol,
                  instant(now, pol.time_zone), json_out)  # fmt: skip
 
     return rebuild

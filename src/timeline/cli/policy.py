@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from timeline.cli.options import Db, Json, KnownAt, open_engine
-from timeline.cli.output import counted, emit, local, out
+from timeline.cli.output import counted, emit, err, local, out
 from timeline.cli.plain_help import PlainGroup
-from timeline.domain.errors import TimelineError
+from timeline.domain.errors import ConcurrencyConflict, TimelineError
 
 if TYPE_CHECKING:
     from timeline.application.states import StateReader
@@ -52,10 +52,15 @@ def publish(
         stream = PolicyStream(engine.store, engine.policy)
         stream.check(candidate, start)
         now = dt.datetime.now(dt.UTC)
-        before = stream.timeline()
+        read = len(stream.entries())  # what the count of changed customers rests on
+        before = stream.known()
         after = before.with_published(candidate, start, now)
         changed = _changed(StateReader(engine.store, engine.policy, versions=before), after, now)
-        entry = stream.publish(candidate, start, now)
+        try:
+            entry = stream.publish(candidate, start, now, after=read)
+        except ConcurrencyConflict as exc:  # the input was fine: the publish lost a race (exit 1, not 2)
+            err.print(f"timeline: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
     finally:
         engine.close()
     zone = engine.policy.zone
