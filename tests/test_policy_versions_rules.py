@@ -211,7 +211,7 @@ def test_asked_as_known_before_the_publish_the_answer_is_what_it_was(branch):
     [
         ({"id": BASE.id}, "already published"),
         ({"time_zone": "Europe/Paris"}, "time_zone"),
-        ({"tier.tiers.3.name": "gold"}, "tier names"),
+        ({"tier.tiers.3.name": "gold"}, r"tier\.tiers\[3\]\.name: \"gold\" differs"),
     ],
 )
 def test_a_version_that_cannot_be_published_is_refused_and_nothing_is_stored(branch, changes, message):
