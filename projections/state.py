@@ -235,7 +235,7 @@ class Projection:
             folds.feed(events)
             money = folds.money
             plan = folds.points.plan(money.accounts)
-            self._settle(list(events), versions, folds, tier_run(money.aum, first.tier), plan, LedgerRun(first))
+            self._settle(list(events), versions, folds, tier_run(money.aum, first), plan, LedgerRun(first))
             return
         folds = _Folds.new(events[0], first, versions)
         folds.feed(events)
@@ -298,7 +298,7 @@ class Projection:
             [*self.events, *later],
             self.versions,
             folds,
-            tier_run(money.aum, policy.tier, since=self._tiers),
+            tier_run(money.aum, policy, since=self._tiers),
             folds.points.plan_since(self._plan, first.occurred_at, money.accounts, self._lowered(later)),
             self._ledger.copy(),
         )

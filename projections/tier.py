@@ -20,8 +20,9 @@ from collections import deque
 from dataclasses import dataclass
 from uuid import UUID
 
-from timeline.domain.policy import TierPolicy
+from timeline.domain.policy import Policy, TierPolicy
 from timeline.domain.types import RuleCode
+from timeline.domain.wording import instant, money
 from timeline.projections.balances import ZERO, StepLine
 
 
@@ -74,7 +75,7 @@ class TierRun:
     """Just before the line's last instant; None for a line without movements."""
 
 
-def tier_run(aum: StepLine, policy: TierPolicy, since: TierRun | None = None) -> TierRun:
+def tier_run(aum: StepLine, policy: Policy, since: TierRun | None = None) -> TierRun:
     """Simulate the tier over ``aum``.
 
     ``since``: the run of a line that ``aum`` extends (the same instants and
@@ -123,7 +124,7 @@ def _at(change: TierChange) -> dt.datetime:
 
 def _simulate(
     aum: StepLine,
-    policy: TierPolicy,
+    whole: Policy,
     changes: list[TierChange],
     start: dt.datetime | None,
     rank: int,
@@ -137,6 +138,7 @@ def _simulate(
     AUM over the hold window comes from a monotonic deque of change indices:
     the windows only slide forward, so each minimum costs O(1) amortised.
     """
+    policy, zone, currency = whole.tier, whole.zone, whole.currency
     hold, grace, levels = policy.hold, policy.grace, policy.tiers
     thresholds = [level.threshold for level in levels]
     top = len(levels) - 1
@@ -198,8 +200,9 @@ def _simulate(
                         levels[rank].name,
                         levels[lower].name,
                         RuleCode.TIER_DOWNGRADE,
-                        f"AUM fell below {levels[rank].threshold} at {_iso(pending_since)} and stayed below for "
-                        f"{policy.downgrade_grace_days} days; AUM then was {current}",
+                        f"AUM fell below {money(levels[rank].threshold, currency)} at {instant(pending_since, zone)} "
+                        f"and stayed below for {policy.downgrade_grace_days} days; "
+                        f"AUM then was {money(current, currency)}",
                         tuple(aum.movers_between(pending_since, moment)),
                     )
                 )
@@ -228,8 +231,8 @@ def _simulate(
                         levels[rank].name,
                         levels[higher].name,
                         RuleCode.TIER_UPGRADE,
-                        f"AUM stayed at or above {levels[higher].threshold} for {policy.upgrade_hold_days} days "
-                        f"(lowest {lowest})",
+                        f"AUM stayed at or above {money(levels[higher].threshold, currency)} for "
+                        f"{policy.upgrade_hold_days} days (lowest {money(lowest, currency)})",
                         tuple(aum.movers_between(window_start, moment)),
                     )
                 )
@@ -240,7 +243,3 @@ def _simulate(
                 pending_since = moment
         elif current >= thresholds[rank]:
             pending_since = None
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

@@ -26,6 +26,7 @@ from bisect import bisect_right
 
 from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.types import RuleCode
+from timeline.domain.wording import instant, money
 from timeline.projections.balances import ZERO, StepLine
 from timeline.projections.tier import TierChange, TierRun
 
@@ -55,7 +56,7 @@ def tier_run_versions(aum: StepLine, versions: PolicyTimeline) -> TierRun:
             moment = steps[index]
             index += 1
         version = versions.version_at(moment)
-        policy = version.policy.tier
+        policy, zone, currency = version.policy.tier, version.policy.zone, version.policy.currency
         levels = policy.tiers
         top = len(levels) - 1
         rank = min(rank, top)
@@ -71,9 +72,9 @@ def tier_run_versions(aum: StepLine, versions: PolicyTimeline) -> TierRun:
                         levels[rank].name,
                         levels[lower].name,
                         RuleCode.TIER_DOWNGRADE,
-                        f"AUM fell below the {levels[rank].name} threshold at {_iso(pending_since)} and stayed below "
-                        f"for the {(due - pending_since).days}-day grace period; AUM then was {current} "
-                        f"(policy {version.id})",
+                        f"AUM fell below the {levels[rank].name} threshold at {instant(pending_since, zone)} and "
+                        f"stayed below for the {(due - pending_since).days}-day grace period; AUM then was "
+                        f"{money(current, currency)} (policy {version.id})",
                         tuple(aum.movers_between(pending_since, moment)),
                         version.id,
                     )
@@ -94,8 +95,8 @@ def tier_run_versions(aum: StepLine, versions: PolicyTimeline) -> TierRun:
                         levels[rank].name,
                         levels[higher].name,
                         RuleCode.TIER_UPGRADE,
-                        f"AUM stayed at or above {levels[higher].threshold} for {policy.upgrade_hold_days} days "
-                        f"(lowest {lowest}; policy {version.id})",
+                        f"AUM stayed at or above {money(levels[higher].threshold, currency)} for "
+                        f"{policy.upgrade_hold_days} days (lowest {money(lowest, currency)}; policy {version.id})",
                         tuple(aum.movers_between(window_start, moment)),
                         version.id,
                     )
@@ -108,7 +109,3 @@ def tier_run_versions(aum: StepLine, versions: PolicyTimeline) -> TierRun:
         elif current >= levels[rank].threshold:
             pending_since = due = None
     return TierRun(tuple(changes), None)
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
