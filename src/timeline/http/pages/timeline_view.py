@@ -48,12 +48,6 @@ def _profile(field: str, value: Any) -> str:
     return f"{field.replace('_', ' ')} {pii(value) if field == 'phone' else value}"
 
 
-def _profile(field: str, value: Any) -> str:
-    if field == "key_person":
-        return "key person (关键人)" if value else "no longer a key person"
-    return f"{field.replace('_', ' ')} {pii(value) if field == 'phone' else value}"
-
-
 def _money(d: dict[str, Any]) -> str:
     return fmt.money(d.get("amount"))
 
@@ -126,25 +120,37 @@ def _line(event: RecordedEvent, zone: ZoneInfo, voided: bool, corrects: tuple[Li
     )
 
 
-def months(
-    events: Iterable[RecordedEvent], zone: ZoneInfo, as_of: dt.datetime, known_at: dt.datetime
-) -> tuple[Month, ...]:
-    """The events known at ``known_at`` and occurred by ``as_of``, by month of business time, newest first."""
+def listed(events: Iterable[RecordedEvent], as_of: dt.datetime, known_at: dt.datetime) -> list[RecordedEvent]:
+    """The events a timeline lists, newest first: known at ``known_at``, occurred by ``as_of``; a voided one
+    is not listed but shown beside its correction."""
     known = [e for e in events if e.recorded_at <= known_at and e.occurred_at <= as_of]
-    by_id = {e.event_id: e for e in known}
-    voided = {e.data.get("voids_event_id"): e for e in known if e.type == EventType.CORRECTION_RECORDED}
-    lines: list[tuple[dt.datetime, int, Line]] = []
-    for event in known:
-        if event.type == EventType.CORRECTION_RECORDED:
-            target = by_id.get(_uuid(event.data.get("voids_event_id")))
-            fixed = (_line(target, zone, True),) if target else ()
-            lines.append((event.occurred_at, event.position, _line(event, zone, False, fixed)))
-        elif str(event.event_id) not in voided:
-            lines.append((event.occurred_at, event.position, _line(event, zone, False)))
-    lines.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    voided = {str(e.data.get("voids_event_id")) for e in known if e.type == EventType.CORRECTION_RECORDED}
+    shown = [e for e in known if e.type == EventType.CORRECTION_RECORDED or str(e.event_id) not in voided]
+    shown.sort(key=lambda e: (e.occurred_at, e.position), reverse=True)
+    return shown
+
+
+def voided_by(correction: RecordedEvent) -> UUID | None:
+    """The event a correction voids (None for a text that names none)."""
+    return _uuid(correction.data.get("voids_event_id"))
+
+
+def month_of(moment: dt.datetime, zone: ZoneInfo) -> str:
+    """``YYYY-MM`` of ``moment`` in the policy's zone: the timeline's months."""
+    local = moment.astimezone(zone)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def months(page: Iterable[RecordedEvent], targets: dict[UUID, RecordedEvent], zone: ZoneInfo) -> tuple[Month, ...]:
+    """A page of :func:`listed` events (newest first) by month; ``targets``: the events its corrections void."""
     grouped: dict[str, list[Line]] = {}
-    for moment, _, line in lines:
-        grouped.setdefault(moment.astimezone(zone).strftime("%Y-%m"), []).append(line)
+    for event in page:
+        if event.type == EventType.CORRECTION_RECORDED:
+            target = targets.get(voided_by(event))  # type: ignore[arg-type]
+            line = _line(event, zone, False, (_line(target, zone, True),) if target else ())
+        else:
+            line = _line(event, zone, False)
+        grouped.setdefault(month_of(event.occurred_at, zone), []).append(line)
     return tuple(Month(label, tuple(items)) for label, items in grouped.items())
 
 
