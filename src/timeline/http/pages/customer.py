@@ -24,11 +24,14 @@ from timeline.http.pages.errors import PageRoute
 from timeline.http.pages.paging import page_of
 from timeline.http.pages.render import page
 from timeline.http.pages.timeline_page import links, timeline_page
-from timeline.http.pages.timeline_view import month_of
+from timeline.http.pages.timeline_view import month_labels
 from timeline.http.routes.customers import _state
 from timeline.projections.state import CustomerState
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+LEDGER_PAGE = 100
+"""The most lines of the points ledger on one page (of the timeline: ``paging.PAGE_SIZE``)."""
 
 
 COMPARED = ("tier", "lifecycle", "points", "aum", "branch_id", "relationship_manager", "next_change_at", "erased")
@@ -86,7 +89,7 @@ def customer_page(
         timeline = timeline_page(svc, customer_id, sealed, state, events, asked)
         svc.trail.append(who, customer_id, Action.HISTORY_PII, "customer page")
     lines = state.points.ledger[::-1]
-    ledger_page = page_of([month_of(line.at, zone) for line in lines], ledger, "ledger")
+    ledger_page = page_of(month_labels((line.at for line in lines), zone), ledger, "ledger", LEDGER_PAGE)
     aum_chart, points_chart = page_charts(state, sealed, policy)
     return page(
         v.request,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -124,10 +125,13 @@ def listed(events: Iterable[RecordedEvent], as_of: dt.datetime, known_at: dt.dat
     """The events a timeline lists, newest first: known at ``known_at``, occurred by ``as_of``; a voided one
     is not listed but shown beside its correction."""
     known = [e for e in events if e.recorded_at <= known_at and e.occurred_at <= as_of]
-    voided = {str(e.data.get("voids_event_id")) for e in known if e.type == EventType.CORRECTION_RECORDED}
-    shown = [e for e in known if e.type == EventType.CORRECTION_RECORDED or str(e.event_id) not in voided]
-    shown.sort(key=lambda e: (e.occurred_at, e.position), reverse=True)
+    voided = {voided_by(e) for e in known if e.type == EventType.CORRECTION_RECORDED}
+    shown = [e for e in known if e.event_id not in voided or e.type == EventType.CORRECTION_RECORDED]
+    shown.sort(key=_business, reverse=True)
     return shown
+
+
+_business = attrgetter("occurred_at", "position")
 
 
 def voided_by(correction: RecordedEvent) -> UUID | None:
@@ -135,10 +139,27 @@ def voided_by(correction: RecordedEvent) -> UUID | None:
     return _uuid(correction.data.get("voids_event_id"))
 
 
-def month_of(moment: dt.datetime, zone: ZoneInfo) -> str:
-    """``YYYY-MM`` of ``moment`` in the policy's zone: the timeline's months."""
+def month_labels(moments: Iterable[dt.datetime], zone: ZoneInfo) -> list[str]:
+    """``YYYY-MM`` in the policy's zone of each of ``moments`` (newest first): the timeline's months.
+
+    Only a moment outside the last one's month is converted (a few dozen of ten thousand).
+    """
+    labels: list[str] = []
+    label, start, end = "", dt.datetime.max.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC)
+    for moment in moments:
+        if not start <= moment < end:
+            label, start, end = _month(moment, zone)
+        labels.append(label)
+    return labels
+
+
+def _month(moment: dt.datetime, zone: ZoneInfo) -> tuple[str, dt.datetime, dt.datetime]:
+    """The label of ``moment``'s month in ``zone`` and the month's bounds in UTC (as stored instants are: the
+    comparisons then need no offsets)."""
     local = moment.astimezone(zone)
-    return f"{local.year:04d}-{local.month:02d}"
+    first = dt.datetime(local.year, local.month, 1, tzinfo=zone)
+    following = dt.datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=zone)
+    return f"{local.year:04d}-{local.month:02d}", first.astimezone(dt.UTC), following.astimezone(dt.UTC)
 
 
 def months(page: Iterable[RecordedEvent], targets: dict[UUID, RecordedEvent], zone: ZoneInfo) -> tuple[Month, ...]:
@@ -150,7 +171,7 @@ def months(page: Iterable[RecordedEvent], targets: dict[UUID, RecordedEvent], zo
             line = _line(event, zone, False, (_line(target, zone, True),) if target else ())
         else:
             line = _line(event, zone, False)
-        grouped.setdefault(month_of(event.occurred_at, zone), []).append(line)
+        grouped.setdefault(_month(event.occurred_at, zone)[0], []).append(line)
     return tuple(Month(label, tuple(items)) for label, items in grouped.items())
 
 
