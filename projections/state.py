@@ -27,7 +27,6 @@ from timeline.projections.lifecycle import ACTIVITY, FactsFold, StageResult, lif
 from timeline.projections.points import POINT_TYPES, PointPlan, PointSources
 from timeline.projections.profile import PROFILE_TYPES, Profile, ProfileFold
 from timeline.projections.tier import TierResult, TierRun, tier_from_changes, tier_run
-from timeline.projections.tier_versions import tier_run_versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +240,7 @@ class Projection:
         folds.feed(events)
         money = folds.money
         plan = folds.points.plan(money.accounts)
-        tiers = tier_run_versions(money.aum, versions)
+        tiers = tier_run(money.aum, versions)
         self._settle(list(events), versions, folds, tiers, plan, LedgerRun(first, versions))
 
     def _settle(
