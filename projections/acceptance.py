@@ -29,8 +29,9 @@ from uuid import UUID
 from timeline.domain.errors import RejectedEvent, UnknownTarget
 from timeline.domain.identity import check_identity
 from timeline.domain.policy import Policy
-from timeline.domain.recorded import RecordedEvent, iso
+from timeline.domain.recorded import RecordedEvent
 from timeline.domain.types import Correction, Deposit, EventType, Redemption, Withdrawal
+from timeline.domain.wording import instant, money
 from timeline.projections.balances import StepLine, signed_amount
 from timeline.projections.counted import business_order
 from timeline.projections.points import POINT_TYPES, points_as_of
@@ -204,7 +205,9 @@ class Guard:
         if kind == EventType.WITHDRAWAL_MADE:
             withdrawal: Withdrawal = event.record
             amount = withdrawal.amount
-            self._check_balance(withdrawal.account_id, event.occurred_at, -_cents(amount), f"withdrawal of {amount}")
+            self._check_balance(
+                withdrawal.account_id, event.occurred_at, -_cents(amount), f"withdrawal of {self._cash(_cents(amount))}"
+            )
         elif kind in LIFECYCLES:
             self._check_lifecycle(event)
         elif kind == EventType.POINTS_REDEEMED:
@@ -214,7 +217,7 @@ class Guard:
         elif kind == EventType.CUSTOMER_ERASED:
             open_accounts = {a: acc.total for a, acc in self._accounts.items() if acc.total}
             if open_accounts:
-                listing = ", ".join(f"{a} {_money(v):.2f}" for a, v in sorted(open_accounts.items()))
+                listing = ", ".join(f"{a} {self._cash(v)}" for a, v in sorted(open_accounts.items()))
                 raise RejectedEvent(f"customer cannot be erased while accounts hold money: {listing}")
 
     def record(self, event: RecordedEvent) -> None:
@@ -282,8 +285,14 @@ class Guard:
         lowest, when = account.lowest_after(moment, change)
         if lowest < 0:
             raise RejectedEvent(
-                f"{what} would make account {account_id} negative ({_money(lowest):.2f} at {iso(when)})"
+                f"{what} would make account {account_id} negative ({self._cash(lowest)} at {self._local(when)})"
             )
+
+    def _local(self, moment: dt.datetime) -> str:
+        return instant(moment, self.policy.zone)
+
+    def _cash(self, cents: int) -> str:
+        return money(_money(cents), self.policy.currency)
 
     def _check_lifecycle(self, event: RecordedEvent) -> None:
         noun, id_field, verb = LIFECYCLES[event.type]
@@ -296,15 +305,17 @@ class Guard:
                 raise RejectedEvent(f"{id_field} {ident} is already used by event {UUID(int=used.event_id)}")
             return
         if entry.opener is None or entry.opener.occurred_at > event.occurred_at:
-            raise RejectedEvent(f"{noun} {ident} has no counted {_opened(noun)} at or before {iso(event.occurred_at)}")
+            raise RejectedEvent(
+                f"{noun} {ident} has no counted {_opened(noun)} at or before {self._local(event.occurred_at)}"
+            )
         if entry.closer is not None:
             raise RejectedEvent(f"{noun} {ident} is already {verb} by event {UUID(int=entry.closer.event_id)}")
 
     def _check_redemption(self, event: RecordedEvent) -> None:
         if self._redemptions and self._redemptions[-1] > event.occurred_at:
             raise RejectedEvent(
-                f"points.redeemed at {iso(event.occurred_at)} is earlier than a counted redemption at "
-                f"{iso(self._redemptions[-1])}"
+                f"points.redeemed at {self._local(event.occurred_at)} is earlier than a counted redemption at "
+                f"{self._local(self._redemptions[-1])}"
             )
         moment = event.occurred_at
         # the counted point events (a voided one left _points when it was voided), in business order
@@ -314,7 +325,7 @@ class Guard:
         redemption: Redemption = event.record
         if redemption.points > available:
             raise RejectedEvent(
-                f"cannot redeem {redemption.points} points: {available} available at {iso(event.occurred_at)}"
+                f"cannot redeem {redemption.points} points: {available} available at {self._local(event.occurred_at)}"
             )
 
     def _check_correction(self, event: RecordedEvent) -> None:

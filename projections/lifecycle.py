@@ -13,6 +13,7 @@ from timeline.domain.policy import Policy, days
 from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.domain.types import EventType, RuleCode, Stage
+from timeline.domain.wording import instant, money
 from timeline.projections.balances import ZERO, StepLine
 from timeline.projections.tier import TierChange
 
@@ -111,7 +112,7 @@ class FactsFold:
 
 def lifecycle_as_of(facts: Facts, aum: StepLine, tier_rank: int, policy: Policy, as_of: dt.datetime) -> StageResult:
     """The stage at ``as_of`` from the :class:`Facts` of the events counted up to then."""
-    rules = policy.lifecycle
+    rules, zone = policy.lifecycle, policy.zone
     first_deposit = facts.first_deposit
     if first_deposit is None:
         return StageResult(
@@ -133,7 +134,7 @@ def lifecycle_as_of(facts: Facts, aum: StepLine, tier_rank: int, policy: Policy,
             RuleCode.CHURNED,
             (),
             f"2. AUM 0 for {rules.churn_window_days} days",
-            f"AUM has been 0 since {_iso(since)}",
+            f"AUM has been 0 since {_local(since, zone)}",
             movers,
         )
 
@@ -144,7 +145,7 @@ def lifecycle_as_of(facts: Facts, aum: StepLine, tier_rank: int, policy: Policy,
     for event in facts.unresolved:
         if event.occurred_at <= stale:
             risks.append(
-                f"3a. complaint {event.record.complaint_id} filed {_iso(event.occurred_at)} unresolved "
+                f"3a. complaint {event.record.complaint_id} filed {instant(event.occurred_at, zone)} unresolved "
                 f"for {rules.stale_complaint_days}+ days"
             )
             evidence.append(event.event_id)
@@ -155,8 +156,8 @@ def lifecycle_as_of(facts: Facts, aum: StepLine, tier_rank: int, policy: Policy,
     if _dropped(peak, now, policy):
         codes.append(RuleCode.AUM_DROP)
         risks.append(
-            f"3b. AUM {now} is below {rules.drop_ratio:%} of its {rules.drop_window_days}-day peak "
-            f"{peak} at {_iso(peak_at)}"
+            f"3b. AUM {money(now, policy.currency)} is below {rules.drop_ratio:%} of its "
+            f"{rules.drop_window_days}-day peak {money(peak, policy.currency)} at {instant(peak_at, zone)}"
         )
         evidence.extend(aum.movers_between(peak_at, as_of))
     last_activity = facts.last_activity
@@ -165,7 +166,7 @@ def lifecycle_as_of(facts: Facts, aum: StepLine, tier_rank: int, policy: Policy,
         codes.append(RuleCode.SILENCE)
         risks.append(
             f"3c. no customer activity for {rules.silence_days} days"
-            + (f" (last {_iso(last_activity.occurred_at)})" if last_activity else "")
+            + (f" (last {instant(last_activity.occurred_at, zone)})" if last_activity else "")
         )
         if last_activity:
             evidence.append(last_activity.event_id)
@@ -308,5 +309,5 @@ def _peak_falls(aum: StepLine, window: dt.timedelta, after: dt.datetime) -> list
     return falls
 
 
-def _iso(moment: dt.datetime | None) -> str:
-    return moment.isoformat().replace("+00:00", "Z") if moment else "-"
+def _local(moment: dt.datetime | None, zone: dt.tzinfo) -> str:
+    return instant(moment, zone) if moment else "-"

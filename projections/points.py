@@ -19,6 +19,7 @@ from timeline.domain.policy import Policy, days
 from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.domain.types import Deposit, EventType, Greeting, RuleCode
+from timeline.domain.wording import money
 from timeline.projections.balances import ZERO, StepLine
 from timeline.projections.ledger import EARN, REDEEM, Item, LedgerLine, PointsResult, item_moment, settle
 
@@ -201,7 +202,10 @@ class PointSources:
             earned = int((share / rules.deposit_unit).to_integral_value(ROUND_FLOOR))
             if deposit.product == "time" and (deposit.term_months or 0) >= rules.long_time_deposit_months:
                 earned *= rules.long_time_deposit_multiplier
-            note = f"deposit of {amount} to {account} held {rules.deposit_hold_days} days ({share} kept)"
+            note = (
+                f"deposit of {money(amount, policy.currency)} to {account} held {rules.deposit_hold_days} days "
+                f"({money(share, policy.currency)} kept)"
+            )
             line = LedgerLine(
                 vests_at, "vest", RuleCode.DEPOSIT_HELD, earned, year, (event.event_id,), note, self._id(policy)
             )

@@ -27,7 +27,6 @@ from timeline.projections.lifecycle import ACTIVITY, FactsFold, StageResult, lif
 from timeline.projections.points import POINT_TYPES, PointPlan, PointSources
 from timeline.projections.profile import PROFILE_TYPES, Profile, ProfileFold
 from timeline.projections.tier import TierResult, TierRun, tier_from_changes, tier_run
-from timeline.projections.tier_versions import tier_run_versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +234,13 @@ class Projection:
             folds.feed(events)
             money = folds.money
             plan = folds.points.plan(money.accounts)
-            self._settle(list(events), versions, folds, tier_run(money.aum, first.tier), plan, LedgerRun(first))
+            self._settle(list(events), versions, folds, tier_run(money.aum, first), plan, LedgerRun(first))
             return
         folds = _Folds.new(events[0], first, versions)
         folds.feed(events)
         money = folds.money
         plan = folds.points.plan(money.accounts)
-        tiers = tier_run_versions(money.aum, versions)
+        tiers = tier_run(money.aum, versions)
         self._settle(list(events), versions, folds, tiers, plan, LedgerRun(first, versions))
 
     def _settle(
@@ -298,7 +297,7 @@ class Projection:
             [*self.events, *later],
             self.versions,
             folds,
-            tier_run(money.aum, policy.tier, since=self._tiers),
+            tier_run(money.aum, policy, since=self._tiers),
             folds.points.plan_since(self._plan, first.occurred_at, money.accounts, self._lowered(later)),
             self._ledger.copy(),
         )

@@ -10,6 +10,13 @@ A step of the simulation reads the line only up to its own instant, so the
 steps before the line's last instant do not change when the line grows
 after it: a :class:`TierRun` keeps where the simulation stood just before
 that instant, and the run of a longer line resumes from there.
+
+Under several policy versions (issue 13) each step is decided by the version
+in force at its instant (docs/POLICY.md, "Policy versions"): an upgrade at t
+by that version's hold and thresholds, looking back across a change; a
+pending downgrade keeps the grace period in force when it became pending and
+is cancelled at any instant AUM meets the tier's threshold then in force; at
+a version's effective instant the new thresholds are checked at once.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import datetime as dt
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
+from decimal import Decimal
 from uuid import UUID
 
-from timeline.domain.policy import TierPolicy
+from timeline.domain.policy import Policy, TierPolicy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.types import RuleCode
+from timeline.domain.wording import instant, money
 from timeline.projections.balances import ZERO, StepLine
 
 
@@ -74,13 +84,19 @@ class TierRun:
     """Just before the line's last instant; None for a line without movements."""
 
 
-def tier_run(aum: StepLine, policy: TierPolicy, since: TierRun | None = None) -> TierRun:
-    """Simulate the tier over ``aum``.
+def tier_run(aum: StepLine, policy: Policy | PolicyTimeline, since: TierRun | None = None) -> TierRun:
+    """Simulate the tier over ``aum`` under a policy, or under the versions in force at each instant.
 
     ``since``: the run of a line that ``aum`` extends (the same instants and
     values before its last instant, later instants added); the simulation
-    resumes where that one stood before its last instant.
+    resumes where that one stood before its last instant. A single version is
+    the plain case, simulated in one pass with a sliding-window minimum;
+    several are simulated step by step (no resume point).
     """
+    versions = PolicyTimeline.of(policy)
+    if not versions.is_single:
+        return _run_versions(aum, versions)
+    policy = versions.first
     if since is None or since.resume is None:
         changes: list[TierChange] = []
         resume = _simulate(aum, policy, changes, None, 0, None)
@@ -123,7 +139,7 @@ def _at(change: TierChange) -> dt.datetime:
 
 def _simulate(
     aum: StepLine,
-    policy: TierPolicy,
+    whole: Policy,
     changes: list[TierChange],
     start: dt.datetime | None,
     rank: int,
@@ -137,6 +153,7 @@ def _simulate(
     AUM over the hold window comes from a monotonic deque of change indices:
     the windows only slide forward, so each minimum costs O(1) amortised.
     """
+    policy = whole.tier
     hold, grace, levels = policy.hold, policy.grace, policy.tiers
     thresholds = [level.threshold for level in levels]
     top = len(levels) - 1
@@ -192,17 +209,7 @@ def _simulate(
             assert pending_since is not None
             lower = min(rank, policy.met_by(current))
             if lower != rank:
-                changes.append(
-                    TierChange(
-                        moment,
-                        levels[rank].name,
-                        levels[lower].name,
-                        RuleCode.TIER_DOWNGRADE,
-                        f"AUM fell below {levels[rank].threshold} at {_iso(pending_since)} and stayed below for "
-                        f"{policy.downgrade_grace_days} days; AUM then was {current}",
-                        tuple(aum.movers_between(pending_since, moment)),
-                    )
-                )
+                changes.append(_downgrade(whole, aum, rank, lower, pending_since, moment, current, None))
                 rank = lower
             pending_since = None
         if rank < top:
@@ -222,17 +229,7 @@ def _simulate(
                 lowest = ZERO
             if lowest >= thresholds[rank + 1]:
                 higher = policy.met_by(lowest)
-                changes.append(
-                    TierChange(
-                        moment,
-                        levels[rank].name,
-                        levels[higher].name,
-                        RuleCode.TIER_UPGRADE,
-                        f"AUM stayed at or above {levels[higher].threshold} for {policy.upgrade_hold_days} days "
-                        f"(lowest {lowest})",
-                        tuple(aum.movers_between(window_start, moment)),
-                    )
-                )
+                changes.append(_upgrade(whole, aum, rank, higher, window_start, moment, lowest, None))
                 rank = higher
                 pending_since = None
         if pending_since is None:
@@ -242,5 +239,109 @@ def _simulate(
             pending_since = None
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+def _run_versions(aum: StepLine, versions: PolicyTimeline) -> TierRun:
+    """Every tier change of ``aum`` under the versions in force at each instant: the steps are every
+    movement, every movement plus every hold of a version in force, every effective instant and every
+    due instant (nothing else changes a condition, so the run is exact between them)."""
+    instants, values = aum.instants, aum.values
+    if not instants:
+        return TierRun((), None)
+    forced = versions.in_force()
+    holds = {v.policy.tier.hold for v in forced}
+    first = instants[0]
+    steps = sorted(
+        {*instants, *(i + h for i in instants for h in holds), *(b for b in versions.boundaries() if b > first)}
+    )
+    changes: list[TierChange] = []
+    rank = 0
+    pending_since: dt.datetime | None = None
+    due: dt.datetime | None = None
+    index = 0
+    while index < len(steps) or due is not None:
+        if due is not None and (index >= len(steps) or due <= steps[index]):
+            moment = due
+            if index < len(steps) and steps[index] == due:
+                index += 1
+        else:
+            moment = steps[index]
+            index += 1
+        version = versions.version_at(moment)
+        policy = version.policy.tier
+        levels = policy.tiers
+        top = len(levels) - 1
+        rank = min(rank, top)
+        reached = bisect_right(instants, moment)
+        current = values[reached - 1] if reached else ZERO
+        if due is not None and moment == due:
+            assert pending_since is not None
+            lower = min(rank, policy.met_by(current))
+            if lower != rank:
+                changes.append(_downgrade(version.policy, aum, rank, lower, pending_since, moment, current, version.id))
+                rank = lower
+            pending_since = due = None
+        if rank < top:
+            window_start = moment - policy.hold
+            held = bisect_right(instants, window_start) - 1
+            lowest = min(values[max(held, 0) : reached]) if reached else ZERO
+            if held < 0 and ZERO < lowest:
+                lowest = ZERO
+            if lowest >= levels[rank + 1].threshold:
+                higher = policy.met_by(lowest)
+                changes.append(_upgrade(version.policy, aum, rank, higher, window_start, moment, lowest, version.id))
+                rank = higher
+                pending_since = due = None
+        if pending_since is None:
+            if rank and current < levels[rank].threshold:
+                pending_since, due = moment, moment + policy.grace
+        elif current >= levels[rank].threshold:
+            pending_since = due = None
+    return TierRun(tuple(changes), None)
+
+
+def _downgrade(
+    policy: Policy,
+    aum: StepLine,
+    rank: int,
+    lower: int,
+    pending_since: dt.datetime,
+    moment: dt.datetime,
+    current: Decimal,
+    version: str | None,
+) -> TierChange:
+    """The change a due downgrade makes; ``version``: the policy version in force, where several are."""
+    levels, currency = policy.tier.tiers, policy.currency
+    return TierChange(
+        moment,
+        levels[rank].name,
+        levels[lower].name,
+        RuleCode.TIER_DOWNGRADE,
+        f"AUM fell below the {levels[rank].name} threshold ({money(levels[rank].threshold, currency)}) at "
+        f"{instant(pending_since, policy.zone)} and stayed below for {(moment - pending_since).days} days; "
+        f"AUM then was {money(current, currency)}" + (f" (policy {version})" if version else ""),
+        tuple(aum.movers_between(pending_since, moment)),
+        version,
+    )
+
+
+def _upgrade(
+    policy: Policy,
+    aum: StepLine,
+    rank: int,
+    higher: int,
+    window_start: dt.datetime,
+    moment: dt.datetime,
+    lowest: Decimal,
+    version: str | None,
+) -> TierChange:
+    """The change an upgrade after the hold makes; ``version`` as for :func:`_downgrade`."""
+    levels, currency = policy.tier.tiers, policy.currency
+    return TierChange(
+        moment,
+        levels[rank].name,
+        levels[higher].name,
+        RuleCode.TIER_UPGRADE,
+        f"AUM stayed at or above {money(levels[higher].threshold, currency)} for {policy.tier.upgrade_hold_days} "
+        f"days (lowest {money(lowest, currency)}" + (f"; policy {version})" if version else ")"),
+        tuple(aum.movers_between(window_start, moment)),
+        version,
+    )

@@ -188,4 +188,4 @@ def test_a_verdict_does_not_depend_on_where_the_batches_split(engine, clock, bat
     ]
     out = list(engine.ingestor(clock=clock, batch_size=batch_size).ingest(list(enumerate(events, 1))))
     assert statuses(out) == ["accepted"] * 5 + ["rejected"]
-    assert out[-1].error == "cannot redeem 2 points: 1 available at 2025-02-10T01:00:00Z"
+    assert out[-1].error == "cannot redeem 2 points: 1 available at 2025-02-10T09:00:00+08:00"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,10 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.browser.branch_store import build
+from tests.factories import registered, visit
 from timeline.application.access import Grants
 from timeline.application.branch_report import report_csv, report_of
+from timeline.domain.errors import TimelineError
 from timeline.domain.rule_docs import ANCHORS
+from timeline.engine import open_engine
 from timeline.http.app import create_app
+from timeline.http.pages.paging import PAGE_SIZE, page_of
 from timeline.http.pages.session import SESSION_COOKIE
 from timeline.http.service import Service, ServiceOptions
 
@@ -234,3 +239,67 @@ def test_compliance_opens_any_customer_or_branch_from_the_start_page(site):
     assert client.get("/customers/C4").status_code == 200
     assert client.get("/go?branch=BR002").headers["location"] == "/branches/BR002"
     assert client.get("/branches/BR002").status_code == 200
+
+
+def test_a_picked_wall_time_is_read_in_the_policys_zone_to_the_second_and_a_date_is_its_end(site):
+    client = site.signed_in("compliance")
+    page = client.get("/customers/C2?known_at=2026-02-01T12:00:30").text
+    assert 'id="shown-known-at">2026-02-01T12:00:30+08:00<' in page
+    assert 'value="2026-02-01T12:00:30"' in page, "the picker holds the instant asked"
+    assert "rate review" in page and "wealth plan" not in page, "recorded at 10:00 and 16:00 that day"
+    day = client.get("/customers/C2?as_of=2025-12-31").text
+    assert 'id="shown-as-of">2025-12-31T23:59:59+08:00<' in day and 'value="2025-12-31T23:59:59"' in day
+    assert "As of (business time, +08:00)" in day
+
+
+def test_the_labels_beside_tier_and_stage_are_the_policys(site):
+    page = site.signed_in("rm").get("/customers/C1").text
+    policy = site.service.engine.policy
+    assert f'<span class="label">{policy.tier.label("high_net_worth")}</span>' in page
+    assert policy.tier.label("high_net_worth") == "高净值 high net worth"
+    assert '<span class="label">流失预警 at risk</span>' in page
+
+
+def test_a_month_cursor_pages_whole_months_and_splits_only_a_month_longer_than_a_page():
+    months = ["2025-12"] * 3 + ["2025-11"] * 7 + ["2025-10"] * 2 + ["2025-09"] * 12 + ["2025-08"]
+    pages, cursor = [], None
+    while True:
+        paged = page_of(months, cursor, "events", size=5)
+        pages.append((paged.start, paged.stop))
+        if paged.older is None:
+            break
+        cursor = paged.older
+    assert pages == [(0, 3), (3, 8), (8, 12), (12, 17), (17, 22), (22, 25)], "every item once, in order"
+    assert page_of(months, "2025-11", "events", size=5).newer == "2025-12"
+    assert page_of(months, "2025-07", "events", size=5).start == 25, "a month older than every item: none"
+    assert page_of(months, "2026-01", "events", size=5).start == 0, "a month newer than every item: the newest"
+    with pytest.raises(TimelineError, match="events: not a month cursor"):
+        page_of(months, "November", "events")
+
+
+def test_following_older_from_the_first_page_reaches_every_event_of_a_long_timeline(tmp_path):
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    engine = open_engine(url, create=True)
+    start = dt.datetime(2024, 1, 1, 1, tzinfo=dt.UTC)
+    lines = [registered("C9", at=start.isoformat(), name="赵六", branch_id="BR001", relationship_manager="RM001")]
+    lines += [
+        visit("C9", at=(start + dt.timedelta(hours=6 * i)).isoformat(), purpose=f"call {i}") for i in range(1, 700)
+    ]
+    assert all(o.status == "accepted" for o in engine.ingestor().ingest(list(enumerate(lines, 1))))
+    engine.close()
+    service = Service(ServiceOptions(store_url=url))
+    try:
+        token = Grants(service.access).grant("rita", "rm", "RM001", None)
+        site = Site(service, {"rm": token}, create_app(service))
+        client = site.signed_in("rm")
+        seen, address, pages = [], "/customers/C9", 0
+        while address:
+            page = client.get(address).text
+            seen += re.findall(r"visit by branch: call (\d+)<", page)
+            pages += 1
+            older = re.search(r'<a rel="next" href="([^"]+)"', page)
+            address = older.group(1).replace("&amp;", "&") if older else None
+        assert sorted(map(int, seen)) == list(range(1, 700)) and len(seen) == len(set(seen))
+        assert pages >= 3 and len(re.findall(r"call \d+<", client.get("/customers/C9").text)) <= PAGE_SIZE
+    finally:
+        service.close()

@@ -169,7 +169,7 @@ def test_every_rule_code_the_projections_emit_has_a_section() -> None:
         ("registered", "docs/POLICY.md#tier-registered"),
         ("2. AUM 0 for 90 days", "docs/POLICY.md#lifecycle-2"),
         ("3. at risk (3a, 3b)", "docs/POLICY.md#lifecycle-3"),
-        ("3a. complaint C1 filed 2025-01-01T00:00:00Z unresolved for 30+ days", "docs/POLICY.md#lifecycle-3a"),
+        ("3a. complaint C1 filed 2025-01-01T08:00:00+08:00 unresolved for 30+ days", "docs/POLICY.md#lifecycle-3a"),
         ("6. new", "docs/POLICY.md#lifecycle-6"),
         ("vest", "docs/POLICY.md#points-vest"),
         ("lifecycle-3c", "docs/POLICY.md#lifecycle-3c"),

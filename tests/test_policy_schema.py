@@ -169,3 +169,15 @@ def test_whatif_refuses_a_bad_candidate_in_one_line_on_stderr_and_stores_nothing
         "tier.tiers[2].threshold: 70000 is not above tier.tiers[1].threshold 80000"
     ]
     assert (tmp_path / "store.db").read_bytes() == before
+
+
+def test_a_policy_file_without_labels_still_loads_and_reads_its_ids():
+    older = shipped()
+    for level in older["tier"]["tiers"]:
+        del level["label"]
+    del older["lifecycle"]["stage_labels"]
+    policy = parse_policy(older)
+    assert policy.tier.label("high_net_worth") == "high_net_worth"
+    assert policy.lifecycle.stage_labels.of("at_risk") == "at risk"
+    assert load_policy().tier.label("private") == "私人银行 private banking"
+    assert load_policy().tier.label("no_such_tier") == "no_such_tier"

@@ -95,7 +95,7 @@ def c1(branch):
 
 def test_withdrawal_that_would_make_the_account_negative_is_rejected(c1):
     reason = refused(c1, withdrawal(at="2025-01-03T09:00:00+08:00", amount="1000.01"), "negative", "A1", "-0.01")
-    assert "withdrawal of 1000.01" in reason
+    assert "withdrawal of 1,000.01 CNY" in reason
     # A withdrawal from an account that never saw a deposit is just as negative.
     refused(c1, withdrawal(at="2025-01-03T09:00:00+08:00", amount="1.00", account_id="A2"), "negative", "A2")
     # A withdrawal before the deposit's instant: the money was not there yet.
@@ -108,7 +108,7 @@ def test_late_withdrawal_that_would_make_a_later_withdrawal_go_negative_is_rejec
     c1.accept(withdrawal(at="2025-03-01T09:00:00+08:00", amount="800.00"))
     # On its own date the late withdrawal fits (1000 → 700) but on 1 March the balance would be -100.
     reason = refused(c1, withdrawal(at="2025-02-01T09:00:00+08:00", amount="300.00"), "negative", "-100.00")
-    assert "2025-03-01T01:00:00Z" in reason, "the reason names the instant at which the balance goes negative"
+    assert "2025-03-01T09:00:00+08:00" in reason, "the reason names the instant at which the balance goes negative"
     c1.accept(withdrawal(at="2025-02-01T09:00:00+08:00", amount="200.00"))
     assert c1.state(as_of="2025-03-02T00:00:00+08:00").aum == 0
 
@@ -350,7 +350,7 @@ def test_correction_naming_an_opener_that_has_a_counted_closer_is_rejected(c1, k
 
 def test_erasure_while_an_account_holds_money_is_rejected(c1):
     c1.accept(deposit(at="2025-01-05T09:00:00+08:00", amount="25.50", account_id="B7"))
-    reason = refused(c1, erased(at="2025-02-01T09:00:00+08:00"), "cannot be erased", "A1 1000.00", "B7 25.50")
+    reason = refused(c1, erased(at="2025-02-01T09:00:00+08:00"), "cannot be erased", "A1 1,000.00 CNY", "B7 25.50 CNY")
     assert reason
     c1.accept(withdrawal(at="2025-01-20T09:00:00+08:00", amount="1000.00"))
     refused(c1, erased(at="2025-02-01T09:00:00+08:00"), "B7 25.50")

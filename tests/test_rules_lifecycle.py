@@ -228,7 +228,7 @@ def test_at_risk_when_aum_falls_below_half_of_its_90_day_peak(branch):
     stage = branch.state(as_of=at(D, days=10)).lifecycle  # 9,999.99 < 50% of 20,000
     assert stage.stage == "at_risk"
     assert "3b" in stage.rule
-    assert "20000" in stage.reason
+    assert "20,000.00 CNY" in stage.reason
     assert set(map(str, stage.event_ids)) == ids(peak, drop)  # the window: the peak, and the moves since
 
 

@@ -378,7 +378,7 @@ def test_redemption_of_more_than_available_is_rejected_and_nothing_is_stored(c1)
 
     reason = c1.reject(redeem(101, "2025-07-01T09:00:00+08:00"))
 
-    assert reason == "cannot redeem 101 points: 100 available at 2025-07-01T01:00:00Z"
+    assert reason == "cannot redeem 101 points: 100 available at 2025-07-01T09:00:00+08:00"
     assert "points.redeemed" not in c1.stored_types("C1")
     assert available(c1, "2025-07-01T09:00:00+08:00") == 100
 

@@ -425,7 +425,7 @@ def test_the_explanation_names_the_deposits_behind_the_last_change(branch):
     assert tier.tier == "affluent"
     assert tier.since == instant(at(T, days=37))
     assert tier.rule == "upgrade after hold"
-    assert "50000" in tier.reason and "7 days" in tier.reason
+    assert "50,000.00 CNY" in tier.reason and "7 days" in tier.reason
     assert set(map(str, tier.event_ids)) == ids(first, second)
     [change] = tier.changes
     assert (change.at, change.from_tier, change.to_tier) == (tier.since, "mass", "affluent")
@@ -457,4 +457,4 @@ def test_the_lowest_tier_has_no_downgrade_to_wait_for():
     """Below the lowest threshold (AUM under 0, which acceptance never stores) nothing is pending: the fold ends."""
     line = StepLine()
     line.add(instant(T), Decimal("-1.00"), uuid.uuid4())
-    assert tier_run(line, load_policy().tier).changes == ()
+    assert tier_run(line, load_policy()).changes == ()

@@ -73,7 +73,7 @@ def test_raising_the_affluent_threshold_moves_the_customer_between_the_two_value
     assert moved["customer_id"] == "C2"
     current, cand = moved["current"], moved["candidate"]
     assert (current["tier"], current["tier_rule"], current["policy"]) == ("affluent", "upgrade after hold", POLICY.id)
-    assert current["tier_reason"] == "AUM stayed at or above 50000 for 7 days (lowest 60000.00)"
+    assert current["tier_reason"] == "AUM stayed at or above 50,000.00 CNY for 7 days (lowest 60,000.00 CNY)"
     assert (cand["tier"], cand["tier_rule"], cand["policy"]) == ("mass", "registered", "candidate")
     assert current["aum"] == cand["aum"] == "60000.00"
     assert current["points"] == cand["points"] == 600

@@ -14,6 +14,9 @@ from timeline.engine import open_engine
 
 CORRECTION_RECORDED = "2026-02-01"
 BEFORE_CORRECTION = "2026-01-15"
+BETWEEN_RECORDINGS = f"{CORRECTION_RECORDED}T12:00:30"
+"""A wall time of the policy's zone on the correction's day: after its recording (10:00), before the
+recording of C2's late visit (16:00)."""
 VOIDED_DEPOSIT = "3c7d8e1a-0000-4000-8000-00000000c0de"
 
 CUSTOMERS = {
@@ -61,7 +64,14 @@ def _first_phase() -> list[dict]:
 
 
 def _second_phase() -> list[dict]:
-    return [correction(VOIDED_DEPOSIT, "C1", at=_at("2025-11-01", "12:00:00"))]
+    return [
+        correction(VOIDED_DEPOSIT, "C1", at=_at("2025-11-01", "12:00:00")),
+        visit("C2", at=_at("2025-12-10"), channel="phone", purpose="rate review"),
+    ]
+
+
+def _late_that_day() -> list[dict]:
+    return [visit("C2", at=_at("2025-12-20"), channel="branch", purpose="wealth plan")]
 
 
 def _third_phase() -> list[dict]:
@@ -90,6 +100,7 @@ def build(url: str) -> None:
         for phase, recorded in (
             (_first_phase(), "2025-12-01T02:00:00+00:00"),
             (_second_phase(), f"{CORRECTION_RECORDED}T02:00:00+00:00"),
+            (_late_that_day(), f"{CORRECTION_RECORDED}T08:00:00+00:00"),
             (_third_phase(), "2026-10-15T02:00:00+00:00"),
         ):
             when = dt.datetime.fromisoformat(recorded)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.browser.branch_store import BEFORE_CORRECTION, CORRECTION_RECORDED
+from tests.browser.branch_store import BEFORE_CORRECTION, BETWEEN_RECORDINGS, CORRECTION_RECORDED
 from tests.browser.conftest import CHROMIUM, screenshot, sign_in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (CI installs it)")
@@ -58,18 +58,18 @@ def test_a_branch_head_follows_an_at_risk_customer_back_a_year_and_compliance_be
     screenshot(page, "customer-branch-head")
 
     a_year_ago = _tz_date(365)
-    page.get_by_label("As of (business time)").fill(a_year_ago)
+    page.get_by_label("As of (business time").fill(f"{a_year_ago}T23:59:59")
     page.get_by_role("button", name="Move the page").click()
-    page.wait_for_url(f"**/customers/C1?as_of={a_year_ago}*")
+    page.wait_for_url(f"**/customers/C1?as_of={a_year_ago}T23%3A59%3A59*")
     assert_figures_are_the_cli(page, served.cli_state("C1", as_of=a_year_ago))
-    assert page.get_by_label("As known at (system time)").is_disabled()
+    assert page.get_by_label("As known at (system time").is_disabled()
 
     page.get_by_role("button", name="Sign out").click()
     sign_in(page, served, "compliance")
     page.goto(f"{served.base}/customers/C1?as_of={a_year_ago}")
-    page.get_by_label("As known at (system time)").fill(BEFORE_CORRECTION)
+    page.get_by_label("As known at (system time").fill(f"{BEFORE_CORRECTION}T23:59:59")
     page.get_by_role("button", name="Move the page").click()
-    page.wait_for_url(f"**known_at={BEFORE_CORRECTION}*")
+    page.wait_for_url(f"**known_at={BEFORE_CORRECTION}T23%3A59%3A59*")
     then = served.cli_state("C1", as_of=a_year_ago, known_at=BEFORE_CORRECTION)
     assert_figures_are_the_cli(page, then)
     today = served.cli_state("C1", as_of=a_year_ago)
@@ -92,6 +92,22 @@ def test_a_branch_head_follows_an_at_risk_customer_back_a_year_and_compliance_be
     page.wait_for_url("**/policy#lifecycle-3*")
     assert page.locator("#lifecycle-3a").count() == 1
     screenshot(page, "policy", full_page=False)  # the section the rule links to
+
+
+def test_compliance_moves_as_known_at_to_an_instant_between_two_recordings_of_one_day(page, served):
+    sign_in(page, served, "compliance")
+    page.goto(f"{served.base}/customers/C2")
+    known_at = page.get_by_label("As known at (system time, +08:00)")
+    known_at.fill(BETWEEN_RECORDINGS)
+    page.get_by_role("button", name="Move the page").click()
+    page.wait_for_url("**known_at=2026-02-01T12%3A00%3A30*")
+    assert page.locator("#shown-known-at").inner_text() == f"{BETWEEN_RECORDINGS}+08:00"
+    assert known_at.input_value() == BETWEEN_RECORDINGS, "the picker holds the instant asked, to the second"
+    summaries = page.locator(".event .summary").all_inner_texts()
+    assert "visit by phone: rate review" in summaries, "recorded at 10:00 that day: known"
+    assert "visit by branch: wealth plan" not in summaries, "recorded at 16:00 that day: not yet known"
+    assert_figures_are_the_cli(page, served.cli_state("C2", known_at=f"{BETWEEN_RECORDINGS}+08:00"))
+    screenshot(page, "customer-between-recordings")
 
 
 def test_an_rm_sees_their_worklist_and_cannot_open_another_rms_customer(page, served):

@@ -37,6 +37,8 @@ class TierLevel(_Frozen):
     name: str = Field(min_length=1)
     """A tier id: policy data, not a closed vocabulary of the code (explanations print it)."""
     threshold: Decimal = Field(ge=0)
+    label: str | None = Field(default=None, min_length=1, max_length=60)
+    """What people read beside the id (``高净值 high net worth``); absent, the id itself."""
 
 
 class TierPolicy(_Frozen):
@@ -59,6 +61,13 @@ class TierPolicy(_Frozen):
                 return index
         raise ValueError(f"unknown tier {name!r}")
 
+    def label(self, name: str) -> str:
+        """The label of tier ``name``; its id when it has none or is not a tier of this policy."""
+        for level in self.tiers:
+            if level.name == name:
+                return level.label or name
+        return name
+
     def met_by(self, aum: Decimal) -> int:
         """The rank of the highest tier whose threshold ``aum`` meets."""
         rank = 0
@@ -66,6 +75,21 @@ class TierPolicy(_Frozen):
             if aum >= level.threshold:
                 rank = index
         return rank
+
+
+class StageLabels(_Frozen):
+    """What people read beside each lifecycle stage's id; absent, the stage in plain English."""
+
+    prospect: str = Field(default="prospect", min_length=1, max_length=60)
+    churned: str = Field(default="churned", min_length=1, max_length=60)
+    at_risk: str = Field(default="at risk", min_length=1, max_length=60)
+    loyal: str = Field(default="loyal", min_length=1, max_length=60)
+    established: str = Field(default="established", min_length=1, max_length=60)
+    new: str = Field(default="new", min_length=1, max_length=60)
+
+    def of(self, stage: str) -> str:
+        """The label of ``stage`` (a :class:`~timeline.domain.types.Stage` value); an unknown one reads as itself."""
+        return str(getattr(self, stage)) if stage in StageLabels.model_fields else stage
 
 
 class LifecyclePolicy(_Frozen):
@@ -80,6 +104,7 @@ class LifecyclePolicy(_Frozen):
     """Not below ``established_tenure_days``: a customer is established before loyal."""
     loyal_min_tier: str
     """One of ``tier.tiers``' names."""
+    stage_labels: StageLabels = Field(default_factory=StageLabels)
 
 
 class PointsPolicy(_Frozen):

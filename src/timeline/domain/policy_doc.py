@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from timeline.domain.errors import ConfigurationError
 from timeline.domain.policy import DEFAULT_POLICY, Policy, load_policy
+from timeline.domain.types import Stage
 
 DOCUMENT = "docs/POLICY.md"
 REGENERATE = "python -m timeline.domain.policy_doc"
@@ -63,6 +64,10 @@ def _code(value: object, policy: Policy) -> str:
     return f"`{value}`"
 
 
+def _text(value: object, policy: Policy) -> str:
+    return str(value)
+
+
 PARAMETERS: dict[str, tuple[str, Show]] = {
     "id": ("*policy id*: a changed number is a new policy with a new id", _code),
     "time_zone": ("*time zone* in which dates, months and years are read", _code),
@@ -78,6 +83,10 @@ PARAMETERS: dict[str, tuple[str, Show]] = {
     "lifecycle.established_tenure_days": ("*established tenure* (5)", _days),
     "lifecycle.loyal_tenure_days": ("*loyal tenure* (4)", _days),
     "lifecycle.loyal_min_tier": ("*loyal tier*: the lowest tier that makes a long-standing customer loyal (4)", _code),
+    **{
+        f"lifecycle.stage_labels.{stage}": (f"*label* people read beside the stage `{stage}`", _text)
+        for stage in Stage
+    },
     "points.deposit_hold_days": ("*deposit hold*: how long a deposit must stay before it vests", _days),
     "points.deposit_unit": ("*deposit unit*: a deposit earns one point per whole unit kept", _money),
     "points.long_time_deposit_months": ("*long term*: the shortest term of a time deposit that earns more", _months),
@@ -119,8 +128,10 @@ def render(policy: Policy, name: str) -> str:
     table = "\n".join(rows) + "\n"
     if name != "tier":
         return table
-    levels = ["| tier | AUM threshold |", "| --- | --- |"]
-    levels.extend(f"| `{level.name}` | {_money(level.threshold, policy)} |" for level in policy.tier.tiers)
+    levels = ["| tier | AUM threshold | label (`tier.tiers[].label`) |", "| --- | --- | --- |"]
+    levels.extend(
+        f"| `{level.name}` | {_money(level.threshold, policy)} | {level.label or ''} |" for level in policy.tier.tiers
+    )
     return "\n".join(levels) + "\n\n" + table
 
 

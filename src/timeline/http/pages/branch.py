@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
@@ -30,7 +32,17 @@ Rm = Annotated[str | None, Query()]
 
 
 def _as_of(v: Visit, text: str | None) -> dt.datetime:
-    return instant(text or None, "as_of", v.svc.engine.policy.time_zone) or dt.datetime.now(dt.UTC)
+    policy = v.svc.engine.policy
+    return instant(fmt.picked(text, policy.zone), "as_of", policy.time_zone) or dt.datetime.now(dt.UTC)
+
+
+def _shown(as_of: dt.datetime, zone: ZoneInfo) -> dict[str, str]:
+    """The as-of line and the picker's value and label."""
+    return {
+        "as_of_shown": fmt.instant(as_of, zone),
+        "as_of_picker": fmt.picker(as_of, zone),
+        "offset": fmt.offset(as_of, zone),
+    }
 
 
 def _branch_tables(v: Visit, branch: str, rm: str | None, as_of: dt.datetime) -> tuple[ReportTable, ...]:
@@ -48,7 +60,7 @@ def branch_view(v: Visit, branch: str, rm: str | None, as_of_text: str | None) -
     as_of = _as_of(v, as_of_text)
     tables = _branch_tables(v, branch, rm, as_of)
     zone = v.svc.engine.policy.zone
-    query = "&".join(f"{k}={val}" for k, val in (("rm", rm), ("as_of", as_of_text)) if val)
+    query = urlencode([(k, val) for k, val in (("rm", rm), ("as_of", fmt.picked(as_of_text, zone))) if val])
     return page(
         v.request,
         "report.html",
@@ -62,7 +74,7 @@ def branch_view(v: Visit, branch: str, rm: str | None, as_of_text: str | None) -
         rm=rm or "",
         show_rm=True,
         as_of_text=as_of_text or "",
-        as_of_shown=fmt.instant(as_of, zone),
+        **_shown(as_of, zone),
     )
 
 
@@ -93,7 +105,7 @@ def _worklist_tables(v: Visit, rm: str | None, as_of: dt.datetime) -> tuple[str,
 
 @router.get("/worklist", response_class=HTMLResponse)
 def worklist_page(v: Annotated[Visit, Depends(visit)], as_of: AsOf = None) -> HTMLResponse:
-    moment = _as_of(v, as_of)
+    moment, zone = _as_of(v, as_of), v.svc.engine.policy.zone
     whose, tables = _worklist_tables(v, None, moment)
     return page(
         v.request,
@@ -103,12 +115,12 @@ def worklist_page(v: Annotated[Visit, Depends(visit)], as_of: AsOf = None) -> HT
         heading=f"Worklist of {whose}",
         action="/worklist",
         csv_base="/worklist/tables",
-        query=f"as_of={as_of}" if as_of else "",
+        query=urlencode({"as_of": fmt.picked(as_of, zone)}) if as_of else "",
         tables=tables,
         rm="",
         show_rm=False,
         as_of_text=as_of or "",
-        as_of_shown=fmt.instant(moment, v.svc.engine.policy.zone),
+        **_shown(moment, zone),
     )
 
 

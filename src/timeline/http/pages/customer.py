@@ -21,17 +21,18 @@ from timeline.http.pages import format as fmt
 from timeline.http.pages.charts_kept import page_charts
 from timeline.http.pages.context import Visit, visit
 from timeline.http.pages.errors import PageRoute
+from timeline.http.pages.paging import page_of
 from timeline.http.pages.render import page
-from timeline.http.pages.timeline_view import months
+from timeline.http.pages.timeline_page import links, timeline_page
+from timeline.http.pages.timeline_view import month_labels
 from timeline.http.routes.customers import scoped_state
 from timeline.projections.state import CustomerState
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
-NEWEST_EVENTS_SHOWN = 250
-"""The newest events shown on the timeline: a customer of ten thousand events is read whole with ``history``."""
-LEDGER_LINES = 100
-"""The newest lines of the points ledger shown (``explain`` prints them all)."""
+LEDGER_PAGE = 100
+"""The most lines of the points ledger on one page (of the timeline: ``paging.PAGE_SIZE``)."""
+
 
 COMPARED = ("tier", "lifecycle", "points", "aum", "branch_id", "relationship_manager", "next_change_at", "erased")
 
@@ -69,23 +70,26 @@ def customer_page(
     v: Annotated[Visit, Depends(visit)],
     as_of: Annotated[str | None, Query()] = None,
     known_at: Annotated[str | None, Query()] = None,
+    events: Annotated[str | None, Query()] = None,
+    ledger: Annotated[str | None, Query()] = None,
 ) -> HTMLResponse:
     who, svc = v.signed_in(), v.svc
-    as_of, known_at = as_of or None, known_at or None
-    state = scoped_state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
     policy, zone = svc.engine.policy, svc.engine.policy.zone
+    as_of, known_at = fmt.picked(as_of, zone), fmt.picked(known_at, zone)
+    state = scoped_state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
     with svc.reading:
         sealed = list(svc.reader.history(customer_id))  # the cached list grows under other requests
         today = svc.reader.state(customer_id, state.as_of) if known_at else state
     differences = _differences(state, today, zone) if known_at else ()
     later = [e for e in sealed if e.recorded_at > state.known_at]
     svc.trail.append(who, customer_id, Action.EXPLAIN, "customer page")
+    asked = {"as_of": as_of, "known_at": known_at, "events": events, "ledger": ledger}
     timeline = None
     if allows(who.role, Action.HISTORY_PII):
-        newest = svc.engine.store.read_stream(customer_id, max(0, len(sealed) - NEWEST_EVENTS_SHOWN))
-        events = svc.engine.keyring().decode(list(newest), with_hash=False)
+        timeline = timeline_page(svc, customer_id, sealed, state, events, asked)
         svc.trail.append(who, customer_id, Action.HISTORY_PII, "customer page")
-        timeline = months(events, zone, state.as_of, state.known_at)
+    lines = state.points.ledger[::-1]
+    ledger_page = page_of(month_labels((line.at for line in lines), zone), ledger, "ledger", LEDGER_PAGE)
     aum_chart, points_chart = page_charts(state, sealed, policy)
     return page(
         v.request,
@@ -94,13 +98,15 @@ def customer_page(
         who,
         state=state,
         zone=zone,
+        policy=policy,
+        offset=fmt.offset(state.as_of, zone),
         currency=policy.currency,
         fmt=fmt,
         link=link,
         timeline=timeline,
-        shown_lines=NEWEST_EVENTS_SHOWN,
-        ledger=state.points.ledger[-LEDGER_LINES:],
-        total_events=len(sealed),
+        ledger=lines[ledger_page.start : ledger_page.stop],
+        ledger_page=ledger_page,
+        ledger_links=links(customer_id, asked, "ledger", ledger_page, len(lines)),
         aum_chart=aum_chart,
         points_chart=points_chart,
         differences=differences,

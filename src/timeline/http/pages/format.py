@@ -7,24 +7,6 @@ import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-TIER_LABELS = {
-    "mass": "普通 mass",
-    "affluent": "中等净值 affluent",
-    "high_net_worth": "高净值 high net worth",
-    "private": "私人银行 private banking",
-}
-"""The labels POLICY §4.1 gives the shipped tiers; a tier of another policy reads as its id."""
-
-STAGE_LABELS = {
-    "prospect": "潜在客户 prospect",
-    "churned": "流失 churned",
-    "at_risk": "流失预警 at risk",
-    "loyal": "忠诚客户 loyal",
-    "established": "成熟客户 established",
-    "new": "初级客户 new",
-}
-"""The labels of POLICY §4.2's stages."""
-
 
 def money(value: Decimal | str | int | None) -> str:
     """``1234567.5`` → ``1,234,567.50``."""
@@ -45,17 +27,29 @@ def instant(moment: dt.datetime | None, zone: ZoneInfo) -> str:
     return "—" if moment is None else moment.astimezone(zone).replace(microsecond=0).isoformat()
 
 
-def local_date(moment: dt.datetime | None, zone: ZoneInfo) -> str:
-    """The date in the policy's zone, as a date picker holds it."""
-    return "" if moment is None else moment.astimezone(zone).date().isoformat()
+def offset(moment: dt.datetime, zone: ZoneInfo) -> str:
+    """The zone's offset at ``moment``, as pickers' labels name it: ``+08:00``."""
+    return moment.astimezone(zone).isoformat()[-6:]
 
 
-def tier_label(tier: str) -> str:
-    return TIER_LABELS.get(tier, tier)
+def picker(moment: dt.datetime, zone: ZoneInfo) -> str:
+    """The instant as a ``datetime-local`` picker holds it: the policy's wall time to the second, no offset."""
+    return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def stage_label(stage: str) -> str:
-    return STAGE_LABELS.get(stage, stage)
+def picked(text: str | None, zone: ZoneInfo) -> str | None:
+    """What a picker sent, as ``--as-of`` reads it: a wall time without offset is the policy zone's.
+
+    ``2025-06-30T23:59`` → ``2025-06-30T23:59:00+08:00``; a date (the day's end), an instant with an
+    offset (a link's) or an unreadable text is left for :func:`timeline.domain.instants.parse_instant`.
+    """
+    text = (text or "").strip()
+    if not _WALL_TIME.fullmatch(text):
+        return text or None
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=zone).isoformat()
+    except ValueError:  # 2025-02-30T…: parse_instant names it
+        return text
 
 
 def policy_href(link: str) -> str:
@@ -70,3 +64,4 @@ def numeric(cell: str) -> bool:
 
 
 _NUMERIC = re.compile(r"[-+]?\d[\d,]*(\.\d+)?%?")
+_WALL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,6})?)?")

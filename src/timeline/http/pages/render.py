@@ -22,9 +22,7 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.filters.update(
-    money=fmt.money, count=fmt.count, tier_label=fmt.tier_label, stage_label=fmt.stage_label, policy=fmt.policy_href
-)
+environment.filters.update(money=fmt.money, count=fmt.count, policy=fmt.policy_href)
 environment.tests["numeric"] = fmt.numeric
 
 

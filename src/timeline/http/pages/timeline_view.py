@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -40,12 +41,6 @@ def pii(value: Any) -> str:
     if value == ENCRYPTED:
         return "[sealed]"
     return "—" if value is None else str(value)
-
-
-def _profile(field: str, value: Any) -> str:
-    if field == "key_person":
-        return "key person (关键人)" if value else "no longer a key person"
-    return f"{field.replace('_', ' ')} {pii(value) if field == 'phone' else value}"
 
 
 def _profile(field: str, value: Any) -> str:
@@ -126,25 +121,57 @@ def _line(event: RecordedEvent, zone: ZoneInfo, voided: bool, corrects: tuple[Li
     )
 
 
-def months(
-    events: Iterable[RecordedEvent], zone: ZoneInfo, as_of: dt.datetime, known_at: dt.datetime
-) -> tuple[Month, ...]:
-    """The events known at ``known_at`` and occurred by ``as_of``, by month of business time, newest first."""
+def listed(events: Iterable[RecordedEvent], as_of: dt.datetime, known_at: dt.datetime) -> list[RecordedEvent]:
+    """The events a timeline lists, newest first: known at ``known_at``, occurred by ``as_of``; a voided one
+    is not listed but shown beside its correction."""
     known = [e for e in events if e.recorded_at <= known_at and e.occurred_at <= as_of]
-    by_id = {e.event_id: e for e in known}
-    voided = {e.data.get("voids_event_id"): e for e in known if e.type == EventType.CORRECTION_RECORDED}
-    lines: list[tuple[dt.datetime, int, Line]] = []
-    for event in known:
-        if event.type == EventType.CORRECTION_RECORDED:
-            target = by_id.get(_uuid(event.data.get("voids_event_id")))
-            fixed = (_line(target, zone, True),) if target else ()
-            lines.append((event.occurred_at, event.position, _line(event, zone, False, fixed)))
-        elif str(event.event_id) not in voided:
-            lines.append((event.occurred_at, event.position, _line(event, zone, False)))
-    lines.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    voided = {voided_by(e) for e in known if e.type == EventType.CORRECTION_RECORDED}
+    shown = [e for e in known if e.event_id not in voided or e.type == EventType.CORRECTION_RECORDED]
+    shown.sort(key=_business, reverse=True)
+    return shown
+
+
+_business = attrgetter("occurred_at", "position")
+
+
+def voided_by(correction: RecordedEvent) -> UUID | None:
+    """The event a correction voids (None for a text that names none)."""
+    return _uuid(correction.data.get("voids_event_id"))
+
+
+def month_labels(moments: Iterable[dt.datetime], zone: ZoneInfo) -> list[str]:
+    """``YYYY-MM`` in the policy's zone of each of ``moments`` (newest first): the timeline's months.
+
+    Only a moment outside the last one's month is converted (a few dozen of ten thousand).
+    """
+    labels: list[str] = []
+    label, start, end = "", dt.datetime.max.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC)
+    for moment in moments:
+        if not start <= moment < end:
+            label, start, end = _month(moment, zone)
+        labels.append(label)
+    return labels
+
+
+def _month(moment: dt.datetime, zone: ZoneInfo) -> tuple[str, dt.datetime, dt.datetime]:
+    """The label of ``moment``'s month in ``zone`` and the month's bounds in UTC (as stored instants are: the
+    comparisons then need no offsets)."""
+    local = moment.astimezone(zone)
+    first = dt.datetime(local.year, local.month, 1, tzinfo=zone)
+    following = dt.datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=zone)
+    return f"{local.year:04d}-{local.month:02d}", first.astimezone(dt.UTC), following.astimezone(dt.UTC)
+
+
+def months(page: Iterable[RecordedEvent], targets: dict[UUID, RecordedEvent], zone: ZoneInfo) -> tuple[Month, ...]:
+    """A page of :func:`listed` events (newest first) by month; ``targets``: the events its corrections void."""
     grouped: dict[str, list[Line]] = {}
-    for moment, _, line in lines:
-        grouped.setdefault(moment.astimezone(zone).strftime("%Y-%m"), []).append(line)
+    for event in page:
+        if event.type == EventType.CORRECTION_RECORDED:
+            target = targets.get(voided_by(event))  # type: ignore[arg-type]
+            line = _line(event, zone, False, (_line(target, zone, True),) if target else ())
+        else:
+            line = _line(event, zone, False)
+        grouped.setdefault(_month(event.occurred_at, zone)[0], []).append(line)
     return tuple(Month(label, tuple(items)) for label, items in grouped.items())
 
 
