@@ -84,8 +84,7 @@ PARAMETERS: dict[str, tuple[str, Show]] = {
     "lifecycle.loyal_tenure_days": ("*loyal tenure* (4)", _days),
     "lifecycle.loyal_min_tier": ("*loyal tier*: the lowest tier that makes a long-standing customer loyal (4)", _code),
     **{
-        f"lifecycle.stage_labels.{stage}": (f"*label* people read beside the stage `{stage}`", _text)
-        for stage in Stage
+        f"lifecycle.stage_labels.{stage}": (f"*label* people read beside the stage `{stage}`", _text) for stage in Stage
     },
     "points.deposit_hold_days": ("*deposit hold*: how long a deposit must stay before it vests", _days),
     "points.deposit_unit": ("*deposit unit*: a deposit earns one point per whole unit kept", _money),
