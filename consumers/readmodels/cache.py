@@ -15,11 +15,12 @@ from typing import Any
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.folding import Folded
 
-CACHE_EVENTS = 150_000
-"""Events of decoded history kept in memory, with their folds (about 2 KB an event as Python objects, so about
-300 MB whatever the size of the history): a miss reads the copy again. A topic interleaves every customer, so
-during a backlog a cache smaller than the branch would read and fold histories again on every batch: a batch
-applied behind (:mod:`.projector`) leaves the customers it misses pending instead, folded once at the end."""
+CACHE_EVENTS = 50_000
+"""Events of decoded history kept in memory, with their folds (about 1.1 KB of resident memory an event, so
+about 55 MB whatever the size of the history; 150,000 put a whole-backlog run over 500 MB): a miss reads the
+copy again. A topic interleaves every customer, so during a backlog a cache smaller than the branch would read
+and fold histories again on every batch: a batch applied behind (:mod:`.projector`) leaves the customers it
+misses pending instead, folded once at the end."""
 
 
 class HistoryCache:

@@ -23,6 +23,10 @@ same transaction. :meth:`Projector.catch_up` evaluates pending customers
 from the copy, a chunk per transaction, once the consumer is no longer
 behind: each customer is folded once for the whole backlog, and memory
 holds one chunk and the cache's bound, whatever the size of the history.
+A batch that is not behind but touches more uncached customers than one
+catch-up chunk (the tail of a backlog touches nearly every customer) defers
+them too: folding them all in its transaction would take longer than the
+group waits between polls, and hold all their histories at once.
 
 Given the store's URL, a projector folds under the store's policy versions
 (:mod:`.versions`): every transaction that evaluates first reads what was
@@ -55,8 +59,9 @@ from timeline.projections.folding import fold
 
 log = logging.getLogger(__name__)
 
-CHUNK_CUSTOMERS = 500
-"""Customers of one batch evaluated and written before the cache is trimmed again."""
+CHUNK_CUSTOMERS = 100
+"""Customers of one batch evaluated and written before the cache is trimmed again (their histories, about
+12,000 events of a branch, are held on top of the cache's bound)."""
 TICK_CHUNK = 2_000
 """Due customers a tick re-evaluates per transaction."""
 CATCH_UP_CHUNK = 100
@@ -198,8 +203,7 @@ class Projector:
                     touched: dict[str, list[RecordedEvent]] = {}
                     for event in fresh:
                         touched.setdefault(event.customer_id, []).append(event)
-                    if behind:
-                        touched = self._defer_uncached(cur, touched)
+                    touched = self._defer_uncached(cur, touched, behind)
                     evaluated, fold_seconds = self._evaluate_touched(cur, touched, as_of)
                     checkpoints.save_offsets(cur, self.prefix, self.group, batch.next_offsets, batch.max_position)
                     checkpoints.record_dead_letters(cur, self.prefix, self.group, self.dead_letter_topic, batch.poison)
@@ -233,17 +237,19 @@ class Projector:
         return [e for e, _ in items if str(e.event_id) in inserted]
 
     def _defer_uncached(
-        self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]]
+        self, cur: psycopg.Cursor, touched: dict[str, list[RecordedEvent]], behind: bool
     ) -> dict[str, list[RecordedEvent]]:
-        """Mark the touched customers the cache does not hold pending; the ones it holds, to evaluate now."""
+        """The touched customers to evaluate now: all of them, unless the batch is ``behind`` or more than
+        ``CATCH_UP_CHUNK`` of them are not in the cache; then those are marked pending (for :meth:`catch_up`)."""
         deferred = [
             (c, max(e.version for e in new), max(e.position for e in new))
             for c, new in touched.items()
             if c not in self.cache
         ]
-        if deferred:
-            copies.mark_pending(cur, self.prefix, deferred)
-            self.pending = True
+        if not deferred or (not behind and len(deferred) <= CATCH_UP_CHUNK):
+            return touched
+        copies.mark_pending(cur, self.prefix, deferred)
+        self.pending = True
         return {c: new for c, new in touched.items() if c in self.cache}
 
     def _evaluate_touched(
@@ -307,8 +313,14 @@ class Projector:
 
     # -- time -------------------------------------------------------------------------------
 
-    def tick(self, now: dt.datetime | None = None, max_chunks: int | None = None, pending: bool = True) -> int:
-        """Re-evaluate every customer whose ``recheck_at`` has passed (``TICK_CHUNK`` at a time); how many were.
+    def tick(
+        self,
+        now: dt.datetime | None = None,
+        max_chunks: int | None = None,
+        pending: bool = True,
+        chunk: int = TICK_CHUNK,
+    ) -> int:
+        """Re-evaluate every customer whose ``recheck_at`` has passed (``chunk`` per transaction); how many were.
 
         ``pending``: pending customers (``-infinity``) too; a consumer's own timer leaves them to :meth:`catch_up`,
         which takes them once it is no longer behind.
@@ -319,9 +331,9 @@ class Projector:
         chunks = 0
         while max_chunks is None or chunks < max_chunks:
             chunks += 1
-            due = self._reevaluate_where(condition, (now,), now, TICK_CHUNK)
+            due = self._reevaluate_where(condition, (now,), now, chunk)
             done += due
-            if due < TICK_CHUNK:
+            if due < chunk:
                 break
         self.stats.ticks += 1
         self.stats.ticked += done

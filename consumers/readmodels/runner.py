@@ -34,7 +34,7 @@ from timeline.consumers.backoff import Backoff, GaveUp, describe, describe_kafka
 from timeline.consumers.metrics import ConsumerMetrics
 from timeline.consumers.readmodels.dlq import DeadLetters
 from timeline.consumers.readmodels.evaluation import Clock, utcnow
-from timeline.consumers.readmodels.projector import TICK_CHUNK, Batch, Projector
+from timeline.consumers.readmodels.projector import CATCH_UP_CHUNK, Batch, Projector
 from timeline.consumers.readmodels.source import CONSUMER_DEFAULTS, CONSUMER_TIMEOUTS, KafkaSource
 from timeline.consumers.readmodels.stats import BatchResult, ConsumerStats
 from timeline.domain.errors import StoreUnavailable, TimelineError
@@ -189,8 +189,8 @@ class ProjectingConsumer(Projector):
                 if self.source.check_reachable(bool(records)):
                     self.backoff.succeeded()
                 if time.monotonic() >= next_tick:
-                    # One chunk at a time between polls (the group expects a poll every max_poll_interval_ms).
-                    more = self.tick(max_chunks=1, pending=False) >= TICK_CHUNK
+                    # One catch-up chunk at a time between polls (the group expects a poll every max_poll_interval_ms).
+                    more = self.tick(max_chunks=1, pending=False, chunk=CATCH_UP_CHUNK) >= CATCH_UP_CHUNK
                     next_tick = time.monotonic() + (0 if more else self.tick_interval)
                 self._measure(final=False)
                 self._progress()

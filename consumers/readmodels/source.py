@@ -33,7 +33,13 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "request_timeout_ms": 15_000,
     "metrics_enabled": False,
 }
-"""Group settings that form a group in seconds (see the Kafka broker notes), and a short fetch wait."""
+"""Group settings that form a group in seconds, and a short fetch wait.
+
+``max_poll_interval_ms`` is also the rebalance timeout a join waits out, so it stays short; what keeps the loop
+under it is that no step between two polls grows with the history: a batch evaluates at most the customers the
+cache holds and ``CATCH_UP_CHUNK`` others (:mod:`.projector`), a catch-up stops after ``CATCH_UP_SECONDS``, and
+the consumer's timer re-evaluates one ``CATCH_UP_CHUNK`` of due customers per loop. The longest step left is a
+full poll behind a backlog: its messages inserted into the copy, marked pending, the cached customers extended."""
 
 CONSUMER_TIMEOUTS = ("request_timeout_ms", "bootstrap_timeout_ms")
 """The client timeouts a bounded run shortens to fit its deadline."""
