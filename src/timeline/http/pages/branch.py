@@ -69,6 +69,7 @@ def branch_view(v: Visit, branch: str, rm: str | None, as_of_text: str | None) -
         heading=f"Branch {branch}",
         action=f"/branches/{branch}",
         csv_base=f"/branches/{branch}/tables",
+        whatif_href=f"/branches/{branch}/whatif",
         query=query,
         tables=tables,
         rm=rm or "",
