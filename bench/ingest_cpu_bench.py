@@ -6,9 +6,9 @@ Run:  .venv/bin/python bench/ingest_cpu_bench.py --customers 2000 --years 3 --re
 Each run is its own process of the given interpreter, in the project that interpreter belongs to (its
 ``bench/common.py``: a fresh PostgreSQL database, then ``ingest_file`` with every check on, in process).
 It reports the ingest's CPU time (user + system of the process and of the validation worker it waited
-for), wall time and events per wall second. Codes run one after the other within each round, so a change
-of load hits every code alike; CPU time, unlike wall time, barely moves with the load. Ratios are against
-the first ``--python``.
+for; "own": the ingesting process alone, its writer thread included), wall time and events per wall
+second. Codes run one after the other within each round, so a change of load hits every code alike; CPU
+time, unlike wall time, barely moves with the load. Ratios are against the first ``--python``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ try:
     stored = ingest_file(url, __import__("pathlib").Path(sys.argv[2]))
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
-    print(json.dumps({"stored": stored, "wall": wall, "cpu": cpu, "rss_mb": after[0].ru_maxrss / 1024}))
+    own, worker = (a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
+    print(json.dumps({"stored": stored, "wall": wall, "cpu": own + worker, "own": own}))
 finally:
     drop()
 """
@@ -73,19 +73,22 @@ def main() -> None:
             results[python].append(result)
             load = os.getloadavg()[0]
             print(
-                f"round {round_ + 1} {python}: {result['stored']:,} stored, CPU {result['cpu']:.2f} s, "
+                f"round {round_ + 1} {python}: {result['stored']:,} stored, CPU {result['cpu']:.2f} s "
+                f"(ingesting process {result['own']:.2f} s), "
                 f"wall {result['wall']:.2f} s, load {load:.2f}",
                 file=sys.stderr,
                 flush=True,
             )
     first = statistics.median(r["cpu"] for r in results[args.python[0]])
     print(f"{path.name}; medians of {args.repeat} interleaved rounds")
-    print(f"{'interpreter':<48}{'CPU s':>8}{'x first':>9}{'wall s':>9}{'events/s':>10}")
+    first_own = statistics.median(r["own"] for r in results[args.python[0]])
+    print(f"{'interpreter':<48}{'CPU s':>8}{'x first':>9}{'own s':>8}{'x first':>9}{'wall s':>9}{'events/s':>10}")
     for python, rows in results.items():
         cpu = statistics.median(r["cpu"] for r in rows)
+        own = statistics.median(r["own"] for r in rows)
         wall = statistics.median(r["wall"] for r in rows)
         rate = statistics.median(r["stored"] / r["wall"] for r in rows)
-        print(f"{python:<48}{cpu:>8.2f}{cpu / first:>9.2f}{wall:>9.2f}{rate:>10,.0f}")
+        print(f"{python:<48}{cpu:>8.2f}{cpu / first:>9.2f}{own:>8.2f}{own / first_own:>9.2f}{wall:>9.2f}{rate:>10,.0f}")
 
 
 if __name__ == "__main__":
