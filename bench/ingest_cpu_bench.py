@@ -7,8 +7,10 @@ Each run is its own process of the given interpreter, in the project that interp
 ``bench/common.py``: a fresh PostgreSQL database, then ``ingest_file`` with every check on, in process).
 It reports the ingest's CPU time (user + system of the process and of the validation worker it waited
 for; "own": the ingesting process alone, its writer thread included), wall time and events per wall
-second. Codes run one after the other within each round, so a change of load hits every code alike; CPU
-time, unlike wall time, barely moves with the load. Ratios are against the first ``--python``.
+second. Codes run one after the other within each round, in the given order in odd rounds and reversed in
+even ones, so a change of load hits every code alike; CPU time moves far less with the load than wall time
+(not nothing: on a crowded machine a process shares caches and cores). Ratios are against the first
+``--python``.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def main() -> None:
     path = generated_history(args.customers, args.years, args.seed, args.end)
     results: dict[str, list[dict[str, float]]] = {p: [] for p in args.python}
     for round_ in range(args.repeat):
-        for python in args.python:
+        for python in args.python if round_ % 2 == 0 else reversed(args.python):
             result = run(python, path)
             results[python].append(result)
             load = os.getloadavg()[0]
