@@ -5,36 +5,37 @@ new event in O(1) for events in business order (a late event costs a scan of
 the instants after it). It is pure: the ingestion shell feeds it the stream
 and appends what it admits.
 
-It keeps what most checks read in compact form — balances as integer cents
+It keeps what the checks read in compact form — balances as integer cents
 at integer microseconds, the instants of lifecycle ids and redemptions, the
-registration, the versions of the counted events that earn or redeem points
-— and no event beyond the registration: the two rare checks that read past
-events ask the caller for just those (a correction its target, a redemption
-the counted point events), so a process can hold the guards of many streams
-in little memory and a check reads a few rows, not the whole stream.
+registration, what each counted point event earns or redeems
+(:mod:`timeline.projections.points_summary`) — and no event beyond the
+registration: the one rare check that reads a past event asks the caller for
+just that (a correction its target), so a process can hold the guards of many
+streams in little memory and a check reads at most a row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from array import array
-from bisect import bisect_left, bisect_right, insort
-from collections.abc import Sequence
+from bisect import bisect_left, insort
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import accumulate
 from typing import Protocol
 from uuid import UUID
 
 from timeline.domain.errors import RejectedEvent, UnknownTarget
 from timeline.domain.identity import check_identity
 from timeline.domain.policy import Policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.domain.types import Correction, Deposit, EventType, Redemption, Withdrawal
 from timeline.domain.wording import instant, money
-from timeline.projections.balances import StepLine, signed_amount
-from timeline.projections.counted import business_order
-from timeline.projections.points import POINT_TYPES, points_as_of
+from timeline.projections.balances import signed_amount
+from timeline.projections.points import POINT_TYPES
+from timeline.projections.points_summary import PointFacts
 
 UNVOIDABLE = frozenset(
     {
@@ -59,8 +60,6 @@ _CORRECTION, _ERASED, _REDEEMED = EventType.CORRECTION_RECORDED, EventType.CUSTO
 _DEPOSIT = EventType.DEPOSIT_MADE
 """Module names for what :meth:`Guard.record` compares every event with (an enum attribute costs 0.1 µs in 3.11)."""
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-PAST_READING = frozenset({EventType.POINTS_REDEEMED})
-"""The types whose check reads past events by version (:meth:`Guard.past_reads`): a caller fetches them ahead."""
 
 
 class PastEvents(Protocol):
@@ -68,9 +67,6 @@ class PastEvents(Protocol):
 
     def event(self, event_id: UUID) -> RecordedEvent | None:
         """The stream's event with this id, if it has one."""
-
-    def events(self, versions: Sequence[int]) -> list[RecordedEvent]:
-        """The stream's events at these versions, in the order given."""
 
 
 class _Listed:
@@ -81,10 +77,6 @@ class _Listed:
 
     def event(self, event_id: UUID) -> RecordedEvent | None:
         return next((e for e in self.history if e.event_id == event_id), None)
-
-    def events(self, versions: Sequence[int]) -> list[RecordedEvent]:
-        by_version = {e.version: e for e in self.history}
-        return [by_version[v] for v in versions]
 
 
 def _micros(moment: dt.datetime) -> int:
@@ -129,19 +121,8 @@ class _Account:
         assert lowest is not None
         return lowest, _instant(when)
 
-    def line_until(self, moment: dt.datetime) -> StepLine:
-        """The balance line up to ``moment``, as :func:`timeline.projections.balances.balances` folds it.
-
-        An instant whose movements cancelled out (a voided deposit) keeps the
-        unchanged value, which no reading of the line can tell apart. The
-        movers are not kept: the points projection reads values only.
-        """
-        end = bisect_right(self.instants, _micros(moment))
-        values = [_money(v) for v in accumulate(self.deltas[:end])]
-        return StepLine([_instant(m) for m in self.instants[:end]], values, [[]] * end)
-
-    def move(self, moment: dt.datetime, change: int) -> None:
-        at = _micros(moment)
+    def move(self, at: int, change: int) -> None:
+        """Apply ``change`` (cents) at instant ``at`` (microseconds)."""
         index = bisect_left(self.instants, at)
         if index < len(self.instants) and self.instants[index] == at:
             self.deltas[index] += change
@@ -172,21 +153,30 @@ class _Lifecycle:
 class Guard:
     """Decides and records the events of one customer's stream."""
 
-    def __init__(self, policy: Policy, history: list[RecordedEvent], past: PastEvents | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        history: list[RecordedEvent],
+        past: PastEvents | None = None,
+        versions: Callable[[], PolicyTimeline] | None = None,
+    ) -> None:
         """``history``: the stream as stored, folded once; the caller then records each event it stores.
 
-        ``past``: the stream's events on demand, for the checks that read past events. Without it the
+        ``past``: the stream's events on demand, for the check that reads a past event. Without it the
         guard reads ``history`` itself, which the caller keeps growing with what it records.
+        ``versions``: the policy versions in force as known now, asked at each redemption (a caller re-reads
+        them when one is published); without it ``policy`` decides for all time.
         """
         self.policy = policy
+        self._versions = versions if versions is not None else _for_all_time(policy)
         self._past: PastEvents = past if past is not None else _Listed(history)
         self._voided: set[int] = set()
         """Event ids (as integers: they hash in C) voided by a counted correction."""
         self._accounts: dict[str, _Account] = {}
         self._ids: dict[tuple[str, str], _Lifecycle] = {}
         self._redemptions: list[dt.datetime] = []
-        self._points = array("q")
-        """Versions of the counted events that earn or redeem points (:data:`POINT_TYPES`), in recorded order."""
+        self._points = PointFacts(policy.zone)
+        """What the counted events that earn or redeem points (:data:`POINT_TYPES`) earn or redeem."""
         self._registration: RecordedEvent | None = None
         """The stream's first event, if it is a registration."""
         self._started = False
@@ -229,9 +219,13 @@ class Guard:
         if kind != _CORRECTION:
             self._erased = kind == _ERASED
         if kind in MONEY:
-            self._account(event.record.account_id).move(event.occurred_at, _cents(signed_amount(event)))
+            record = event.record
+            at, cents = _micros(event.occurred_at), _cents(record.amount)
             if kind == _DEPOSIT:
-                self._points.append(event.version)
+                self._account(record.account_id).move(at, cents)
+                self._points.deposit(record, at, cents, event.version)
+            else:
+                self._account(record.account_id).move(at, -cents)
         elif kind in LIFECYCLES:
             entry = self._ids.setdefault(_key(event), _Lifecycle())
             if kind in OPENERS:
@@ -240,17 +234,13 @@ class Guard:
                 entry.closer = _Mark(event)
         elif kind == _REDEEMED:
             insort(self._redemptions, event.occurred_at)
-            self._points.append(event.version)
+            self._points.add(event)
         elif kind == _CORRECTION:
             target = self._target(event.record.voids_event_id)
             assert target is not None, "a recorded correction names an event of its stream"
             self._void(target)
         elif kind in EARNING:
-            self._points.append(event.version)
-
-    def past_reads(self, kind: str) -> Sequence[int]:
-        """The versions of the past events a check of an event of this type reads (a correction's target aside)."""
-        return self._points if kind == _REDEEMED else ()
+            self._points.add(event)
 
     def _target(self, event_id: UUID) -> RecordedEvent | None:
         """The event of this stream with ``event_id``, if any."""
@@ -262,9 +252,9 @@ class Guard:
         self._voided.add(target.event_id.int)
         kind = target.type
         if kind in POINT_TYPES:
-            self._points.remove(target.version)
+            self._points.void(target.version)
         if kind in MONEY:
-            self._account(target.record.account_id).move(target.occurred_at, -_cents(signed_amount(target)))
+            self._account(target.record.account_id).move(_micros(target.occurred_at), -_cents(signed_amount(target)))
         elif kind in LIFECYCLES:
             entry = self._ids[_key(target)]
             if kind in OPENERS:
@@ -317,11 +307,7 @@ class Guard:
                 f"points.redeemed at {self._local(event.occurred_at)} is earlier than a counted redemption at "
                 f"{self._local(self._redemptions[-1])}"
             )
-        moment = event.occurred_at
-        # the counted point events (a voided one left _points when it was voided), in business order
-        events = sorted((e for e in self._past.events(self._points) if e.occurred_at <= moment), key=business_order)
-        accounts = {account: line.line_until(moment) for account, line in self._accounts.items()}
-        available = points_as_of(events, accounts, self.policy, moment).available
+        available = self._points.available(event.occurred_at, self._accounts, self._versions())
         redemption: Redemption = event.record
         if redemption.points > available:
             raise RejectedEvent(
@@ -352,6 +338,13 @@ class Guard:
             self._check_balance(
                 deposit.account_id, target.occurred_at, -_cents(deposit.amount), f"voiding deposit {target_id}"
             )
+
+
+@functools.cache
+def _for_all_time(policy: Policy) -> Callable[[], PolicyTimeline]:
+    """``policy`` as the one version in force (one timeline for every guard of that policy)."""
+    timeline = PolicyTimeline.single(policy)
+    return lambda: timeline
 
 
 def _key(event: RecordedEvent) -> tuple[str, str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from timeline.application.ingest import Clock, Ingestor, Rules, utcnow
+from timeline.application.ingest import Clock, Ingestor, Rules, VersionsInForce, utcnow
 from timeline.application.keyring import KeyRing
 from timeline.application.ports import EventStore
 from timeline.application.qualify import Qualifier
@@ -13,6 +14,7 @@ from timeline.application.referral_watch import ReferralWatch
 from timeline.crypto import KekSource, KeyWrapper, configured_kek, kek_for_store
 from timeline.domain.errors import ConfigurationError
 from timeline.domain.policy import Policy, load_policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.acceptance import Guard, PastEvents
 from timeline.store import StoreUrl, open_store
@@ -21,11 +23,14 @@ NO_KEK = KekSource()
 """No KEK configured: the embedded store's key file, or an error on PostgreSQL."""
 
 
-def acceptance_rules(policy: Policy) -> Rules:
-    """All of POLICY §2 that depends on the customer's stream: identity and state."""
+def acceptance_rules(policy: Policy, versions: Callable[[], PolicyTimeline] | None = None) -> Rules:
+    """All of POLICY §2 that depends on the customer's stream: identity and state.
+
+    ``versions``: the policy versions in force as known at the decision (``policy`` alone without it).
+    """
 
     def guard(history: list[RecordedEvent], past: PastEvents) -> Guard:
-        return Guard(policy, history, past)
+        return Guard(policy, history, past, versions)
 
     return guard
 
@@ -40,14 +45,16 @@ class Engine:
         self.wrapper = self.wrapper.bound(self.store)  # refuses a KEK the store was not created with
 
     def ingestor(self, clock: Clock = utcnow, batch_size: int = 1000) -> Ingestor:
-        """Ingestion with every rule, referral qualification decided in place."""
+        """Ingestion with every rule under the store's policy versions, referral qualification decided in place."""
+        versions = VersionsInForce(self.store, self.policy)
         return Ingestor(
             self.store,
             self.wrapper,
-            acceptance_rules(self.policy),
+            acceptance_rules(self.policy, versions),
             clock=clock,
             batch_size=batch_size,
             referrals=ReferralWatch(self.store, self.policy),
+            versions=versions,
         )
 
     def requalify(self, clock: Clock = utcnow) -> list:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
@@ -31,9 +30,6 @@ class StreamGuard(Protocol):
 
     def record(self, event: RecordedEvent) -> None:
         """Take an accepted event (already part of the stream's history) into account."""
-
-    def past_reads(self, kind: str) -> Sequence[int]:
-        """The versions of the past events a check of an event of type ``kind`` reads (fetched ahead per batch)."""
 
 
 class Outcome(NamedTuple):

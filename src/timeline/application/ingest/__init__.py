@@ -6,5 +6,6 @@ batch, :mod:`.cache` holds what the ingestor knows of each stream.
 
 from timeline.application.ingest.cache import Rules
 from timeline.application.ingest.pipeline import Clock, Ingestor, utcnow
+from timeline.application.ingest.versions import VersionsInForce
 
-__all__ = ["Clock", "Ingestor", "Rules", "utcnow"]
+__all__ = ["Clock", "Ingestor", "Rules", "VersionsInForce", "utcnow"]

@@ -2,9 +2,9 @@
 
 A cached stream keeps its version, head hash, data key and acceptance guard
 (compact state, no events), plus the events this process accepted that are
-not yet known to be stored. A check that reads a few past events (a
-correction's target, a redemption's point events) gets just those rows,
-fetched for the whole batch in one round trip (:meth:`StreamCache.prefetch`).
+not yet known to be stored. A check that reads a past event (a correction's
+target) gets just that row, fetched for the whole batch in one round trip
+(:meth:`StreamCache.prefetch`).
 One that reads the whole history (a referral decision, a first deposit after
 a correction) materialises it: the stored rows up to the last version known
 committed, then those accepted events. The materialised histories have a
@@ -15,7 +15,7 @@ commit).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +25,7 @@ from timeline.application.keyring import KeyRing
 from timeline.application.ports import AppendBatch, EventStore, IndexEntry, StoredRow
 from timeline.application.referral_watch import first_deposit
 from timeline.domain.recorded import RecordedEvent
-from timeline.projections.acceptance import PAST_READING, PastEvents
+from timeline.projections.acceptance import PastEvents
 
 Rules = Callable[[list[RecordedEvent], PastEvents], StreamGuard]
 """Builds the guard of a stream from its stored history and a way to read its past events later."""
@@ -53,10 +53,8 @@ class StreamCache:
         """Events of the cached streams (kept under :data:`MAX_CACHED_EVENTS` between batches)."""
         self._history_events = 0
         """Events of the materialised histories (kept under :data:`MAX_HISTORY_EVENTS` between batches)."""
-        self._fetched: dict[tuple[str, int], RecordedEvent] = {}
-        """The stored events the batch's checks read, by customer and version (fetched per batch)."""
         self._targets: dict[int, RecordedEvent] = {}
-        """The same events by id (as an integer)."""
+        """The stored events the batch's corrections name, by id as an integer (fetched per batch)."""
         self._looked_up: set[tuple[str, int]] = set()
         """(customer, event id as an integer) of the batch's correction targets: fetched if stored in that stream."""
 
@@ -100,41 +98,32 @@ class StreamCache:
             assert stream.history is not None
         return stream.history
 
-    def prefetch(self, reads: Iterable[tuple[str, str]], targets: Iterable[tuple[str, UUID]]) -> None:
-        """Fetch the stored events the batch's checks will read: one query, two with corrections.
+    def prefetch(self, targets: Iterable[tuple[str, UUID]]) -> None:
+        """Fetch the stored events the batch's corrections name: two queries if there are any, else none.
 
-        ``reads``: (customer, event type) of the batch's events, whose guard names the versions a check of
-        that type reads; ``targets``: (customer, event id) of the batch's corrections. Events of a
-        materialised history, or accepted and not yet stored, are at hand already.
+        ``targets``: (customer, event id) of the batch's corrections. Events of a materialised history, or
+        accepted and not yet stored, are at hand already.
         """
-        self._fetched, self._targets, self._looked_up = {}, {}, set()
-        keys: list[tuple[str, int]] = []
-        for customer_id, kind in dict.fromkeys(r for r in reads if r[1] in PAST_READING):
-            stream = self.streams.get(customer_id)
-            if stream is not None and stream.history is None:
-                known = stream.stored_version
-                keys.extend((customer_id, v) for v in stream.guard.past_reads(kind) if v <= known)
+        self._targets, self._looked_up = {}, set()
         wanted = [(c, t) for c, t in dict.fromkeys(targets) if c in self.streams and self.streams[c].history is None]
-        if wanted:
-            entries = self.store.lookup_events([t for _, t in wanted])
-            for customer_id, target in wanted:
-                self._looked_up.add((customer_id, target.int))
-                entry = entries.get(target)
-                if entry is not None and entry.customer_id == customer_id:
-                    if entry.version <= self.streams[customer_id].stored_version:
-                        keys.append((customer_id, entry.version))
-        if keys:
-            self._fetch(keys)
-
-    def _fetch(self, keys: list[tuple[str, int]]) -> None:
-        """Read and decode these stored events (known committed) into the batch's fetched events."""
-        keys = [k for k in dict.fromkeys(keys) if k not in self._fetched]
+        if not wanted:
+            return
+        keys: list[tuple[str, int]] = []
+        entries = self.store.lookup_events([t for _, t in wanted])
+        for customer_id, target in wanted:
+            self._looked_up.add((customer_id, target.int))
+            entry = entries.get(target)
+            if entry is not None and entry.customer_id == customer_id:
+                if entry.version <= self.streams[customer_id].stored_version:
+                    keys.append((customer_id, entry.version))
+        if not keys:
+            return
+        keys = list(dict.fromkeys(keys))
         rows = self.store.read_rows(keys)
         if len(rows) != len(keys):
             missing = next(k for k in keys if k not in rows)
             raise AssertionError(f"stream {missing[0]} holds fewer events than were read from it")
         for event in self.ring.decode(list(rows.values()), with_hash=False):
-            self._fetched[(event.customer_id, event.version)] = event
             self._targets[event.event_id.int] = event
 
     def event(self, customer_id: str, event_id: UUID) -> RecordedEvent | None:
@@ -151,19 +140,6 @@ class StreamCache:
         if (customer_id, event_id.int) in self._looked_up:
             return None  # not stored in this stream up to the version known committed, nor accepted since
         return next((e for e in self.history(customer_id) if e.event_id == event_id), None)
-
-    def events(self, customer_id: str, versions: Sequence[int]) -> list[RecordedEvent]:
-        """This (cached) stream's events at these versions, in the order given: fetched, accepted, or read."""
-        stream = self.streams[customer_id]
-        if stream.history is not None:
-            history = stream.history
-            return [history[v - 1] for v in versions]
-        known, accepted = stream.stored_version, stream.accepted
-        missing = [(customer_id, v) for v in versions if v <= known and (customer_id, v) not in self._fetched]
-        if missing:
-            self._fetch(missing)
-        fetched = self._fetched
-        return [fetched[(customer_id, v)] if v <= known else accepted[v - known - 1] for v in versions]
 
     def _materialise(self, customer_id: str, stream: CachedStream, rows: list[StoredRow]) -> None:
         """The stored rows up to the last version known committed (later ones are another writer's), then ours."""
@@ -185,14 +161,15 @@ class StreamCache:
         """The batch is committed: its events no longer need holding, and the keys it made can be read."""
         for customer_id in batch.new_keys:
             self.ring.forget(customer_id)  # the ring read no key before this batch stored one
-        for new in batch.events:
-            stream = self.streams.get(new.customer_id)
-            if stream is not None and new.version > stream.stored_version:
-                stream.stored_version = new.version
-        for new in batch.events:
-            stream = self.streams.get(new.customer_id)
-            if stream is not None and stream.accepted and stream.accepted[0].version <= stream.stored_version:
-                stream.accepted = [e for e in stream.accepted if e.version > stream.stored_version]
+        last = {new.customer_id: new.version for new in batch.events}  # a stream's events come in version order
+        streams = self.streams
+        for customer_id, version in last.items():
+            stream = streams.get(customer_id)
+            if stream is not None and version > stream.stored_version:
+                stream.stored_version = version
+                accepted = stream.accepted
+                if accepted and accepted[0].version <= version:
+                    stream.accepted = [e for e in accepted if e.version > version]
 
     def stored_envelopes(self, entries: Iterable[IndexEntry]) -> dict[Any, dict[str, Any]]:
         """The input form of stored events (for duplicate checks), by event id: only these rows are read."""
@@ -249,6 +226,3 @@ class _Past:
 
     def event(self, event_id: UUID) -> RecordedEvent | None:
         return self.cache.event(self.customer_id, event_id)
-
-    def events(self, versions: Sequence[int]) -> list[RecordedEvent]:
-        return self.cache.events(self.customer_id, versions)

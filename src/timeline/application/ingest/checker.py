@@ -18,6 +18,7 @@ from typing import Any
 from timeline.application.batch import UNKNOWN, CachedStream, CheckedBatch, Outcome, PendingEvent
 from timeline.application.codec import comparable, encode
 from timeline.application.ingest.cache import StreamCache
+from timeline.application.ingest.versions import VersionsInForce
 from timeline.application.ports import AppendBatch, EventStore, IndexEntry, KeyWrapping, NewEvent
 from timeline.application.prepare import Prepared, Refused, claimed_id, prepare
 from timeline.application.referral_watch import ReferralWatch, first_deposit
@@ -40,12 +41,19 @@ class BatchChecker:
     """Decides batches for one ingestor; remembers what it accepted until it is known stored."""
 
     def __init__(
-        self, store: EventStore, wrapper: KeyWrapping, cache: StreamCache, referrals: ReferralWatch | None
+        self,
+        store: EventStore,
+        wrapper: KeyWrapping,
+        cache: StreamCache,
+        referrals: ReferralWatch | None,
+        versions: VersionsInForce | None = None,
     ) -> None:
+        """``versions``: the store's policy versions, read again before each batch (a publish since is seen)."""
         self.store = store
         self.wrapper = wrapper
         self.cache = cache
         self.referrals = referrals
+        self.versions = versions
         self.engine_ids: set[uuid.UUID] = set()
         """Ids of the events the engine wrote itself (qualifications)."""
         self.unsettled: dict[int, dict[str, Any]] = {}
@@ -62,6 +70,8 @@ class BatchChecker:
         itself, so this saves a round trip per batch.
         """
         latest = now + FUTURE_TOLERANCE
+        if self.versions is not None:
+            self.versions.refresh(now)
         outcomes: list[Outcome | None] = [None] * len(items)
         pending: list[tuple[int, PendingEvent]] = []
         for index, (line, raw) in enumerate(items):
@@ -73,8 +83,7 @@ class BatchChecker:
         self.cache.drop_stale(stored.values())
         self.cache.load({p.content["customer_id"] for _, p in pending} | {e.customer_id for e in stored.values()})
         self.cache.prefetch(
-            ((p.content["customer_id"], p.content["type"]) for _, p in pending),
-            [(p.content["customer_id"], target) for _, p in pending if (target := _target(p.content)) is not None],
+            [(p.content["customer_id"], target) for _, p in pending if (target := _target(p.content)) is not None]
         )
         if self.referrals is not None:
             self._load_referrals(pending)

@@ -28,6 +28,7 @@ from typing import Any
 from timeline.application.batch import CheckedBatch, InflightBatch, Outcome
 from timeline.application.ingest.cache import Rules, StreamCache
 from timeline.application.ingest.checker import BatchChecker, EngineEvent
+from timeline.application.ingest.versions import VersionsInForce
 from timeline.application.jsonl import JsonLines
 from timeline.application.keyring import KeyRing
 from timeline.application.ports import AppendBatch, EventStore, KeyWrapping
@@ -60,9 +61,11 @@ class Ingestor:
         batch_size: int = 1000,
         referrals: ReferralWatch | None = None,
         validation_worker: bool = True,
+        versions: VersionsInForce | None = None,
     ) -> None:
         """``referrals``: decide referral qualifications in place (POLICY §5); ``validation_worker``: validate
-        large :class:`~timeline.application.jsonl.JsonLines` inputs in a worker process."""
+        large :class:`~timeline.application.jsonl.JsonLines` inputs in a worker process; ``versions``: the
+        store's policy versions the rules ask, read again before each batch is decided."""
         self.store = store
         self.wrapper = wrapper
         self.rules = rules
@@ -73,7 +76,7 @@ class Ingestor:
         self.engine_events: list[Outcome] = []
         """Outcomes of the events the engine wrote itself (qualifications)."""
         self._cache = StreamCache(store, KeyRing(store, wrapper), rules, first_deposits=referrals is not None)
-        self._checker = BatchChecker(store, wrapper, self._cache, referrals)
+        self._checker = BatchChecker(store, wrapper, self._cache, referrals, versions)
         self._careful_batches = 0
         """How many more batches consult the event-id index before appending (see :meth:`_check`)."""
 
