@@ -50,7 +50,7 @@ def deposited(branch):
 def test_a_lower_rate_in_force_at_the_deposit_refuses_what_the_shipped_policy_accepts(deposited):
     publish(deposited, version("lean", "200"), effective_from=T)
 
-    assert deposited.reject(redeem(80)) == "cannot redeem 80 points: 50 available at 2025-03-01T01:00:00Z"
+    assert deposited.reject(redeem(80)) == "cannot redeem 80 points: 50 available at 2025-03-01T09:00:00+08:00"
     assert deposited.state(as_of=R).points.available == 50
     deposited.accept(redeem(50))
 
@@ -63,7 +63,7 @@ def test_a_lower_rate_from_just_after_the_deposit_leaves_it_to_the_shipped_polic
 
 
 def test_a_higher_rate_in_force_at_the_deposit_accepts_what_the_shipped_policy_refuses(deposited):
-    assert deposited.reject(redeem(150)) == "cannot redeem 150 points: 100 available at 2025-03-01T01:00:00Z"
+    assert deposited.reject(redeem(150)) == "cannot redeem 150 points: 100 available at 2025-03-01T09:00:00+08:00"
     publish(deposited, version("rich", "50"), effective_from=T)
 
     deposited.accept(redeem(150))
@@ -73,7 +73,7 @@ def test_a_higher_rate_in_force_at_the_deposit_accepts_what_the_shipped_policy_r
 def test_a_higher_rate_from_just_after_the_deposit_leaves_it_to_the_shipped_policy(deposited):
     publish(deposited, version("rich", "50"), effective_from=JUST_AFTER_T)
 
-    assert deposited.reject(redeem(150)) == "cannot redeem 150 points: 100 available at 2025-03-01T01:00:00Z"
+    assert deposited.reject(redeem(150)) == "cannot redeem 150 points: 100 available at 2025-03-01T09:00:00+08:00"
 
 
 def test_a_version_recorded_after_the_decision_is_not_yet_in_force(deposited):
@@ -81,7 +81,7 @@ def test_a_version_recorded_after_the_decision_is_not_yet_in_force(deposited):
     publish(deposited, version("rich", "50"), effective_from=T)
 
     deposited.recording_at("2029-05-31T23:59:59+08:00")
-    assert deposited.reject(redeem(150)) == "cannot redeem 150 points: 100 available at 2025-03-01T01:00:00Z"
+    assert deposited.reject(redeem(150)) == "cannot redeem 150 points: 100 available at 2025-03-01T09:00:00+08:00"
     deposited.recording_at(PUBLISHED).accept(redeem(150))
 
 
