@@ -23,15 +23,11 @@ same transaction. :meth:`Projector.catch_up` evaluates pending customers
 from the copy, a chunk per transaction, once the consumer is no longer
 behind: each customer is folded once for the whole backlog, and memory
 holds one chunk and the cache's bound, whatever the size of the history.
-A batch that is not behind but touches more uncached customers than one
-catch-up chunk (the tail of a backlog touches nearly every customer) defers
-them too: folding them all in its transaction would take longer than the
-group waits between polls, and hold all their histories at once.
+A batch touching more uncached customers than a chunk (a backlog's tail)
+defers them too: folding all of them at once would outlast the poll interval.
 
-Given the store's URL, a projector folds under the store's policy versions
-(:mod:`.versions`): every transaction that evaluates first reads what was
-published since, and a publish marks every customer pending, folded again by
-the same catch-up.
+Given the store's URL, a projector folds under its policy versions
+(:mod:`.versions`); a publish marks every customer pending for the catch-up.
 """
 
 from __future__ import annotations
