@@ -53,7 +53,7 @@ class Engine:
             acceptance_rules(self.policy, versions),
             clock=clock,
             batch_size=batch_size,
-            referrals=ReferralWatch(self.store, self.policy),
+            referrals=ReferralWatch(self.store, self.policy, versions),
             versions=versions,
         )
 

@@ -16,9 +16,10 @@ deposits at that first instant), a referral naming R, and a correction
 voiding one of these.
 
 The rule is asked under the policy version in force at R's first deposit,
-as known now: the store's policy stream is read again whenever the ingestor
-loads a batch's referrals (one small read when nothing was published), so a
-version published while an ingest runs decides from its next batch on.
+as known when the batch is decided: the ingest's versions, the same the
+acceptance rules use, read once before each batch (a watch on its own reads
+the store's policy stream whenever it loads referrals), so a version
+published while an ingest runs decides from its next batch on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from uuid import UUID
 from timeline.application.policy_store import PolicyStream
 from timeline.application.ports import EventStore
 from timeline.domain.policy import Policy
+from timeline.domain.policy_versions import PolicyTimeline
 from timeline.domain.recorded import RecordedEvent
 from timeline.projections.counted import counted
 from timeline.projections.referrals import Qualification, decide, qualification_id
@@ -47,10 +49,12 @@ def first_deposit(history: Iterable[RecordedEvent]) -> dt.datetime | None:
 class ReferralWatch:
     """Which referrals name whom, and which referred customers are decided, as this process knows it."""
 
-    def __init__(self, store: EventStore, policy: Policy) -> None:
+    def __init__(self, store: EventStore, policy: Policy, versions: Callable[[], PolicyTimeline] | None = None) -> None:
         self.store = store
+        self._in_force = versions
+        """The ingest's versions, read once per batch for every rule; None: this watch reads the stream itself."""
         self.stream = PolicyStream(store, policy)
-        self.versions = self.stream.timeline()
+        self.versions = versions() if versions else self.stream.timeline()
         """The policy versions decisions are taken under: the store's, as last read."""
         self._referrals: dict[str, list[tuple[str, UUID]]] = {}
         """Referred customer → (referrer, event id) of every ``referral.made`` naming them, stored or accepted."""
@@ -60,9 +64,9 @@ class ReferralWatch:
     def load(self, referred_ids: Iterable[str]) -> set[str]:
         """Fetch what the store knows of these referred customers; return the referrers to have at hand.
 
-        The policy versions are read again here, before each batch is decided.
+        The policy versions are taken again here, before each batch is decided.
         """
-        self.versions = self.stream.timeline()
+        self.versions = self._in_force() if self._in_force else self.stream.timeline()
         wanted = [r for r in dict.fromkeys(referred_ids) if r not in self._referrals and r not in self._qualified]
         referrers: set[str] = set()
         if not wanted:
