@@ -58,6 +58,7 @@ def main() -> None:
         profile = cProfile.Profile()
         profile.runcall(whole)
         pstats.Stats(profile).sort_stats("tottime").print_stats(35)
+        store.close()
         return
     timings: dict[str, list[float]] = {"all_states": [], "read_log": [], "decode": [], "fold": []}
     for _ in range(args.repeat):
