@@ -1,12 +1,12 @@
 """``state --all`` in one process, in its parts: reading the log, decoding, folding.
 
-Run:  .venv/bin/python bench/state_parts_bench.py postgresql://…/DB [--repeat 5] [--profile]
+Run:  .venv/bin/python bench/state_parts_bench.py [--customers 1600] [--repeat 5] [--profile]
 
-Against a store already ingested (``bench/common.py``'s ``ingest_file`` of a
-generated branch), so that two codes can be compared on databases each filled
-by its own ingest from the same file. It imports either this layout or that
-of ``7adf472`` (the baseline of issue 10), so the same script runs in both
-checkouts. ``--profile`` prints the whole pass under cProfile, by own time.
+A fresh database filled by this checkout's own ingest from a generated branch
+(cached in ``bench/out``), measured, then dropped. It imports either this
+layout or that of ``7adf472`` (the baseline of issue 10), so the same script,
+copied into that checkout's ``bench/``, compares the two codes on the same
+events. ``--profile`` prints the whole pass under cProfile, by own time.
 """
 
 from __future__ import annotations
@@ -17,9 +17,15 @@ import datetime as dt
 import gc
 import pstats
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from timeline.store import open_store
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import fresh_db, generated_history, ingest_file  # noqa: E402
+
+from timeline.store import open_store  # noqa: E402
 
 try:
     from timeline.application.codec import decode
@@ -39,12 +45,23 @@ except ImportError:  # the layout before the layers (7adf472)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("url")
+    parser.add_argument("--customers", type=int, default=1600)
+    parser.add_argument("--years", type=float, default=3)
+    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    url, drop = fresh_db()
+    try:
+        print(f"{ingest_file(url, generated_history(args.customers, args.years, args.seed)):,} events ingested")
+        measure(url, args.repeat, args.profile)
+    finally:
+        drop()
+
+
+def measure(url: str, repeat: int, profile_it: bool) -> None:
     tune_gc_for_bulk_work()
-    store = open_store(args.url)
+    store = open_store(url)
     policy = load_policy()
     reader = StateReader(store, policy)
     now = dt.datetime.now(dt.UTC)
@@ -53,7 +70,7 @@ def main() -> None:
     def whole() -> None:
         list(StateReader(store, policy).all_states(now, now, workers=1))
 
-    if args.profile:
+    if profile_it:
         whole()
         profile = cProfile.Profile()
         profile.runcall(whole)
@@ -61,7 +78,7 @@ def main() -> None:
         store.close()
         return
     timings: dict[str, list[float]] = {"all_states": [], "read_log": [], "decode": [], "fold": []}
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         start = time.perf_counter()
         whole()
         timings["all_states"].append(time.perf_counter() - start)
@@ -75,7 +92,7 @@ def main() -> None:
             for row in rows:
                 decode(row, None, False, with_hash=False)
         timings["decode"].append(time.perf_counter() - start)
-        streams = reader.read_all()
+        streams = reader.read_all()  # freshly decoded: a typed record is built on its first read
         gc.collect()
         gc.disable()
         start = time.perf_counter()
