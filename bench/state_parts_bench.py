@@ -1,12 +1,15 @@
 """``state --all`` in one process, in its parts: reading the log, decoding, folding.
 
-Run:  .venv/bin/python bench/state_parts_bench.py [--customers 1600] [--repeat 5] [--profile]
+Run:  .venv/bin/python bench/state_parts_bench.py [--customers 1600] [--repeat 5] [--profile [--lines 35]]
 
 A fresh database filled by this checkout's own ingest from a generated branch
 (cached in ``bench/out``), measured, then dropped. It imports either this
 layout or that of ``7adf472`` (the baseline of issue 10), so the same script,
 copied into that checkout's ``bench/``, compares the two codes on the same
-events. ``--profile`` prints the whole pass under cProfile, by own time.
+events. ``all_states`` is timed twice: as the CLI runs it, and with the cyclic
+collector off (what the collector's walks over the objects it makes cost).
+``--profile`` prints the whole pass under cProfile, by own time (its first
+``--lines`` functions).
 """
 
 from __future__ import annotations
@@ -50,16 +53,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--lines", type=int, default=35, help="functions --profile prints")
     args = parser.parse_args()
     url, drop = fresh_db()
     try:
         print(f"{ingest_file(url, generated_history(args.customers, args.years, args.seed)):,} events ingested")
-        measure(url, args.repeat, args.profile)
+        measure(url, args.repeat, args.profile, args.lines)
     finally:
         drop()
 
 
-def measure(url: str, repeat: int, profile_it: bool) -> None:
+def measure(url: str, repeat: int, profile_it: bool, lines: int) -> None:
     tune_gc_for_bulk_work()
     store = open_store(url)
     policy = load_policy()
@@ -74,14 +78,20 @@ def measure(url: str, repeat: int, profile_it: bool) -> None:
         whole()
         profile = cProfile.Profile()
         profile.runcall(whole)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(35)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(lines)
         store.close()
         return
-    timings: dict[str, list[float]] = {"all_states": [], "read_log": [], "decode": [], "fold": []}
+    timings: dict[str, list[float]] = {"all_states": [], "collector off": [], "read_log": [], "decode": [], "fold": []}
     for _ in range(repeat):
         start = time.perf_counter()
         whole()
         timings["all_states"].append(time.perf_counter() - start)
+        gc.collect()
+        gc.disable()
+        start = time.perf_counter()
+        whole()
+        timings["collector off"].append(time.perf_counter() - start)
+        gc.enable()
         start, pages, after = time.perf_counter(), [], 0
         while rows := store.read_log(after, 5000):
             pages.append(rows)
