@@ -22,6 +22,8 @@ import pstats
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -32,14 +34,12 @@ from timeline.store import open_store  # noqa: E402
 
 try:
     from timeline.application.codec import decode
-    from timeline.application.process import tune_gc_for_bulk_work
     from timeline.application.states import StateReader, state_of
     from timeline.domain.policy import load_policy
     from timeline.projections.state import UnknownCustomer
 except ImportError:  # the layout before the layers (7adf472)
     from projections.policy import load_policy
     from timeline.codec import decode
-    from timeline.process import tune_gc_for_bulk_work
     from timeline.states import StateReader
 
     from projections.state import UnknownCustomer
@@ -64,7 +64,7 @@ def main() -> None:
 
 
 def measure(url: str, repeat: int, profile_it: bool, lines: int) -> None:
-    tune_gc_for_bulk_work()
+    """With the CLI's bulk collector thresholds: ``common`` sets them on import, as ``timeline`` does."""
     store = open_store(url)
     policy = load_policy()
     reader = StateReader(store, policy)
@@ -74,47 +74,57 @@ def measure(url: str, repeat: int, profile_it: bool, lines: int) -> None:
     def whole() -> None:
         list(StateReader(store, policy).all_states(now, now, workers=1))
 
-    if profile_it:
-        whole()
-        profile = cProfile.Profile()
-        profile.runcall(whole)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(lines)
+    try:
+        if profile_it:
+            whole()
+            profile = cProfile.Profile()
+            profile.runcall(whole)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(lines)
+            return
+        timings: dict[str, list[float]] = {
+            part: [] for part in ("all_states", "collector off", "read_log", "decode", "fold")
+        }
+        for _ in range(repeat):
+            start = time.perf_counter()
+            whole()
+            timings["all_states"].append(time.perf_counter() - start)
+            with collector_off():
+                start = time.perf_counter()
+                whole()
+                timings["collector off"].append(time.perf_counter() - start)
+            start, pages, after = time.perf_counter(), [], 0
+            while rows := store.read_log(after, 5000):
+                pages.append(rows)
+                after = rows[-1].position
+            timings["read_log"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for rows in pages:
+                for row in rows:
+                    decode(row, None, False, with_hash=False)
+            timings["decode"].append(time.perf_counter() - start)
+            streams = reader.read_all()  # freshly decoded: a typed record is built on its first read
+            with collector_off():
+                start = time.perf_counter()
+                for customer_id in sorted(streams):
+                    try:
+                        state_of(streams[customer_id], versions, now, now)
+                    except UnknownCustomer:
+                        continue
+                timings["fold"].append(time.perf_counter() - start)
+        print(", ".join(f"{part} {statistics.median(values):.2f} s" for part, values in timings.items()))
+    finally:
         store.close()
-        return
-    timings: dict[str, list[float]] = {"all_states": [], "collector off": [], "read_log": [], "decode": [], "fold": []}
-    for _ in range(repeat):
-        start = time.perf_counter()
-        whole()
-        timings["all_states"].append(time.perf_counter() - start)
-        gc.collect()
-        gc.disable()
-        start = time.perf_counter()
-        whole()
-        timings["collector off"].append(time.perf_counter() - start)
+
+
+@contextmanager
+def collector_off() -> Iterator[None]:
+    """The cyclic collector off, after a collection, so that no earlier garbage is walked in the timed part."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
         gc.enable()
-        start, pages, after = time.perf_counter(), [], 0
-        while rows := store.read_log(after, 5000):
-            pages.append(rows)
-            after = rows[-1].position
-        timings["read_log"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        for rows in pages:
-            for row in rows:
-                decode(row, None, False, with_hash=False)
-        timings["decode"].append(time.perf_counter() - start)
-        streams = reader.read_all()  # freshly decoded: a typed record is built on its first read
-        gc.collect()
-        gc.disable()
-        start = time.perf_counter()
-        for customer_id in sorted(streams):
-            try:
-                state_of(streams[customer_id], versions, now, now)
-            except UnknownCustomer:
-                continue
-        timings["fold"].append(time.perf_counter() - start)
-        gc.enable()
-    print(", ".join(f"{part} {statistics.median(values):.2f} s" for part, values in timings.items()))
-    store.close()
 
 
 if __name__ == "__main__":
