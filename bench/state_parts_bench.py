@@ -6,8 +6,11 @@ A fresh database filled by this checkout's own ingest from a generated branch
 (cached in ``bench/out``), measured, then dropped. It imports either this
 layout or that of ``7adf472`` (the baseline of issue 10), so the same script,
 copied into that checkout's ``bench/``, compares the two codes on the same
-events. ``all_states`` is timed twice: as the CLI runs it, and with the cyclic
-collector off (what the collector's walks over the objects it makes cost).
+events. ``all_states`` is timed in one process twice, with the CLI's bulk collector thresholds and
+with the cyclic collector off (what the collector's walks over the objects it makes cost), and
+``timeline state --all --json`` as a user runs it (a process of its own, folding in one
+process per core on a store this large; main pauses the collector for the pass, ``7adf472``
+does not).
 ``--profile`` prints the whole pass under cProfile, by own time (its first
 ``--lines`` functions).
 """
@@ -20,6 +23,7 @@ import datetime as dt
 import gc
 import pstats
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -44,6 +48,8 @@ except ImportError:  # the layout before the layers (7adf472)
 
     from projections.state import UnknownCustomer
     from projections.state import customer_state as state_of
+
+TIMELINE = str(Path(sys.executable).with_name("timeline"))
 
 
 def main() -> None:
@@ -82,7 +88,7 @@ def measure(url: str, repeat: int, profile_it: bool, lines: int) -> None:
             pstats.Stats(profile).sort_stats("tottime").print_stats(lines)
             return
         timings: dict[str, list[float]] = {
-            part: [] for part in ("all_states", "collector off", "read_log", "decode", "fold")
+            part: [] for part in ("all_states", "collector off", "read_log", "decode", "fold", "cli")
         }
         for _ in range(repeat):
             start = time.perf_counter()
@@ -111,6 +117,10 @@ def measure(url: str, repeat: int, profile_it: bool, lines: int) -> None:
                     except UnknownCustomer:
                         continue
                 timings["fold"].append(time.perf_counter() - start)
+            del streams
+            start = time.perf_counter()
+            subprocess.run([TIMELINE, "state", "--all", "--json", "--db", url], stdout=subprocess.DEVNULL, check=True)
+            timings["cli"].append(time.perf_counter() - start)
         print(", ".join(f"{part} {statistics.median(values):.2f} s" for part, values in timings.items()))
     finally:
         store.close()

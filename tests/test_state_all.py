@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 
 import pytest
 
+from timeline.application.process import collector_paused
 from timeline.application.states import StateReader
 from timeline.synthetic.generate import generate_branch
 
@@ -49,3 +51,21 @@ def test_workers_report_progress_up_to_the_head(reader):
     head = reader.store.head_position()
     assert states and seen[-1] == (head, head)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_a_pass_over_every_customer_runs_with_the_collector_paused_and_restores_it():
+    """``collector_paused``: off inside, as it was after, even when the pass fails."""
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("the pass failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

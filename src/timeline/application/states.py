@@ -302,12 +302,13 @@ def _states_of(
     known_at: dt.datetime,
 ) -> tuple[int, list[CustomerState]]:
     """In a worker: :func:`_fold_shard` on a store of its own."""
-    from timeline.application.process import tune_gc_for_bulk_work
+    from timeline.application.process import collector_paused, tune_gc_for_bulk_work
 
     tune_gc_for_bulk_work()
     store = opener()
     try:
-        return _fold_shard(store, policy, customer_ids, as_of, known_at)
+        with collector_paused():
+            return _fold_shard(store, policy, customer_ids, as_of, known_at)
     finally:
         store.close()
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from timeline.application.batch import Summary
 from timeline.application.branch_report import BranchReport, ReportTable, report_of
 from timeline.application.ingest import Ingestor
+from timeline.application.process import collector_paused
 from timeline.application.report_table import KEY_PERSON_MARK
 from timeline.application.states import StateReader
 from timeline.crypto import KekSource
@@ -76,7 +77,8 @@ def run_demo(
             def advance(position: int, head: int) -> None:
                 progress.update(reading, completed=position, total=head)
 
-            states = list(reader.all_states(now, now, progress=advance))
+            with collector_paused():
+                states = list(reader.all_states(now, now, progress=advance))
             example = known_then_and_now(reader, rounds, {s.customer_id: s for s in states}, between)
         qualified = sum(1 for o in ingestor.engine_events if o.status == "accepted")
     finally:

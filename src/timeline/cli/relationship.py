@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from timeline.application.process import collector_paused
 from timeline.cli.options import AsOf, Db, Json, KnownAt, PolicyOpt, reading, settings
 from timeline.cli.output import emit, err, log_progress, out
 from timeline.domain.errors import TimelineError
@@ -32,7 +33,7 @@ def state(
         raise TimelineError("state --all writes JSON lines: add --json")
     with reading(ctx, db, policy, as_of, known_at) as r:
         if customer_id is None:
-            with log_progress("reading the log") as advance:
+            with log_progress("reading the log") as advance, collector_paused():
                 for s in r.reader.all_states(r.as_of, r.known_at, progress=advance):
                     emit(state_json(s))
             return
@@ -80,7 +81,7 @@ def followups(
     """Open follow-ups per relationship manager and branch; overdue when due before today."""
     from timeline.application.views import followup_json, followup_listing, open_followups
 
-    with reading(ctx, db, policy, as_of, None) as r, log_progress("reading the log") as advance:
+    with reading(ctx, db, policy, as_of, None) as r, log_progress("reading the log") as advance, collector_paused():
         states = list(r.reader.all_states(r.as_of, r.known_at, progress=advance))
     open_items = open_followups(states, rm, branch)
     items = followup_listing(open_items, overdue)
