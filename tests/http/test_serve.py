@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -84,3 +85,29 @@ def test_a_port_in_use_is_one_line_and_exit_2(sqlite_url):
         )
     assert run.returncode == 2
     assert run.stderr.splitlines()[-1] == f"timeline: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_the_served_connections_send_without_nagles_delay():
+    """The listening socket is TCP to asyncio, so each accepted connection has TCP_NODELAY: with Nagle's algorithm
+    an answer's body waited behind its headers for the client's delayed ACK, 40 ms on every kept-alive request."""
+    from timeline.cli.serve import _listen
+
+    async def nodelay_of_an_accepted_connection() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted.set_result(
+                    transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                )
+
+        listening = _listen("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+        async with server:
+            _, writer = await asyncio.open_connection(*listening.getsockname())
+            try:
+                return await asyncio.wait_for(accepted, 10)
+            finally:
+                writer.close()
+
+    assert asyncio.run(nodelay_of_an_accepted_connection()) != 0

@@ -87,7 +87,9 @@ def serve(
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so that a port in use is one line (exit 2), not the server's log."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listening = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it
+    # Nagle's algorithm held each answer's body behind its headers for the client's delayed ACK (40 ms)
+    listening = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listening.bind((host, port))
