@@ -13,13 +13,14 @@ On one generated branch and fresh PostgreSQL databases of the benchmark server, 
   hides), first at 200 requests/s, then at doubling rates until p99 passes 50 ms; side by side with
   the same state asked in process (`timeline.open(url).state(id)`, the ceiling).
 
-The server is one uvicorn process, started as `timeline serve`; the client's threads share the
-machine with it. Prints one JSON object (also saved in bench/out/http.json).
+The server is one uvicorn process, started as `timeline serve`; the client, one event loop over
+kept-alive connections, shares the machine with it. Prints one JSON object (also saved in bench/out/http.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
@@ -28,9 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -40,8 +39,8 @@ from common import KEK, OUT, fresh_db, generated_history  # noqa: E402
 
 import timeline  # noqa: E402
 
-CLIENTS = 32
-"""Client threads, each with its own connection: enough that a slow answer never holds back the next due."""
+CONNECTIONS = 32
+"""Kept-alive client connections: enough that a slow answer never holds back the next due."""
 TIMELINE = str(Path(sys.executable).with_name("timeline"))
 
 
@@ -123,49 +122,70 @@ def ingest_http(server: Server, token: str, path: Path, batch: int = 1000) -> fl
 
 
 def steady(server: Server, token: str, customers: list[str], rate: float, seconds: float) -> dict[str, float]:
-    """Open loop at ``rate``: request i is due at start + i / rate; its latency counts from then.
+    """Open loop at ``rate``: request i is due at start + i / rate; its latency counts from then."""
+    return asyncio.run(_steady(server, token, customers, rate, seconds))
 
-    Each of the client's threads makes its connection before the clock starts: building 32 clients inside
-    the measured window put their cost (hundreds of ms, every thread at once) on the first requests'
-    latency, a cost of this client, not of the service."""
+
+async def _steady(server: Server, token: str, customers: list[str], rate: float, seconds: float) -> dict[str, float]:
+    """The requests over ``CONNECTIONS`` kept-alive connections, each written as bytes and read by its length.
+
+    A request's latency counts from the instant it is due, or from when the client's timer woke if that was
+    later (the event loop's timers are of millisecond grain); a wait for a free connection counts. The
+    client is an event loop, not threads with an HTTP library: httpx's 32 threads cost more CPU per
+    request than the service's answer, on the same two cores (BENCHMARKS.md, fifth day, has both).
+    """
     total = int(rate * seconds)
+    rng = random.Random(7)
+    requests = [
+        f"GET /v1/customers/{rng.choice(customers)}/state HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+        for _ in range(total)
+    ]
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(CONNECTIONS):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", server.port))
+    loop = asyncio.get_running_loop()
     latencies: list[float] = []
     errors = 0
-    lock = threading.Lock()
-    local = threading.local()
-    rng = random.Random(7)
-    picks = [rng.choice(customers) for _ in range(total)]
-    ready = threading.Barrier(CLIENTS)
 
-    def connect(_: int) -> None:
-        local.client = httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        local.client.get("/healthz")
-        ready.wait()  # every thread holds its own client: the next map gives each thread requests to make
-
-    def one(i: int) -> None:
+    async def one(i: int, since: float) -> None:
         nonlocal errors
-        due = start + i / rate
-        pause = due - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        ok = local.client.get(f"/v1/customers/{picks[i]}/state").status_code == 200
-        with lock:
-            latencies.append(time.perf_counter() - due)
-            errors += not ok
+        reader, writer = await idle.get()
+        writer.write(requests[i])
+        status = await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await reader.readexactly(length)
+        latencies.append(loop.time() - since)
+        errors += status.split(b" ", 2)[1] != b"200"
+        idle.put_nowait((reader, writer))
 
-    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-        list(pool.map(connect, range(CLIENTS)))
-        start = time.perf_counter() + 0.2
-        list(pool.map(one, range(total)))
+    start = loop.time() + 0.2
+    pending = []
+    for i in range(total):
+        due = start + i / rate
+        pause = due - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        pending.append(asyncio.create_task(one(i, max(due, loop.time()))))
+    await asyncio.gather(*pending)
+    while not idle.empty():
+        _, writer = idle.get_nowait()
+        writer.close()
     return {"rate": rate, "requests": total, "errors": errors, **_quantiles(latencies)}
 
 
 def warm(server: Server, token: str, customers: list[str]) -> None:
-    """One request per customer, unmeasured: a running service has read and folded its customers' streams
-    once (a stream's first fold is what `bench/state_bench.py` measures); the steady rate measures answers."""
+    """Unmeasured, as a service that has run a while: one request per customer (a running service has read and
+    folded its customers' streams once; a stream's first fold is what `bench/state_bench.py` measures), then
+    three seconds at the steady rate (the first concurrent requests open the store's pooled connections and
+    the server's worker threads: 30-290 ms each, once)."""
     with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
         for customer_id in customers:
             client.get(f"/v1/customers/{customer_id}/state")
+    steady(server, token, customers, 200, 3)
 
 
 def in_process(url: str, customers: list[str], calls: int) -> dict[str, float]:

@@ -14,8 +14,9 @@ from timeline.http.service import Service
 bearer = HTTPBearer(auto_error=False, description="A timeline API token (timeline access grant) or the bank's JWT")
 
 
-def service(request: Request) -> Service:
-    """The service this app serves (set by :func:`timeline.http.app.create_app`)."""
+async def service(request: Request) -> Service:
+    """The service this app serves (set by :func:`timeline.http.app.create_app`); ``async`` so that FastAPI does
+    not hop to a worker thread for it."""
     return request.app.state.service
 
 

@@ -13,8 +13,11 @@ from timeline.domain.instants import parse_instant
 from timeline.http.problems import Problem
 
 
-def known_parameters(request: Request) -> None:
-    """Refuse a query parameter the endpoint does not take: a typo (``asof=``) must not be silently ignored."""
+async def known_parameters(request: Request) -> None:
+    """Refuse a query parameter the endpoint does not take: a typo (``asof=``) must not be silently ignored.
+
+    ``async``: it never waits, and FastAPI runs a plain function dependency in a worker thread, a hop that cost
+    every request more than the check."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return

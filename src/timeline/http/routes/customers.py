@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 
 from timeline.application.keyring import load_history
 from timeline.application.views import business_order, explanation_json, history_json, state_json
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.roles import Action, Principal, Role, authorize
+from timeline.http.answers import json_answer
 from timeline.http.auth import Caller, Svc, may
 from timeline.http.params import instant
 from timeline.http.service import Service
@@ -64,22 +65,28 @@ def scoped_state(
         return current if asked == (now, now) else next(answers)
 
 
-@router.get("/{customer_id}/state", summary="The customer's state, as `timeline state ID --json`")
+@router.get(
+    "/{customer_id}/state", summary="The customer's state, as `timeline state ID --json`", response_model=dict[str, Any]
+)
 def state(
     customer_id: str, who: Caller, svc: Svc, as_of: AsOf = None, known_at: KnownAt = None, purpose: Purpose = None
-) -> dict[str, Any]:
+) -> Response:
     result = scoped_state(svc, who, customer_id, Action.STATE, as_of, known_at)
     svc.trail.append(who, customer_id, Action.STATE, purpose)
-    return state_json(result)
+    return json_answer(state_json(result))
 
 
-@router.get("/{customer_id}/explain", summary="Why: the state with its rules and events, as `explain --json`")
+@router.get(
+    "/{customer_id}/explain",
+    summary="Why: the state with its rules and events, as `explain --json`",
+    response_model=dict[str, Any],
+)
 def explain(
     customer_id: str, who: Caller, svc: Svc, as_of: AsOf = None, known_at: KnownAt = None, purpose: Purpose = None
-) -> dict[str, Any]:
+) -> Response:
     result = scoped_state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
     svc.trail.append(who, customer_id, Action.EXPLAIN, purpose)
-    return explanation_json(result)
+    return json_answer(explanation_json(result))
 
 
 def _now_state(svc: Service, customer_id: str) -> CustomerState | None:
@@ -92,9 +99,11 @@ def _now_state(svc: Service, customer_id: str) -> CustomerState | None:
 
 
 @router.get(
-    "/{customer_id}/history", summary="The customer's events, PII opened or erased, as `history --json` (an array)"
+    "/{customer_id}/history",
+    summary="The customer's events, PII opened or erased, as `history --json` (an array)",
+    response_model=list[dict[str, Any]],
 )
-def history(customer_id: str, who: Caller, svc: Svc, purpose: Purpose = None) -> list[dict[str, Any]]:
+def history(customer_id: str, who: Caller, svc: Svc, purpose: Purpose = None) -> Response:
     authorize(who, Action.HISTORY_PII)
     if who.role is not Role.COMPLIANCE:
         _check_scope(who, _now_state(svc, customer_id), Action.HISTORY_PII)
@@ -102,7 +111,7 @@ def history(customer_id: str, who: Caller, svc: Svc, purpose: Purpose = None) ->
     if not events:
         raise UnknownCustomer(f"unknown customer {customer_id}: no events stored")
     svc.trail.append(who, customer_id, Action.HISTORY_PII, purpose)
-    return [history_json(e) for e in events]
+    return json_answer([history_json(e) for e in events])
 
 
 @router.get("", summary="The customers in the caller's sight, by customer id, a page at a time")
