@@ -41,7 +41,8 @@ def collector_paused() -> Iterator[None]:
     Such a pass makes hundreds of thousands of container objects (decoded events, typed records, ledger lines)
     that all live to its end, so each young collection walks them and frees nothing: the pass makes only a few
     reference cycles per customer, freed by the first collection after it. Measured on 197,079 events
-    (BENCHMARKS.md), the walks cost 8-13% of the pass. Mercurial's ``util.nogc`` does the same for the same reason.
+    (BENCHMARKS.md, fifth day), the walks cost 5-15% of the pass. Mercurial's ``util.nogc`` does the same, for
+    the same reason.
     """
     enabled = gc.isenabled()
     gc.disable()
