@@ -18,7 +18,7 @@ from timeline.application.views import business_order, explanation_json, history
 from timeline.domain.errors import UnknownCustomer
 from timeline.domain.roles import Action, Principal, Role, authorize
 from timeline.http.answers import json_answer
-from timeline.http.auth import Caller, Svc, may
+from timeline.http.auth import Asker, Svc, may
 from timeline.http.params import instant
 from timeline.http.service import Service
 from timeline.projections.state import CustomerState
@@ -69,8 +69,9 @@ def scoped_state(
     "/{customer_id}/state", summary="The customer's state, as `timeline state ID --json`", response_model=dict[str, Any]
 )
 def state(
-    customer_id: str, who: Caller, svc: Svc, as_of: AsOf = None, known_at: KnownAt = None, purpose: Purpose = None
+    customer_id: str, asker: Asker, svc: Svc, as_of: AsOf = None, known_at: KnownAt = None, purpose: Purpose = None
 ) -> Response:
+    who = asker.principal()
     result = scoped_state(svc, who, customer_id, Action.STATE, as_of, known_at)
     svc.trail.append(who, customer_id, Action.STATE, purpose)
     return json_answer(state_json(result))
@@ -82,8 +83,9 @@ def state(
     response_model=dict[str, Any],
 )
 def explain(
-    customer_id: str, who: Caller, svc: Svc, as_of: AsOf = None, known_at: KnownAt = None, purpose: Purpose = None
+    customer_id: str, asker: Asker, svc: Svc, as_of: AsOf = None, known_at: KnownAt = None, purpose: Purpose = None
 ) -> Response:
+    who = asker.principal()
     result = scoped_state(svc, who, customer_id, Action.EXPLAIN, as_of, known_at)
     svc.trail.append(who, customer_id, Action.EXPLAIN, purpose)
     return json_answer(explanation_json(result))
@@ -103,7 +105,8 @@ def _now_state(svc: Service, customer_id: str) -> CustomerState | None:
     summary="The customer's events, PII opened or erased, as `history --json` (an array)",
     response_model=list[dict[str, Any]],
 )
-def history(customer_id: str, who: Caller, svc: Svc, purpose: Purpose = None) -> Response:
+def history(customer_id: str, asker: Asker, svc: Svc, purpose: Purpose = None) -> Response:
+    who = asker.principal()
     authorize(who, Action.HISTORY_PII)
     if who.role is not Role.COMPLIANCE:
         _check_scope(who, _now_state(svc, customer_id), Action.HISTORY_PII)
