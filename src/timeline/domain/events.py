@@ -8,6 +8,8 @@ canonical form and validation all derive from these classes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 from uuid import UUID
 
@@ -73,7 +75,7 @@ def _due_range(value: dt.date) -> dt.date:
 
 
 class Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class CustomerRegistered(Data):
@@ -234,7 +236,7 @@ PII_FIELDS: dict[str, frozenset[str]] = {t: _pii_fields(m) for t, m in DATA_MODE
 class Envelope(BaseModel):
     """Fields every event carries; ``recorded_at`` is the engine's, never input."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     event_id: UUID | None = None
     schema_version: Annotated[int, Field(ge=1, strict=True)] = SCHEMA_VERSION
@@ -286,8 +288,15 @@ AnyEvent = Annotated[
     Union[tuple(EVENT_MODELS.values())],  # type: ignore[valid-type]  # noqa: UP007
     Field(discriminator="type"),
 ]
-_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
-_validate = _EVENT_ADAPTER.validator.validate_python
+_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent, config=ConfigDict(defer_build=True))
+"""Built on its first validation, as the models are (``defer_build``): a command that validates no event (state,
+explain, history) does not pay for building the validators of every event type when it starts."""
+
+
+@functools.cache
+def _validate() -> Callable[[Any], Any]:
+    """The union's validating function, the adapter built on the first call."""
+    return _EVENT_ADAPTER.validator.validate_python
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -321,6 +330,6 @@ def parse_event(obj: Any) -> Envelope:
     if "recorded_at" in obj:
         raise RejectedEvent("recorded_at is set by the engine and must not be sent")
     try:
-        return _validate(upcast(obj))
+        return _validate()(upcast(obj))
     except ValidationError as exc:
         raise RejectedEvent(describe_validation_error(exc)) from None
