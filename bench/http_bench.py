@@ -90,6 +90,11 @@ class Server:
                 return round(int(line.split()[1]) / 1024, 1)
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """The CPU time the server process has used so far, its threads' user and system time."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
@@ -122,8 +127,14 @@ def ingest_http(server: Server, token: str, path: Path, batch: int = 1000) -> fl
 
 
 def steady(server: Server, token: str, customers: list[str], rate: float, seconds: float) -> dict[str, float]:
-    """Open loop at ``rate``: request i is due at start + i / rate; its latency counts from then."""
-    return asyncio.run(_steady(server, token, customers, rate, seconds))
+    """Open loop at ``rate``: request i is due at start + i / rate; its latency counts from then.
+
+    With the server's CPU time per request: on a shared machine latency swings with the neighbours' load from one
+    run to the next, the CPU a request costs far less."""
+    cpu = server.cpu_seconds()
+    result = asyncio.run(_steady(server, token, customers, rate, seconds))
+    result["server_cpu_ms_per_request"] = round((server.cpu_seconds() - cpu) / result["requests"] * 1000, 2)
+    return result
 
 
 async def _steady(server: Server, token: str, customers: list[str], rate: float, seconds: float) -> dict[str, float]:
